@@ -1,0 +1,155 @@
+"""The event contract between collectors and the monitor, version 1.
+
+Both sides import this module: the SDK and the sidecar build events that match it,
+and the monitor's ingest validates incoming batches against it. Three documents:
+
+- :class:`PredictionEvent`: one prediction as the model served it (inputs, outputs,
+  latency, trace context, variant, segment);
+- :class:`LabelEvent`: ground truth that arrives later, joined to a prediction by the
+  prediction's event id or by a correlation key;
+- :class:`ModelDescription`: what the monitor needs to know about a model (task,
+  features and their types, positive class, sensitive attributes).
+
+Every string and collection has a size limit, so a hostile or broken client cannot
+make the monitor hold unbounded data. A change that breaks old clients bumps
+:data:`SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+"""Version of the event contract; batches carry it in ``schema_version``."""
+
+MAX_BATCH_EVENTS = 10_000
+"""Most events (or labels) in one ingest batch."""
+
+MAX_FEATURES = 1_000
+"""Most features per event, and per model."""
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+
+EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
+VersionName = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+FeatureName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
+ShortText = Annotated[str, Field(max_length=1024)]
+FeatureValue = float | int | bool | ShortText | None
+ClassValue = int | Annotated[str, Field(min_length=1, max_length=256)]
+TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+Task = Literal["binary", "multiclass", "regression"]
+FeatureType = Literal["numeric", "categorical", "boolean"]
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Outputs(_Document):
+    """What the model returned for one row; set the fields that apply to its task."""
+
+    predicted_class: ClassValue | None = None
+    """The class served (classification)."""
+    score: float | None = None
+    """The served score, e.g. the positive class's probability (binary)."""
+    probabilities: dict[Annotated[str, Field(max_length=256)], float] | None = Field(
+        default=None, max_length=1_000
+    )
+    """Probability per class (multiclass)."""
+    value: float | None = None
+    """The predicted value (regression)."""
+
+
+class PredictionEvent(_Document):
+    """One prediction, captured beside the model."""
+
+    event_id: EventId
+    """Unique id; the monitor stores an event once however often it is delivered."""
+    model: ModelName
+    model_version: VersionName
+    timestamp: AwareDatetime
+    """When the model served the prediction (ISO 8601 with a zone, or epoch seconds)."""
+    features: dict[FeatureName, FeatureValue] = Field(max_length=MAX_FEATURES)
+    outputs: Outputs
+    latency_seconds: float | None = Field(default=None, ge=0, le=3600)
+    trace_id: TraceId | None = None
+    """W3C trace id: links the stages of a pipeline."""
+    parent_span_id: SpanId | None = None
+    variant: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = None
+    """``shadow`` for a prediction captured but not served, or the A/B arm."""
+    segment: dict[FeatureName, Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=dict, max_length=16
+    )
+    """Attributes to slice results by (region, channel...)."""
+    correlation_key: EventId | None = None
+    """A business key (an order id...) that a later label may use instead of event_id."""
+
+
+class LabelEvent(_Document):
+    """Ground truth for one prediction, which may arrive long after it."""
+
+    event_id: EventId
+    """The label's own id (labels are stored once, too)."""
+    model: ModelName
+    prediction_id: EventId | None = None
+    """The event id of the prediction this label is for."""
+    correlation_key: EventId | None = None
+    """Or the prediction's correlation key."""
+    value: float | int | bool | Annotated[str, Field(max_length=256)]
+    timestamp: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_join_key(self) -> LabelEvent:
+        if (self.prediction_id is None) == (self.correlation_key is None):
+            raise ValueError("set exactly one of prediction_id and correlation_key")
+        return self
+
+
+class PredictionBatch(_Document):
+    """The body of ``POST /v1/ingest/predictions``."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    events: list[PredictionEvent] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+class LabelBatch(_Document):
+    """The body of ``POST /v1/ingest/labels``."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    labels: list[LabelEvent] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+class FeatureSpec(_Document):
+    """One input feature of a model."""
+
+    name: FeatureName
+    type: FeatureType
+
+
+class ModelDescription(_Document):
+    """What the monitor must know about a model before it accepts its events."""
+
+    name: ModelName
+    task: Task
+    features: list[FeatureSpec] = Field(min_length=1, max_length=MAX_FEATURES)
+    positive_class: ClassValue | None = None
+    """The class that counts as positive (binary tasks)."""
+    sensitive_attributes: list[FeatureName] = Field(default_factory=list, max_length=64)
+    """Features or segment keys that fairness is measured over."""
+    description: Annotated[str, Field(max_length=4096)] = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelDescription:
+        names = [f.name for f in self.features]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"feature names must be unique; repeated: {duplicated}")
+        if self.task == "binary" and self.positive_class is None:
+            raise ValueError("a binary model needs positive_class")
+        return self

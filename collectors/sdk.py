@@ -1,0 +1,370 @@
+"""The in-process SDK: events in from the host's code, batches out to the monitor.
+
+``Client.record`` copies what it is given onto a bounded in-memory queue and returns;
+a background thread encodes batches and ships them with retry, exponential backoff and
+full jitter. The caller is never blocked on I/O and never sees an exception: a full
+queue, a closed client or an unusable argument drops the event and counts it.
+
+What ``record`` costs the caller: one short lock around an O(1) append (the shipper
+holds the same lock only to pop at most one batch of references, about 30 us for
+1,000 events), so a call returns within about a millisecond even while the monitor is
+down; ``tests/collectors/test_sdk.py`` holds it to that bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from collectors.contract import SCHEMA_VERSION
+from collectors.settings import ClientSettings
+from collectors.ship import HttpShipper, Kind, Shipper
+
+logger = logging.getLogger("sidewatch.sdk")
+
+_Item = tuple[Kind, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Counters of one client since it was built."""
+
+    recorded: int
+    """Events accepted onto the queue."""
+    stored: int
+    """Events the monitor stored."""
+    duplicates: int
+    """Events the monitor already had (a redelivery)."""
+    dropped_queue_full: int
+    dropped_closed: int
+    """Events recorded after ``close``."""
+    dropped_invalid: int
+    """Calls whose arguments could not be turned into an event."""
+    rejected: int
+    """Events in batches the monitor refused (HTTP 4xx); the log says why."""
+    undelivered: int
+    """Events still unshipped when ``close`` ran out of time."""
+    retries: int
+    """Failed attempts that were retried."""
+    queued: int
+    """Events waiting now, in the queue or in flight."""
+
+
+class Client:
+    """Records predictions and labels and ships them to the monitor in the background.
+
+    Args:
+        settings: Where the monitor is and how much to buffer; by default read from
+            ``SIDEWATCH_*`` environment variables.
+        shipper: How batches travel; by default HTTP to ``settings.monitor_url``.
+    """
+
+    def __init__(
+        self, settings: ClientSettings | None = None, *, shipper: Shipper | None = None
+    ) -> None:
+        self.settings = settings or ClientSettings()
+        token = self.settings.token.get_secret_value() if self.settings.token else None
+        self._shipper: Shipper = shipper or HttpShipper(
+            str(self.settings.monitor_url), token, self.settings.timeout_seconds
+        )
+        self._lock = threading.Lock()
+        self._queue: deque[_Item] = deque()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._idle = threading.Condition(threading.Lock())
+        self._in_flight = 0
+        self._counts = dict.fromkeys(
+            (
+                "recorded",
+                "stored",
+                "duplicates",
+                "dropped_queue_full",
+                "dropped_closed",
+                "dropped_invalid",
+                "rejected",
+                "undelivered",
+                "retries",
+            ),
+            0,
+        )
+        self._warned: set[str] = set()
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+
+    # -- the caller's side -------------------------------------------------------------
+
+    def record(
+        self,
+        features: Mapping[str, Any],
+        *,
+        predicted_class: int | str | None = None,
+        score: float | None = None,
+        probabilities: Mapping[str, float] | None = None,
+        value: float | None = None,
+        model: str | None = None,
+        model_version: str | None = None,
+        latency_seconds: float | None = None,
+        event_id: str | None = None,
+        timestamp: float | None = None,
+        trace_id: str | None = None,
+        parent_span_id: str | None = None,
+        variant: str | None = None,
+        segment: Mapping[str, str] | None = None,
+        correlation_key: str | None = None,
+    ) -> str | None:
+        """Queue one prediction event; never blocks on I/O, never raises.
+
+        Args:
+            features: The model's named inputs for this row (copied).
+            predicted_class: The class served, for classifiers.
+            score: The served score (a binary classifier's positive probability).
+            probabilities: Probability per class, for multiclass models.
+            value: The predicted value, for regressors.
+            model: Model name; defaults to ``settings.model``.
+            model_version: Model version; defaults to ``settings.model_version``.
+            latency_seconds: How long the model took.
+            event_id: Unique id; generated when omitted.
+            timestamp: Epoch seconds when the model served it; now when omitted.
+            trace_id: W3C trace id (32 hex digits), to link pipeline stages.
+            parent_span_id: W3C span id (16 hex digits) of the calling span.
+            variant: ``shadow`` or the A/B arm.
+            segment: Attributes to slice results by.
+            correlation_key: A business key that a later label may use.
+
+        Returns:
+            The event id (keep it to send the label later), or None if the event was
+            dropped.
+        """
+        try:
+            event_id = event_id or uuid.uuid4().hex
+            outputs: dict[str, Any] = {}
+            if predicted_class is not None:
+                outputs["predicted_class"] = predicted_class
+            if score is not None:
+                outputs["score"] = score
+            if probabilities is not None:
+                outputs["probabilities"] = dict(probabilities)
+            if value is not None:
+                outputs["value"] = value
+            event: dict[str, Any] = {
+                "event_id": event_id,
+                "model": model or self.settings.model,
+                "model_version": model_version or self.settings.model_version,
+                "timestamp": time.time() if timestamp is None else timestamp,
+                "features": dict(features),
+                "outputs": outputs,
+            }
+            optional = (
+                ("latency_seconds", latency_seconds),
+                ("trace_id", trace_id),
+                ("parent_span_id", parent_span_id),
+                ("variant", variant),
+                ("correlation_key", correlation_key),
+                ("segment", dict(segment) if segment else None),
+            )
+            for key, item in optional:
+                if item is not None:
+                    event[key] = item
+            if event["model"] is None or event["model_version"] is None:
+                raise ValueError("record() needs model and model_version (or settings)")
+        except Exception as exc:  # the host's request must never see our failure
+            self._count_invalid(exc)
+            return None
+        return event_id if self._put("predictions", event) else None
+
+    def record_label(
+        self,
+        value: float | int | bool | str,
+        *,
+        prediction_id: str | None = None,
+        correlation_key: str | None = None,
+        model: str | None = None,
+        event_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> str | None:
+        """Queue the ground truth for an earlier prediction; never raises.
+
+        Args:
+            value: The true class or value.
+            prediction_id: The event id that ``record`` returned for the prediction.
+            correlation_key: Or the prediction's correlation key.
+            model: Model name; defaults to ``settings.model``.
+            event_id: The label's own unique id; generated when omitted.
+            timestamp: Epoch seconds when the truth became known; now when omitted.
+
+        Returns:
+            The label's event id, or None if it was dropped.
+        """
+        try:
+            if (prediction_id is None) == (correlation_key is None):
+                raise ValueError("record_label() needs one of prediction_id, correlation_key")
+            label: dict[str, Any] = {
+                "event_id": event_id or uuid.uuid4().hex,
+                "model": model or self.settings.model,
+                "value": value,
+                "timestamp": time.time() if timestamp is None else timestamp,
+            }
+            if prediction_id is not None:
+                label["prediction_id"] = prediction_id
+            else:
+                label["correlation_key"] = correlation_key
+            if label["model"] is None:
+                raise ValueError("record_label() needs model (or settings.model)")
+        except Exception as exc:  # the host's request must never see our failure
+            self._count_invalid(exc)
+            return None
+        return str(label["event_id"]) if self._put("labels", label) else None
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far was shipped (or given up on).
+
+        Returns:
+            True if the queue drained within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._queue or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting events, ship what is queued for up to ``timeout`` seconds.
+
+        Events still unshipped at the deadline are counted as ``undelivered``.
+        """
+        self.flush(timeout)
+        self._closing.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            # A batch in flight is counted by the shipping thread when it gives up.
+            thread.join(self.settings.timeout_seconds)
+        with self._lock:
+            self._counts["undelivered"] += len(self._queue)
+            self._queue.clear()
+        self._shipper.close()
+
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return ClientStats(**self._counts, queued=len(self._queue) + self._in_flight)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _put(self, kind: Kind, item: dict[str, Any]) -> bool:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if self._closing.is_set():
+                self._counts["dropped_closed"] += 1
+                return False
+            if len(self._queue) >= self.settings.queue_size:
+                self._counts["dropped_queue_full"] += 1
+                return False
+            self._queue.append((kind, item))
+            self._counts["recorded"] += 1
+            full = len(self._queue) >= self.settings.batch_size
+        if self._thread is None:
+            self._start()
+        if full:
+            self._wake.set()
+        return True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sidewatch-shipper", daemon=True
+                )
+                self._thread.start()
+
+    def _after_fork(self) -> None:
+        # A forked child inherits the queue but not the thread: start clean.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
+        self._queue = deque()
+        self._in_flight = 0
+        self._thread = None
+        self._pid = os.getpid()
+
+    def _count_invalid(self, exc: Exception) -> None:
+        with self._lock:
+            self._counts["dropped_invalid"] += 1
+        self._warn_once("invalid", f"Sidewatch dropped an event it could not build: {exc}")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message)
+
+    def _run(self) -> None:
+        interval = self.settings.flush_interval_seconds
+        while not self._closing.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            while self._ship_one_batch():
+                pass
+            with self._idle:
+                self._idle.notify_all()
+
+    def _ship_one_batch(self) -> bool:
+        with self._lock:
+            n = min(len(self._queue), self.settings.batch_size)
+            items = [self._queue.popleft() for _ in range(n)]
+            self._in_flight = n
+        if not items:
+            return False
+        for kind in ("predictions", "labels"):
+            docs = [doc for k, doc in items if k == kind]
+            if docs:
+                self._deliver(kind, docs)
+        with self._lock:
+            self._in_flight = 0
+        return not self._closing.is_set()
+
+    def _deliver(self, kind: Kind, docs: list[dict[str, Any]]) -> None:
+        key = "events" if kind == "predictions" else "labels"
+        body = orjson.dumps({"schema_version": SCHEMA_VERSION, key: docs})
+        delay = self.settings.retry_initial_seconds
+        while True:
+            result = self._shipper.ship(kind, body)
+            if result.outcome == "delivered":
+                with self._lock:
+                    self._counts["stored"] += result.stored
+                    self._counts["duplicates"] += result.duplicates
+                return
+            if result.outcome == "rejected":
+                with self._lock:
+                    self._counts["rejected"] += len(docs)
+                logger.error("Sidewatch monitor rejected %d %s: %s", len(docs), kind, result.detail)
+                return
+            with self._lock:
+                self._counts["retries"] += 1
+            self._warn_once("retry", f"Sidewatch monitor not reachable, retrying: {result.detail}")
+            # Full jitter: a fleet of clients does not retry in lockstep.
+            if self._closing.wait(random.uniform(0, delay)):
+                with self._lock:
+                    self._counts["undelivered"] += len(docs)
+                return
+            delay = min(delay * 2, self.settings.retry_max_seconds)

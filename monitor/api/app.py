@@ -1,0 +1,349 @@
+"""The monitor's HTTP application: routes, error mapping and lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from collectors.contract import ID_PATTERN, NAME_PATTERN, LabelBatch, ModelDescription, PredictionBatch
+from monitor.api.auth import Authorizer, Principal
+from monitor.api.ingest import Ingestor, validation_problems
+from monitor.api.limits import BodySizeLimit
+from monitor.api.schemas import (
+    ErrorBody,
+    FeatureDriftPublic,
+    IngestResult,
+    ModelPublic,
+    ReferencePublic,
+    VersionPublic,
+    WindowPublic,
+)
+from monitor.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    SidewatchError,
+)
+from monitor.export.prometheus import IngestMetrics, ResultsCollector
+from monitor.reference import format_for, profile_reference, read_reference, to_parquet
+from monitor.score.loop import ScoringLoop
+from monitor.score.results import WindowResult
+from monitor.score.scorer import WindowScorer
+from monitor.settings import MonitorSettings
+from monitor.store import Store
+
+logger = logging.getLogger("sidewatch.monitor")
+
+_STATUS: dict[type[SidewatchError], tuple[int, str]] = {
+    InputError: (422, "bad_request"),
+    NotFoundError: (404, "not_found"),
+    ConflictError: (409, "conflict"),
+    AuthError: (401, "unauthorized"),
+    ForbiddenError: (403, "forbidden"),
+}
+
+ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
+VersionPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    authorizer: Authorizer = request.app.state.authorizer
+    return authorizer.principal(authorization)
+
+
+def _admin(principal: Annotated[Principal, Depends(_caller)]) -> Principal:
+    principal.check_admin()
+    return principal
+
+
+Caller = Annotated[Principal, Depends(_caller)]
+"""Any caller with a valid token (anyone, when no token is configured)."""
+Admin = Annotated[Principal, Depends(_admin)]
+"""A caller with the admin token (anyone, when no token is configured)."""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422)
+}
+
+
+def create_app(
+    settings: MonitorSettings, *, store: Store | None = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """Build the monitor application.
+
+    Args:
+        settings: Validated settings.
+        store: The store to use; by default one on ``settings.database_url``. The
+            schema is migrated at start-up either way.
+        clock: Current epoch time, for the scoring loop (injected in tests).
+    """
+    store = store or Store(settings.database_url)
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    scorer = WindowScorer(
+        store, psi_threshold=settings.psi_threshold, min_window_events=settings.min_window_events
+    )
+    loop = ScoringLoop(
+        store,
+        scorer,
+        window_seconds=settings.window_seconds,
+        interval_seconds=settings.score_interval_seconds,
+        clock=clock,
+    )
+    ingestor = Ingestor(store, metrics, loop.mark)
+    authorizer = Authorizer(settings)
+    registry.register(
+        ResultsCollector(
+            loop.latest,
+            store.list_models,
+            lambda: (loop.last_success, loop.failures),
+            settings.max_feature_labels,
+        )
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(store.migrate)
+        loop.start()
+        if not settings.auth_enabled:
+            logger.warning(
+                "No token configured: the API is open to anyone on this host, so the "
+                "monitor listens on %s only. Set SIDEWATCH_ADMIN_TOKEN to open it up.",
+                settings.host,
+            )
+        yield
+        loop.stop()
+        store.close()
+
+    app = FastAPI(
+        title="Sidewatch monitor",
+        version="0.1.0",
+        description="Ingest captured predictions and late labels; score drift and accuracy.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.loop = loop
+    app.state.registry = registry
+    app.state.authorizer = authorizer
+
+    def limit_for(path: str) -> int:
+        if path.endswith("/reference"):
+            return settings.max_reference_bytes
+        return settings.max_request_bytes
+
+    app.add_middleware(
+        BodySizeLimit, limit_for=limit_for, on_reject=metrics.rejected.labels("too_large").inc
+    )
+
+    @app.exception_handler(SidewatchError)
+    async def _sidewatch_error(_request: Request, exc: SidewatchError) -> JSONResponse:
+        status, reason = _STATUS.get(type(exc), (400, "bad_request"))
+        metrics.rejected.labels(reason).inc()
+        problems = getattr(exc, "problems", [])
+        body = {"detail": str(exc), "problems": [{"loc": l, "msg": m} for l, m in problems]}
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("bad_request").inc()
+        problems = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "the request is not valid", "problems": problems}, 422)
+
+    # -- health and metrics ------------------------------------------------------------
+
+    @app.get("/livez", tags=["health"])
+    def livez() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorBody}})
+    def readyz() -> JSONResponse:
+        """The store answers: the monitor can take events."""
+        if store.ping():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"detail": "the database does not answer"}, status_code=503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus exposition of ingest counters and the latest window results."""
+        encoder, content_type = choose_encoder(accept or "")
+        return Response(encoder(registry), media_type=content_type)
+
+    # -- models ------------------------------------------------------------------------
+
+    @app.put("/v1/models/{name}", tags=["models"], responses=_ERRORS, response_model=ModelPublic)
+    def put_model(
+        name: ModelPath, description: ModelDescription, _: Admin, response: Response
+    ) -> ModelPublic:
+        """Register a model (idempotent: the same description again changes nothing)."""
+        if description.name != name:
+            raise InputError(
+                "the path and the body name different models",
+                [("name", f"expected {name!r}, as in the path")],
+            )
+        created = store.put_model(description)
+        ingestor.forget_model(name)
+        response.status_code = 201 if created else 200
+        return _model_public(store, description)
+
+    @app.get("/v1/models", tags=["models"], responses=_ERRORS)
+    def list_models(_: Admin) -> list[ModelPublic]:
+        """Every registered model."""
+        return [_model_public(store, m) for m in store.list_models()]
+
+    @app.get("/v1/models/{name}", tags=["models"], responses=_ERRORS)
+    def get_model(name: ModelPath, _: Admin) -> ModelPublic:
+        """One registered model."""
+        return _model_public(store, store.get_model(name))
+
+    @app.put("/v1/models/{name}/versions/{version}", tags=["models"], responses=_ERRORS)
+    def put_version(name: ModelPath, version: VersionPath, _: Admin) -> VersionPublic:
+        """Register a version (events of an unknown version also register it)."""
+        store.get_model(name)
+        public = VersionPublic(model=name, version=version)
+        store.ensure_versions([(name, public.version)])
+        return public
+
+    @app.put(
+        "/v1/models/{name}/versions/{version}/reference",
+        tags=["models"],
+        status_code=201,
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {
+                        "schema": {"type": "string", "format": "binary"}
+                    },
+                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                },
+            }
+        },
+    )
+    async def put_reference(
+        name: ModelPath,
+        version: VersionPath,
+        request: Request,
+        _: Admin,
+        format: Annotated[str | None, Query(description="csv, parquet or json")] = None,
+    ) -> ReferencePublic:
+        """Upload a reference dataset for a version (a new revision each time).
+
+        Every declared feature must be a column; other columns are kept.
+        """
+        body = await request.body()
+        fmt = format_for(request.headers.get("content-type"), format)
+
+        def work() -> ReferencePublic:
+            model = store.get_model(name)
+            frame = read_reference(body, fmt, model)
+            profile = profile_reference(frame, model, settings.psi_bins)
+            info = store.add_reference(
+                name, version, rows=len(frame), source_format=fmt,
+                data=to_parquet(frame), profile=profile,
+            )  # fmt: skip
+            return ReferencePublic(
+                model=name,
+                version=version,
+                revision=info.revision,
+                rows=info.rows,
+                source_format=fmt,
+                features_profiled=sorted(profile["features"]),
+                created_at=info.created_at,
+            )
+
+        return await run_in_threadpool(work)
+
+    # -- ingest ------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/ingest/predictions",
+        tags=["ingest"],
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PredictionBatch.model_json_schema()}},
+            }
+        },
+    )
+    async def ingest_predictions(request: Request, principal: Caller) -> IngestResult:
+        """Store a batch of prediction events; event ids already stored are skipped."""
+        body = await request.body()
+        return await run_in_threadpool(ingestor.predictions, body, principal)
+
+    @app.post(
+        "/v1/ingest/labels",
+        tags=["ingest"],
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": LabelBatch.model_json_schema()}},
+            }
+        },
+    )
+    async def ingest_labels(request: Request, principal: Caller) -> IngestResult:
+        """Store a batch of labels; label ids already stored are skipped."""
+        body = await request.body()
+        return await run_in_threadpool(ingestor.labels, body, principal)
+
+    # -- results -----------------------------------------------------------------------
+
+    @app.get("/v1/models/{name}/versions/{version}/windows", tags=["results"], responses=_ERRORS)
+    def windows(
+        name: ModelPath,
+        version: VersionPath,
+        _: Admin,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[WindowPublic]:
+        """The version's scored windows, newest first."""
+        store.get_model(name)
+        return [_window_public(w) for w in store.window_results(name, version, limit=limit)]
+
+    return app
+
+
+def _model_public(store: Store, model: ModelDescription) -> ModelPublic:
+    versions = [v for _, v in store.list_versions(model.name)]
+    return ModelPublic(**model.model_dump(), versions=versions)
+
+
+def _window_public(w: WindowResult) -> WindowPublic:
+    return WindowPublic(
+        model=w.model,
+        model_version=w.model_version,
+        window_start=w.window_start,
+        window_end=w.window_end,
+        definition=w.definition,
+        predictions=w.predictions,
+        labelled=w.labelled,
+        label_coverage=w.label_coverage,
+        accuracy=w.accuracy,
+        latency_p50_seconds=w.latency_p50_seconds,
+        latency_p95_seconds=w.latency_p95_seconds,
+        latency_p99_seconds=w.latency_p99_seconds,
+        reference_revision=w.reference_revision,
+        drift=[FeatureDriftPublic(feature=d.feature, **d.as_json()) for d in w.drift],
+        scored_at=w.scored_at,
+    )
+
+
+__all__ = ["create_app", "validation_problems"]

@@ -1,0 +1,271 @@
+"""Validation and storage of ingest batches: JSON bytes in, stored rows and counts out.
+
+A batch is all or nothing: if any event is invalid, nothing is stored and the answer
+lists what is wrong, by location, without echoing values. A batch that is valid is
+stored once: events whose id is already stored count as duplicates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from collectors.contract import (
+    LabelBatch,
+    ModelDescription,
+    PredictionBatch,
+    PredictionEvent,
+)
+from monitor.api.auth import Principal
+from monitor.api.schemas import IngestResult
+from monitor.errors import InputError, NotFoundError
+from monitor.export.prometheus import IngestMetrics
+from monitor.store import Store
+
+MAX_PROBLEMS = 20
+"""Most problems listed in one error answer."""
+
+_EXPECTED = {
+    "numeric": "expected a number or null (a numeric feature)",
+    "categorical": "expected a string, an integer or null (a categorical feature)",
+    "boolean": "expected true, false or null (a boolean feature)",
+}
+
+
+def _numeric(v: object) -> bool:
+    return type(v) is float or type(v) is int
+
+
+def _categorical(v: object) -> bool:
+    return type(v) is str or type(v) is int
+
+
+def _boolean(v: object) -> bool:
+    return type(v) is bool
+
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "numeric": _numeric,
+    "categorical": _categorical,
+    "boolean": _boolean,
+}
+
+
+class Ingestor:
+    """Validates and stores batches of predictions and labels.
+
+    Args:
+        store: Where rows go.
+        metrics: Counters to update.
+        on_stored: Called with (model, version, event times) for what was stored, so
+            that the windows holding them get scored.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: IngestMetrics,
+        on_stored: Callable[[str, str, list[float]], None],
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._on_stored = on_stored
+        self._models: dict[str, ModelDescription] = {}
+        self._versions: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def forget_model(self, name: str) -> None:
+        """Drop a cached model description (after it was registered)."""
+        with self._lock:
+            self._models.pop(name, None)
+
+    def predictions(self, body: bytes, principal: Principal) -> IngestResult:
+        """Validate and store a :class:`PredictionBatch`.
+
+        Raises:
+            InputError: The batch is malformed or does not fit its models.
+            ForbiddenError: The caller may not write one of the batch's models.
+        """
+        batch = _parse(PredictionBatch, body)
+        problems: list[tuple[str, str]] = []
+        rows: list[dict[str, Any]] = []
+        now = time.time()
+        for i, event in enumerate(batch.events):
+            principal.check_writes(event.model)
+            model = self._model(event.model)
+            if model is None:
+                problems.append(
+                    (f"events[{i}].model", f"model {event.model!r} is not registered")
+                )
+            else:
+                problems.extend(_feature_problems(i, event, model))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            rows.append(_prediction_row(event, now))
+        if problems:
+            raise InputError("the batch has invalid events; nothing was stored", problems)
+        new_versions = {(r["model"], r["model_version"]) for r in rows} - self._versions
+        if new_versions:
+            self._store.ensure_versions(new_versions)
+            self._versions |= new_versions
+        stored_ids = set(self._store.insert_predictions(rows))
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["event_id"] in stored_ids:
+                groups.setdefault((row["model"], row["model_version"]), []).append(row)
+        for (model_name, version), stored in groups.items():
+            latency = self._metrics.latency.labels(model_name, version)
+            for row in stored:
+                if row["latency_seconds"] is not None:
+                    latency.observe(row["latency_seconds"])
+            self._metrics.events.labels(model_name, "predictions", "stored").inc(len(stored))
+            self._on_stored(model_name, version, [r["ts"] for r in stored])
+        self._count_duplicates("predictions", rows, stored_ids)
+        return IngestResult(
+            received=len(rows), stored=len(stored_ids), duplicates=len(rows) - len(stored_ids)
+        )
+
+    def labels(self, body: bytes, principal: Principal) -> IngestResult:
+        """Validate and store a :class:`LabelBatch`.
+
+        Raises:
+            InputError: The batch is malformed or names unregistered models.
+            ForbiddenError: The caller may not write one of the batch's models.
+        """
+        batch = _parse(LabelBatch, body)
+        problems = []
+        now = time.time()
+        rows = []
+        for i, label in enumerate(batch.labels):
+            principal.check_writes(label.model)
+            if self._model(label.model) is None:
+                problems.append((f"labels[{i}].model", f"model {label.model!r} is not registered"))
+            rows.append(
+                {
+                    "event_id": label.event_id,
+                    "model": label.model,
+                    "prediction_id": label.prediction_id,
+                    "correlation_key": label.correlation_key,
+                    "value": label.value,
+                    "ts": label.timestamp.timestamp(),
+                    "received_at": now,
+                }
+            )
+        if problems:
+            raise InputError("the batch has invalid labels; nothing was stored", problems)
+        stored_ids = self._store.insert_labels(rows)
+        stored = set(stored_ids)
+        per_model = Counter(r["model"] for r in rows if r["event_id"] in stored)
+        for model_name, count in per_model.items():
+            self._metrics.events.labels(model_name, "labels", "stored").inc(count)
+        for model_name, version, ts in self._store.predictions_labelled_by(stored_ids):
+            self._on_stored(model_name, version, [ts])
+        self._count_duplicates("labels", rows, stored)
+        return IngestResult(
+            received=len(rows), stored=len(stored_ids), duplicates=len(rows) - len(stored_ids)
+        )
+
+    def _count_duplicates(self, kind: str, rows: list[dict[str, Any]], stored: set[str]) -> None:
+        for row in rows:
+            if row["event_id"] not in stored:
+                self._metrics.events.labels(row["model"], kind, "duplicate").inc()
+
+    def _model(self, name: str) -> ModelDescription | None:
+        model = self._models.get(name)
+        if model is None:
+            try:
+                model = self._store.get_model(name)
+            except NotFoundError:
+                return None
+            with self._lock:
+                self._models[name] = model
+        return model
+
+
+def _parse(document: type[PredictionBatch] | type[LabelBatch], body: bytes) -> Any:
+    try:
+        return document.model_validate_json(body)
+    except ValidationError as exc:
+        raise InputError("the batch is not valid", validation_problems(exc)) from exc
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Pydantic errors as ``(location, message)`` pairs, without the input values.
+
+    A value that matches no member of a union (a feature value, a label value) is
+    reported once, at the value's location.
+    """
+    problems: dict[str, str] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = list(error["loc"])
+        if len(loc) >= 4 and loc[0] == "events" and loc[2] == "features":
+            loc = loc[:4]
+            message = "expected a finite number, a boolean, a string (≤1024 chars) or null"
+        elif len(loc) >= 3 and loc[0] == "labels" and loc[2] == "value":
+            loc = loc[:3]
+            message = "expected a finite number, a boolean or a string (≤256 chars)"
+        else:
+            message = error["msg"]
+        where = _location(loc) or "body"
+        if where in problems and problems[where] != message and not where.startswith("events"):
+            problems[where] = f"{problems[where]}; {message}"
+        else:
+            problems.setdefault(where, message)
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return list(problems.items())
+
+
+def _location(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _feature_problems(
+    i: int, event: PredictionEvent, model: ModelDescription
+) -> list[tuple[str, str]]:
+    features = event.features
+    problems = []
+    for spec in model.features:
+        if spec.name not in features:
+            problems.append((f"events[{i}].features.{spec.name}", "missing: the model declares it"))
+            continue
+        value = features[spec.name]
+        if value is not None and not _TYPE_CHECKS[spec.type](value):
+            problems.append((f"events[{i}].features.{spec.name}", _EXPECTED[spec.type]))
+    if len(features) > len(model.features) - len(problems):
+        declared = {spec.name for spec in model.features}
+        for name in features:
+            if name not in declared:
+                problems.append(
+                    (f"events[{i}].features.{name}", "unknown: the model does not declare it")
+                )
+    return problems
+
+
+def _prediction_row(event: PredictionEvent, received_at: float) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "model": event.model,
+        "model_version": event.model_version,
+        "ts": event.timestamp.timestamp(),
+        "received_at": received_at,
+        "features": event.features,
+        "outputs": event.outputs.model_dump(exclude_none=True),
+        "latency_seconds": event.latency_seconds,
+        "trace_id": event.trace_id,
+        "parent_span_id": event.parent_span_id,
+        "variant": event.variant,
+        "segment": event.segment,
+        "correlation_key": event.correlation_key,
+    }

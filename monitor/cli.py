@@ -1,0 +1,110 @@
+"""The ``sidewatch`` command.
+
+Subcommands import what they need when they run, so ``sidewatch --help`` is fast and
+the sidecar's commands never load the monitor's heavy dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from monitor.errors import CliError, SidewatchError
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from monitor.api import create_app
+    from monitor.settings import MonitorSettings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("database_url", args.database_url)) if v is not None}  # fmt: skip
+    try:
+        settings = MonitorSettings(**overrides)
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from monitor.settings import MonitorSettings
+    from monitor.store import Store
+
+    url = args.database_url or MonitorSettings().database_url
+    Store(url).migrate()
+    print(f"schema is up to date on {url.split('@')[-1]}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from monitor.demo import run
+
+    run(
+        duration=args.duration,
+        port=args.port,
+        workdir=args.workdir,
+        drift_after=args.drift_after,
+        window_seconds=args.window_seconds,
+        rate=args.rate,
+        label_delay=args.label_delay,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sidewatch``."""
+    parser = argparse.ArgumentParser(
+        prog="sidewatch", description="Monitoring for ML models already in production."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the monitor (settings from SIDEWATCH_* variables)")
+    serve.add_argument("--host", help="interface (default 127.0.0.1; others need tokens)")
+    serve.add_argument("--port", type=int, help="port (default 8700)")
+    serve.add_argument("--database-url", help="default sqlite:///sidewatch.db")
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--database-url", help="default: SIDEWATCH_DATABASE_URL")
+    migrate.set_defaults(func=_migrate)
+
+    demo = sub.add_parser("demo", help="run a sample model with drifting traffic and late labels")
+    demo.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    demo.add_argument("--port", type=int, default=8700, help="monitor port (default 8700)")
+    demo.add_argument("--workdir", default="var/demo", help="where the demo keeps its files")
+    demo.add_argument("--drift-after", type=float, default=60.0, help="seconds before drift")
+    demo.add_argument("--window-seconds", type=int, default=15, help="scoring window length")
+    demo.add_argument("--rate", type=float, default=20.0, help="predictions per second")
+    demo.add_argument("--label-delay", type=float, default=20.0, help="seconds labels arrive late")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sidewatch``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"sidewatch: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SidewatchError as exc:
+        print(f"sidewatch: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Every metric the monitor exports, in one place.
+
+Names follow CONVENTIONS.md: the ``sidewatch_`` prefix, base units in the name,
+``_total`` for counters, ``_ratio`` for 0..1, ``_info`` for metadata. Labels are
+bounded: model, version, feature (capped per version), test, kind, outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    """One exported metric family."""
+
+    name: str
+    type: Literal["counter", "gauge", "histogram", "info"]
+    help: str
+    labels: tuple[str, ...]
+
+
+_MV = ("model", "model_version")
+
+INGESTED_EVENTS = MetricName(
+    "sidewatch_ingested_events_total",
+    "counter",
+    "Events received by ingest, by kind (predictions, labels) and outcome (stored, duplicate).",
+    ("model", "kind", "outcome"),
+)
+INGEST_REJECTED = MetricName(
+    "sidewatch_ingest_rejected_requests_total",
+    "counter",
+    "Ingest and admin requests refused, by reason.",
+    ("reason",),
+)
+PREDICTION_LATENCY = MetricName(
+    "sidewatch_prediction_latency_seconds",
+    "histogram",
+    "Model latency reported with each stored prediction.",
+    _MV,
+)
+MODEL_INFO = MetricName(
+    "sidewatch_model_info", "info", "A registered model and its task.", ("model", "task")
+)
+WINDOW_PREDICTIONS = MetricName(
+    "sidewatch_window_predictions",
+    "gauge",
+    "Predictions in the newest closed scoring window.",
+    _MV,
+)
+WINDOW_START = MetricName(
+    "sidewatch_window_start_timestamp_seconds",
+    "gauge",
+    "Start of the newest closed scoring window (epoch seconds).",
+    _MV,
+)
+WINDOW_END = MetricName(
+    "sidewatch_window_end_timestamp_seconds",
+    "gauge",
+    "End of the newest closed scoring window (epoch seconds).",
+    _MV,
+)
+WINDOW_LABEL_COVERAGE = MetricName(
+    "sidewatch_window_label_coverage_ratio",
+    "gauge",
+    "Share of the newest closed window's predictions that have a label by now.",
+    _MV,
+)
+WINDOW_ACCURACY = MetricName(
+    "sidewatch_window_accuracy_ratio",
+    "gauge",
+    "Share of the newest closed window's labelled predictions that were right.",
+    _MV,
+)
+FEATURE_DRIFT_SCORE = MetricName(
+    "sidewatch_feature_drift_score",
+    "gauge",
+    "Drift statistic of a feature in the newest closed window against the reference.",
+    (*_MV, "feature", "test"),
+)
+FEATURE_DRIFT_THRESHOLD = MetricName(
+    "sidewatch_feature_drift_threshold",
+    "gauge",
+    "Value of the drift statistic at or above which a feature counts as drifted.",
+    (*_MV, "feature", "test"),
+)
+FEATURE_DRIFTED = MetricName(
+    "sidewatch_feature_drifted",
+    "gauge",
+    "1 if the feature drifted in the newest closed window, else 0.",
+    (*_MV, "feature", "test"),
+)
+FEATURE_LABELS_CUT = MetricName(
+    "sidewatch_feature_series_cut",
+    "gauge",
+    "Features of a version left out of the per-feature metrics by the label cap.",
+    _MV,
+)
+SCORING_LAST_SUCCESS = MetricName(
+    "sidewatch_scoring_last_success_timestamp_seconds",
+    "gauge",
+    "When the scoring loop last finished a pass (epoch seconds).",
+    (),
+)
+SCORING_FAILURES = MetricName(
+    "sidewatch_scoring_failures_total",
+    "counter",
+    "Scoring passes that failed (the log has the error).",
+    (),
+)
+
+ALL: dict[str, MetricName] = {
+    m.name: m
+    for m in (
+        INGESTED_EVENTS,
+        INGEST_REJECTED,
+        PREDICTION_LATENCY,
+        MODEL_INFO,
+        WINDOW_PREDICTIONS,
+        WINDOW_START,
+        WINDOW_END,
+        WINDOW_LABEL_COVERAGE,
+        WINDOW_ACCURACY,
+        FEATURE_DRIFT_SCORE,
+        FEATURE_DRIFT_THRESHOLD,
+        FEATURE_DRIFTED,
+        FEATURE_LABELS_CUT,
+        SCORING_LAST_SUCCESS,
+        SCORING_FAILURES,
+    )
+}
+"""Every metric family the monitor exports, by name."""

@@ -1,0 +1,110 @@
+"""Prometheus exposition: ingest counters, and results read at scrape time.
+
+Counters and the latency histogram are updated by ingest. Everything derived from
+scoring is produced by :class:`ResultsCollector` when Prometheus scrapes, from the
+scoring loop's latest results: nothing is computed on a scrape. All of it lives on a
+registry that the app owns, never the global one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from collectors.contract import ModelDescription
+from monitor.export import names
+from monitor.score.results import WindowResult
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class IngestMetrics:
+    """The counters and histogram that ingest updates, on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(m: names.MetricName) -> Counter:
+            return Counter(m.name.removesuffix("_total"), m.help, m.labels, registry=registry)
+
+        self.events = counter(names.INGESTED_EVENTS)
+        self.rejected = counter(names.INGEST_REJECTED)
+        m = names.PREDICTION_LATENCY
+        self.latency = Histogram(
+            m.name, m.help, m.labels, buckets=LATENCY_BUCKETS, registry=registry
+        )
+
+
+def _gauge(m: names.MetricName) -> GaugeMetricFamily:
+    return GaugeMetricFamily(m.name, m.help, labels=m.labels)
+
+
+class ResultsCollector(Collector):
+    """Exports the latest window results and the registered models.
+
+    Args:
+        latest: Returns the newest closed window result per (model, version).
+        models: Returns the registered models.
+        scoring_state: Returns (last successful pass time or None, failed passes).
+        max_feature_series: Most features exported per version; the features with the
+            highest drift are kept and the number cut is exported.
+    """
+
+    def __init__(
+        self,
+        latest: Callable[[], dict[tuple[str, str], WindowResult]],
+        models: Callable[[], list[ModelDescription]],
+        scoring_state: Callable[[], tuple[float | None, int]],
+        max_feature_series: int,
+    ) -> None:
+        self._latest = latest
+        self._models = models
+        self._scoring_state = scoring_state
+        self._cap = max_feature_series
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the families from the latest results (called on each scrape)."""
+        m = names.MODEL_INFO
+        info = InfoMetricFamily(m.name.removesuffix("_info"), m.help, labels=())
+        for model in self._models():
+            info.add_metric([], {"model": model.name, "task": model.task})
+        yield info
+
+        predictions = _gauge(names.WINDOW_PREDICTIONS)
+        start = _gauge(names.WINDOW_START)
+        end = _gauge(names.WINDOW_END)
+        coverage = _gauge(names.WINDOW_LABEL_COVERAGE)
+        accuracy = _gauge(names.WINDOW_ACCURACY)
+        score = _gauge(names.FEATURE_DRIFT_SCORE)
+        threshold = _gauge(names.FEATURE_DRIFT_THRESHOLD)
+        drifted = _gauge(names.FEATURE_DRIFTED)
+        cut = _gauge(names.FEATURE_LABELS_CUT)
+        for (model, version), result in sorted(self._latest().items()):
+            mv = [model, version]
+            predictions.add_metric(mv, result.predictions)
+            start.add_metric(mv, result.window_start)
+            end.add_metric(mv, result.window_end)
+            if result.label_coverage is not None:
+                coverage.add_metric(mv, result.label_coverage)
+            if result.accuracy is not None:
+                accuracy.add_metric(mv, result.accuracy)
+            kept = sorted(result.drift, key=lambda d: (-d.value, d.feature))[: self._cap]
+            for d in kept:
+                labels = [*mv, d.feature, d.test]
+                score.add_metric(labels, d.value)
+                threshold.add_metric(labels, d.threshold)
+                drifted.add_metric(labels, float(d.drifted))
+            cut.add_metric(mv, len(result.drift) - len(kept))
+        yield from (predictions, start, end, coverage, accuracy, score, threshold, drifted, cut)
+
+        last_success, failures = self._scoring_state()
+        last = _gauge(names.SCORING_LAST_SUCCESS)
+        if last_success is not None:
+            last.add_metric([], last_success)
+        yield last
+        m = names.SCORING_FAILURES
+        yield CounterMetricFamily(m.name, m.help, value=failures)

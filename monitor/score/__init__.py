@@ -1,0 +1,1 @@
+"""Score: stored windows of events and a reference profile in, window results out."""

@@ -1,0 +1,79 @@
+"""The monitor's settings, built once at start-up.
+
+Values come from explicit arguments, then ``SIDEWATCH_*`` environment variables, then
+the defaults below; they are validated when the object is built, so a bad value stops
+the service before it listens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from collectors.contract import ModelName
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+MiB = 1024 * 1024
+
+
+class MonitorSettings(BaseSettings):
+    """Everything the monitor (``sidewatch serve``) can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="SIDEWATCH_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on (``SIDEWATCH_HOST``); not loopback only with tokens set."""
+    port: int = Field(default=8700, ge=1, le=65535)
+    database_url: str = "sqlite:///sidewatch.db"
+    """SQLAlchemy URL: SQLite file by default, ``postgresql+psycopg://...`` in production."""
+    admin_token: SecretStr | None = None
+    """Bearer token for registration, reference upload, reads and any ingest."""
+    ingest_tokens: dict[str, list[ModelName | str]] = Field(default_factory=dict)
+    """Ingest tokens and the models each may write (``"*"``: all), as JSON in
+    ``SIDEWATCH_INGEST_TOKENS``, e.g. ``{"s3cret": ["credit-risk"]}``."""
+    window_seconds: int = Field(default=300, ge=1, le=7 * 86400)
+    """Length of the tumbling scoring windows."""
+    score_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """How often the scoring loop looks for new or changed windows."""
+    psi_bins: int = Field(default=10, ge=2, le=1000)
+    """Quantile bins fitted on the reference for PSI."""
+    psi_threshold: float = Field(default=0.2, gt=0)
+    """PSI at or above which a feature counts as drifted (0.1 watch, 0.2 act)."""
+    min_window_events: int = Field(default=30, ge=1)
+    """Fewest events a window needs before drift is scored on it."""
+    max_request_bytes: int = Field(default=32 * MiB, ge=1024)
+    max_reference_bytes: int = Field(default=256 * MiB, ge=1024)
+    max_feature_labels: int = Field(default=100, ge=1, le=10_000)
+    """Most features exported per model version; the rest are counted as cut."""
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _tokens_or_loopback(self) -> MonitorSettings:
+        if not self.auth_enabled and not _is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not loopback but no token is configured: set "
+                "SIDEWATCH_ADMIN_TOKEN (and SIDEWATCH_INGEST_TOKENS), or listen on 127.0.0.1"
+            )
+        for token in self.ingest_tokens:
+            if len(token) < 16:
+                raise ValueError("ingest tokens must be at least 16 characters long")
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
+            raise ValueError("SIDEWATCH_ADMIN_TOKEN must be at least 16 characters long")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether any token is configured (then every API call needs one)."""
+        return self.admin_token is not None or bool(self.ingest_tokens)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

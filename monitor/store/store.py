@@ -1,0 +1,419 @@
+"""The store's one class: every SQL statement the monitor runs is here."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from collectors.contract import FeatureSpec, ModelDescription
+from monitor.errors import ConfigError, ConflictError, NotFoundError
+from monitor.score.results import FeatureDrift, WindowResult
+from monitor.store.tables import (
+    LabelRow,
+    ModelRow,
+    ModelVersionRow,
+    PredictionRow,
+    ReferenceRow,
+    WindowResultRow,
+)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceInfo:
+    """A stored reference dataset, without its data."""
+
+    model: str
+    version: str
+    revision: int
+    rows: int
+    source_format: str
+    profile: dict[str, Any]
+    created_at: float
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(value: Any) -> Any:
+    # SQLite gives a column declared JSON numeric affinity: the JSON text of a bare
+    # number comes back as that number.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+class Store:
+    """SQL storage for one monitor.
+
+    Args:
+        url: SQLAlchemy database URL (``sqlite:///path.db`` or
+            ``postgresql+psycopg://user@host/db``).
+
+    Raises:
+        ConfigError: The URL names a database that Sidewatch does not support.
+    """
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"database_url must be sqlite or postgresql, got {self.dialect!r}")
+        if self.dialect == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        # SQLite has one writer: serialise writes here rather than fail on SQLITE_BUSY.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._write_lock, self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    # -- models and versions -----------------------------------------------------------
+
+    def put_model(self, description: ModelDescription) -> bool:
+        """Register a model; registering the same description again changes nothing.
+
+        Returns:
+            True if the model was created, False if it already existed unchanged.
+
+        Raises:
+            ConflictError: A model of that name exists with another description.
+        """
+        row = {
+            "name": description.name,
+            "task": description.task,
+            "features": [f.model_dump() for f in description.features],
+            "positive_class": description.positive_class,
+            "sensitive_attributes": list(description.sensitive_attributes),
+            "description": description.description,
+            "created_at": time.time(),
+        }
+        with self._write() as conn:
+            existing = conn.execute(select(ModelRow).where(ModelRow.name == description.name))
+            found = existing.mappings().first()
+            if found is None:
+                conn.execute(insert(ModelRow), [row])
+                return True
+        if _describe(found) != description:
+            raise ConflictError(
+                f"model {description.name!r} is registered with another description; "
+                "register the changed model under a new name"
+            )
+        return False
+
+    def get_model(self, name: str) -> ModelDescription:
+        """The description of a registered model.
+
+        Raises:
+            NotFoundError: No model has that name.
+        """
+        with self.engine.connect() as conn:
+            found = conn.execute(select(ModelRow).where(ModelRow.name == name)).mappings().first()
+        if found is None:
+            raise NotFoundError(f"model {name!r} is not registered; register it first")
+        return _describe(found)
+
+    def list_models(self) -> list[ModelDescription]:
+        """Every registered model, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ModelRow).order_by(ModelRow.name)).mappings().all()
+        return [_describe(r) for r in rows]
+
+    def ensure_versions(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Create the ``(model, version)`` pairs that do not exist yet."""
+        rows = [{"model": m, "version": v, "created_at": time.time()} for m, v in set(pairs)]
+        if not rows:
+            return
+        stmt = self._insert(ModelVersionRow).on_conflict_do_nothing(
+            index_elements=["model", "version"]
+        )
+        with self._write() as conn:
+            conn.execute(stmt, rows)
+
+    def list_versions(self, model: str | None = None) -> list[tuple[str, str]]:
+        """``(model, version)`` pairs, oldest first, for one model or all."""
+        stmt = select(ModelVersionRow.model, ModelVersionRow.version).order_by(ModelVersionRow.id)
+        if model is not None:
+            stmt = stmt.where(ModelVersionRow.model == model)
+        with self.engine.connect() as conn:
+            return [(m, v) for m, v in conn.execute(stmt)]
+
+    # -- reference datasets ------------------------------------------------------------
+
+    def add_reference(
+        self,
+        model: str,
+        version: str,
+        *,
+        rows: int,
+        source_format: str,
+        data: bytes,
+        profile: dict[str, Any],
+    ) -> ReferenceInfo:
+        """Store a new revision of a version's reference dataset."""
+        self.ensure_versions([(model, version)])
+        with self._write() as conn:
+            latest = conn.execute(
+                select(func.max(ReferenceRow.revision)).where(
+                    ReferenceRow.model == model, ReferenceRow.version == version
+                )
+            ).scalar()
+            info = ReferenceInfo(
+                model, version, (latest or 0) + 1, rows, source_format, profile, time.time()
+            )
+            conn.execute(
+                insert(ReferenceRow),
+                [
+                    {
+                        "model": model,
+                        "version": version,
+                        "revision": info.revision,
+                        "rows": rows,
+                        "source_format": source_format,
+                        "data": data,
+                        "profile": profile,
+                        "created_at": info.created_at,
+                    }
+                ],
+            )
+        return info
+
+    def latest_reference(self, model: str, version: str) -> ReferenceInfo | None:
+        """The newest reference revision of a version, or None if none was uploaded."""
+        r = ReferenceRow
+        stmt = (
+            select(r.model, r.version, r.revision, r.rows, r.source_format, r.profile, r.created_at)
+            .where(r.model == model, r.version == version)
+            .order_by(r.revision.desc())  # type: ignore[attr-defined]
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).first()
+        return ReferenceInfo(*found) if found is not None else None
+
+    # -- events and labels -------------------------------------------------------------
+
+    def insert_predictions(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Insert prediction rows, skipping event ids already stored.
+
+        Returns:
+            The event ids that were new (the others were duplicates).
+        """
+        return self._insert_new(PredictionRow, rows)
+
+    def insert_labels(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Insert label rows, skipping event ids already stored.
+
+        Returns:
+            The label ids that were new.
+        """
+        return self._insert_new(LabelRow, rows)
+
+    def _insert_new(self, table: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+        if not rows:
+            return []
+        stmt = (
+            self._insert(table)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(table.event_id)
+        )
+        with self._write() as conn:
+            return list(conn.execute(stmt, list(rows)).scalars())
+
+    def count_predictions(self, model: str | None = None) -> int:
+        """How many predictions are stored, for one model or all."""
+        stmt = select(func.count()).select_from(PredictionRow)
+        if model is not None:
+            stmt = stmt.where(PredictionRow.model == model)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def predictions_in_window(
+        self, model: str, version: str, start: float, end: float
+    ) -> list[tuple[dict[str, Any], dict[str, Any], float | None]]:
+        """``(features, outputs, latency_seconds)`` of the predictions in ``[start, end)``."""
+        p = PredictionRow
+        stmt = select(p.features, p.outputs, p.latency_seconds).where(
+            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
+        )
+        with self.engine.connect() as conn:
+            return [(f, o, lat) for f, o, lat in conn.execute(stmt)]
+
+    def labelled_in_window(
+        self, model: str, version: str, start: float, end: float
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """``(outputs, label value)`` for the window's predictions that have a label.
+
+        A label joins by the prediction's event id or by its correlation key; where a
+        prediction has several labels, the newest counts.
+        """
+        p, lab = PredictionRow, LabelRow
+        join = or_(
+            lab.prediction_id == p.event_id,
+            (lab.correlation_key == p.correlation_key) & (lab.model == p.model),
+        )
+        stmt = (
+            select(p.event_id, p.outputs, lab.value)
+            .join(lab, join)
+            .where(p.model == model, p.model_version == version, p.ts >= start, p.ts < end)
+            .order_by(lab.ts)
+        )
+        with self.engine.connect() as conn:
+            latest = {eid: (outputs, value) for eid, outputs, value in conn.execute(stmt)}
+        return list(latest.values())
+
+    def predictions_labelled_by(self, label_ids: Sequence[str]) -> list[tuple[str, str, float]]:
+        """``(model, version, ts)`` of the predictions that the given labels join to."""
+        if not label_ids:
+            return []
+        p, lab = PredictionRow, LabelRow
+        join = or_(
+            lab.prediction_id == p.event_id,
+            (lab.correlation_key == p.correlation_key) & (lab.model == p.model),
+        )
+        stmt = (
+            select(p.model, p.model_version, p.ts)
+            .join(lab, join)
+            .where(lab.event_id.in_(list(label_ids)))  # type: ignore[attr-defined]
+        )
+        with self.engine.connect() as conn:
+            return [(m, v, ts) for m, v, ts in conn.execute(stmt)]
+
+    def windows_with_predictions(self, since: float) -> list[tuple[str, str, float]]:
+        """``(model, version, newest ts)`` of versions with predictions at or after ``since``."""
+        p = PredictionRow
+        stmt = (
+            select(p.model, p.model_version, func.max(p.ts))
+            .where(p.ts >= since)
+            .group_by(p.model, p.model_version)
+        )
+        with self.engine.connect() as conn:
+            return [(m, v, ts) for m, v, ts in conn.execute(stmt)]
+
+    # -- window results ----------------------------------------------------------------
+
+    def save_window_result(self, result: WindowResult) -> None:
+        """Store a window's scores, replacing an earlier scoring of the same window."""
+        w = WindowResultRow
+        row = {
+            "model": result.model,
+            "model_version": result.model_version,
+            "window_start": result.window_start,
+            "window_end": result.window_end,
+            "definition": result.definition,
+            "predictions": result.predictions,
+            "labelled": result.labelled,
+            "accuracy": result.accuracy,
+            "latency_p50_seconds": result.latency_p50_seconds,
+            "latency_p95_seconds": result.latency_p95_seconds,
+            "latency_p99_seconds": result.latency_p99_seconds,
+            "reference_revision": result.reference_revision,
+            "drift": {d.feature: d.as_json() for d in result.drift},
+            "scored_at": result.scored_at,
+        }
+        keys = ["model", "model_version", "window_start", "window_end"]
+        stmt = self._insert(w)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
+        )
+        with self._write() as conn:
+            conn.execute(stmt, [row])
+
+    def window_results(
+        self, model: str, version: str, *, since: float | None = None, limit: int = 100
+    ) -> list[WindowResult]:
+        """A version's window results, newest first."""
+        w = WindowResultRow
+        stmt = select(w).where(w.model == model, w.model_version == version)
+        if since is not None:
+            stmt = stmt.where(w.window_start >= since)
+        stmt = stmt.order_by(w.window_start.desc()).limit(limit)  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_window_result(r) for r in rows]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _describe(row: Any) -> ModelDescription:
+    return ModelDescription(
+        name=row["name"],
+        task=row["task"],
+        features=[FeatureSpec(**f) for f in row["features"]],
+        positive_class=row["positive_class"],
+        sensitive_attributes=row["sensitive_attributes"],
+        description=row["description"],
+    )
+
+
+def _window_result(row: Any) -> WindowResult:
+    return WindowResult(
+        model=row["model"],
+        model_version=row["model_version"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        definition=row["definition"],
+        predictions=row["predictions"],
+        labelled=row["labelled"],
+        accuracy=row["accuracy"],
+        latency_p50_seconds=row["latency_p50_seconds"],
+        latency_p95_seconds=row["latency_p95_seconds"],
+        latency_p99_seconds=row["latency_p99_seconds"],
+        reference_revision=row["reference_revision"],
+        drift=tuple(FeatureDrift.from_json(f, d) for f, d in row["drift"].items()),
+        scored_at=row["scored_at"],
+    )

@@ -1,0 +1,132 @@
+"""Table models: the only place that knows how results and events are laid out in SQL.
+
+The API speaks the ``*Create`` / ``*Public`` models of ``monitor/api/schemas.py``; these
+classes never leave the store. Timestamps are epoch seconds (UTC) so that window
+arithmetic is plain numbers on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _json(nullable: bool = False) -> Any:
+    return Field(sa_column=Column(Json, nullable=nullable))
+
+
+class ModelRow(SQLModel, table=True):
+    """A registered model and its description."""
+
+    __tablename__ = "models"
+
+    name: str = Field(primary_key=True, max_length=128)
+    task: str = Field(max_length=16)
+    features: list[dict[str, str]] = _json()
+    positive_class: Any = _json(nullable=True)
+    sensitive_attributes: list[str] = _json()
+    description: str = ""
+    created_at: float
+
+
+class ModelVersionRow(SQLModel, table=True):
+    """A version of a model; created on registration or on its first event."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(foreign_key="models.name", max_length=128)
+    version: str = Field(max_length=64)
+    created_at: float
+
+
+class ReferenceRow(SQLModel, table=True):
+    """A reference dataset for a model version; each upload is a new revision."""
+
+    __tablename__ = "reference_datasets"
+    __table_args__ = (UniqueConstraint("model", "version", "revision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(foreign_key="models.name", max_length=128)
+    version: str = Field(max_length=64)
+    revision: int
+    rows: int
+    source_format: str = Field(max_length=16)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The dataset as Parquet, whatever format it was uploaded in."""
+    profile: dict[str, Any] = _json()
+    """What scoring needs from the reference (fitted bins), computed once at upload."""
+    created_at: float
+
+
+class PredictionRow(SQLModel, table=True):
+    """One captured prediction."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_window", "model", "model_version", "ts"),
+        Index("ix_predictions_correlation", "model", "correlation_key"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    model: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    ts: float
+    received_at: float
+    features: dict[str, Any] = _json()
+    outputs: dict[str, Any] = _json()
+    latency_seconds: float | None = None
+    trace_id: str | None = Field(default=None, max_length=32)
+    parent_span_id: str | None = Field(default=None, max_length=16)
+    variant: str | None = Field(default=None, max_length=64)
+    segment: dict[str, str] = _json()
+    correlation_key: str | None = Field(default=None, max_length=128)
+
+
+class LabelRow(SQLModel, table=True):
+    """Ground truth for a prediction, joined by event id or correlation key."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        Index("ix_labels_prediction", "prediction_id"),
+        Index("ix_labels_correlation", "model", "correlation_key"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    model: str = Field(max_length=128)
+    prediction_id: str | None = Field(default=None, max_length=128)
+    correlation_key: str | None = Field(default=None, max_length=128)
+    value: Any = _json()
+    ts: float
+    received_at: float
+
+
+class WindowResultRow(SQLModel, table=True):
+    """The scores of one model version over one window, with the definition used."""
+
+    __tablename__ = "window_results"
+    __table_args__ = (UniqueConstraint("model", "model_version", "window_start", "window_end"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    window_start: float
+    window_end: float
+    definition: str = Field(max_length=64)
+    """Name and version of the metric definitions that produced the row."""
+    predictions: int
+    labelled: int
+    accuracy: float | None = None
+    latency_p50_seconds: float | None = None
+    latency_p95_seconds: float | None = None
+    latency_p99_seconds: float | None = None
+    reference_revision: int | None = None
+    drift: dict[str, Any] = _json()
+    """Per feature: the test, its value, the threshold and the verdict."""
+    scored_at: float

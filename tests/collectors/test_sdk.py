@@ -1,0 +1,174 @@
+"""The in-process SDK: what it ships, and how it behaves when the monitor is gone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from collectors import Client, ClientSettings, LabelBatch, PredictionBatch
+from collectors.ship import Kind, ShipResult
+from monitor.settings import MonitorSettings
+from tests.conftest import LiveMonitor, credit_model, free_port
+
+FEATURES = {"income": 1200.5, "age": 41, "region": "north", "has_card": False}
+
+
+class MemoryShipper:
+    """Keeps every batch it is given; can be told to fail first."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.batches: list[tuple[Kind, bytes]] = []
+        self.fail_first = fail_first
+        self.calls = 0
+
+    def ship(self, kind: Kind, body: bytes) -> ShipResult:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            return ShipResult("retry", detail="down")
+        self.batches.append((kind, body))
+        return ShipResult("delivered", stored=body.count(b'"event_id"'))
+
+    def close(self) -> None:
+        pass
+
+
+def settings(**changes) -> ClientSettings:
+    base = {"model": "credit", "model_version": "v1", "flush_interval_seconds": 0.05,
+            "retry_initial_seconds": 0.01, "retry_max_seconds": 0.05}  # fmt: skip
+    return ClientSettings(**(base | changes))
+
+
+def test_batches_match_the_event_contract() -> None:
+    shipper = MemoryShipper()
+    with Client(settings(batch_size=10), shipper=shipper) as client:
+        ids = [client.record(FEATURES, predicted_class=1, score=0.8, latency_seconds=0.003,
+                             segment={"channel": "web"}, trace_id="0af7651916cd43dd8448eb211c80319c")
+               for _ in range(25)]  # fmt: skip
+        label_id = client.record_label(1, prediction_id=ids[0])
+        assert client.flush(5)
+    predictions = [PredictionBatch.model_validate_json(b) for k, b in shipper.batches if k == "predictions"]
+    labels = [LabelBatch.model_validate_json(b) for k, b in shipper.batches if k == "labels"]
+    events = [e for batch in predictions for e in batch.events]
+    assert [e.event_id for e in events] == ids
+    assert all(len(batch.events) <= 10 for batch in predictions)
+    assert events[0].features == FEATURES and events[0].outputs.score == 0.8
+    assert [label.event_id for batch in labels for label in batch.labels] == [label_id]
+    assert client.stats().stored == 26
+
+
+def test_failed_deliveries_are_retried() -> None:
+    shipper = MemoryShipper(fail_first=3)
+    client = Client(settings(), shipper=shipper)
+    client.record(FEATURES, predicted_class=0)
+    assert client.flush(5)
+    stats = client.stats()
+    assert (stats.retries, stats.stored, len(shipper.batches)) == (3, 1, 1)
+    client.close()
+
+
+def test_bad_arguments_are_counted_never_raised() -> None:
+    client = Client(settings(model=None), shipper=MemoryShipper())
+    assert client.record(FEATURES) is None  # no model anywhere
+    assert client.record(None) is None  # type: ignore[arg-type]
+    assert client.record_label(1) is None  # no join key
+    assert client.stats().dropped_invalid == 3
+    client.close()
+    assert client.record(FEATURES, model="credit", model_version="v1") is None
+    assert client.stats().dropped_closed == 1
+
+
+def test_events_reach_a_real_monitor(live_monitor: LiveMonitor) -> None:
+    client = Client(settings(monitor_url=live_monitor.url, batch_size=100))
+    ids = [client.record(FEATURES, predicted_class=i % 2) for i in range(1000)]
+    assert client.flush(30)
+    assert live_monitor.app.state.store.count_predictions() == 1000
+    client.record_label(1, prediction_id=ids[0])
+    client.close()
+    stats = client.stats()
+    assert (stats.stored, stats.duplicates, stats.rejected, stats.undelivered) == (1001, 0, 0, 0)
+
+
+def test_rejected_batches_are_counted_not_retried(live_monitor: LiveMonitor) -> None:
+    client = Client(settings(monitor_url=live_monitor.url, model="nosuch"))
+    client.record(FEATURES)
+    assert client.flush(10)
+    stats = client.stats()
+    assert (stats.rejected, stats.retries, stats.stored) == (1, 0, 0)
+    client.close()
+
+
+RECORD_BOUND_SECONDS = 0.02
+"""The longest one ``record`` call may take, even with the monitor down (the SDK's
+promise is about a millisecond; the margin absorbs a loaded 2-core CI machine)."""
+
+
+def test_monitor_down_drops_and_counts_without_blocking(sqlite_url: str) -> None:
+    port = free_port()  # nothing listens here yet
+    client = Client(settings(monitor_url=f"http://127.0.0.1:{port}", queue_size=1000,
+                             batch_size=100, timeout_seconds=1))  # fmt: skip
+    durations = []
+    for i in range(5000):
+        started = time.perf_counter()
+        client.record(FEATURES, predicted_class=i % 2)
+        durations.append(time.perf_counter() - started)
+    stats = client.stats()
+    assert stats.recorded + stats.dropped_queue_full == 5000
+    assert 1000 <= stats.recorded <= 1100, "the queue holds queue_size, plus one batch in flight"
+    assert max(durations) < RECORD_BOUND_SECONDS
+    assert sorted(durations)[int(0.99 * len(durations))] < 0.001
+    assert not client.flush(0.3), "nothing can drain while the monitor is down"
+    assert client.stats().retries > 0
+
+    # The monitor comes up: everything that was accepted is delivered, once.
+    monitor = LiveMonitor(MonitorSettings(database_url=sqlite_url, port=port))
+    monitor.app.state.store.migrate()
+    monitor.app.state.store.put_model(credit_model())
+    monitor.start()
+    try:
+        assert client.flush(30)
+        assert monitor.app.state.store.count_predictions() == stats.recorded
+        assert client.stats().stored == stats.recorded
+    finally:
+        client.close()
+        monitor.stop()
+
+
+def test_close_gives_up_within_its_timeout_and_counts_what_is_left() -> None:
+    client = Client(settings(monitor_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=0.5))
+    for _ in range(50):
+        client.record(FEATURES, predicted_class=1)
+    started = time.monotonic()
+    client.close(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    stats = client.stats()
+    assert (stats.undelivered, stats.stored, stats.queued) == (50, 0, 0)
+
+
+def test_many_threads_record_at_once() -> None:
+    shipper = MemoryShipper()
+    client = Client(settings(batch_size=500), shipper=shipper)
+
+    def work() -> None:
+        for _ in range(2000):
+            client.record(FEATURES, predicted_class=1)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert client.flush(10)
+    assert client.stats().recorded == client.stats().stored == 8000
+    client.close()
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDEWATCH_MONITOR_URL", "http://monitor.internal:9000")
+    monkeypatch.setenv("SIDEWATCH_QUEUE_SIZE", "50")
+    s = ClientSettings(queue_size=70)
+    assert (str(s.monitor_url), s.queue_size) == ("http://monitor.internal:9000/", 70)
+    monkeypatch.setenv("SIDEWATCH_BATCH_SIZE", "0")
+    with pytest.raises(ValueError, match="batch_size"):
+        ClientSettings()

@@ -1,0 +1,216 @@
+"""The ingest API: what it stores, and how it refuses what it must not store."""
+
+from __future__ import annotations
+
+import gzip
+import math
+
+import orjson
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN, INGEST_CREDIT, credit_event
+
+PREDICTIONS = "/v1/ingest/predictions"
+
+
+def post(client: TestClient, events: list[dict], token: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = orjson.dumps({"schema_version": 1, "events": events})
+    return client.post(PREDICTIONS, content=body, headers=headers)
+
+
+def stored_count(client: TestClient) -> int:
+    return client.app.state.store.count_predictions()
+
+
+def problems(response) -> dict[str, str]:
+    return {p["loc"]: p["msg"] for p in response.json()["problems"]}
+
+
+def test_valid_batch_is_stored_with_its_fields(api: TestClient) -> None:
+    events = [credit_event(i) for i in range(5)]
+    events[0]["trace_id"] = "0af7651916cd43dd8448eb211c80319c"
+    events[0]["segment"] = {"channel": "web"}
+    response = post(api, events)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": 5, "stored": 5, "duplicates": 0}
+    rows = api.app.state.store.predictions_in_window("credit", "v1", 0, 2e9)
+    assert len(rows) == 5
+    features = sorted((r[0]["income"], r[0]["age"]) for r in rows)
+    assert features == [(1000.0 + i, 30 + i) for i in range(5)]
+    assert {r[1]["predicted_class"] for r in rows} == {0, 1}
+    assert all(r[2] == 0.01 for r in rows)
+
+
+def test_replayed_batch_stores_nothing_twice(api: TestClient) -> None:
+    events = [credit_event(i) for i in range(10)]
+    assert post(api, events).json() == {"received": 10, "stored": 10, "duplicates": 0}
+    again = post(api, events[5:] + [credit_event(10)])
+    assert again.json() == {"received": 6, "stored": 1, "duplicates": 5}
+    assert stored_count(api) == 11
+    metrics = api.get("/metrics").text
+    assert 'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="duplicate"} 5.0' in metrics
+    assert 'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="stored"} 11.0' in metrics
+
+
+def test_malformed_json_is_a_422_naming_the_body(api: TestClient) -> None:
+    response = api.post(PREDICTIONS, content=b'{"events": [', headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "body" in problems(response)
+    assert "JSON" in problems(response)["body"]
+    assert stored_count(api) == 0
+
+
+def test_missing_field_is_named(api: TestClient) -> None:
+    event = credit_event(1)
+    del event["model_version"]
+    response = post(api, [credit_event(0), event])
+    assert response.status_code == 422
+    assert problems(response) == {"events[1].model_version": "Field required"}
+    assert stored_count(api) == 0, "a batch with an invalid event stores nothing"
+
+
+def test_unknown_model_is_refused(api: TestClient) -> None:
+    response = post(api, [credit_event(0, model="nosuch")])
+    assert response.status_code == 422
+    assert problems(response) == {"events[0].model": "model 'nosuch' is not registered"}
+
+
+def test_wrong_feature_types_are_named_without_echoing_values(api: TestClient) -> None:
+    event = credit_event(0)
+    event["features"] = {"income": "SECRET-VALUE", "age": 31, "region": 2.5, "has_card": 1}
+    response = post(api, [event])
+    assert response.status_code == 422
+    assert problems(response) == {
+        "events[0].features.income": "expected a number or null (a numeric feature)",
+        "events[0].features.region": "expected a string, an integer or null (a categorical feature)",
+        "events[0].features.has_card": "expected true, false or null (a boolean feature)",
+    }
+    assert "SECRET-VALUE" not in response.text
+
+
+def test_missing_and_unknown_features_are_named(api: TestClient) -> None:
+    event = credit_event(0)
+    del event["features"]["age"]
+    event["features"]["zip_code"] = "12345"
+    response = post(api, [event])
+    assert response.status_code == 422
+    assert problems(response) == {
+        "events[0].features.age": "missing: the model declares it",
+        "events[0].features.zip_code": "unknown: the model does not declare it",
+    }
+    assert "12345" not in response.text
+
+
+def test_null_features_are_accepted_as_missing_values(api: TestClient) -> None:
+    event = credit_event(0)
+    event["features"]["income"] = None
+    assert post(api, [event]).status_code == 200
+
+
+def test_nan_and_infinity_are_refused(api: TestClient) -> None:
+    body = orjson.dumps({"events": [credit_event(0)]}).replace(b"1000.0", b"NaN")
+    response = api.post(PREDICTIONS, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "events[0].features.income" in problems(response)
+    body = orjson.dumps({"events": [credit_event(0, latency_seconds=1.0)]}).replace(
+        b'"latency_seconds":1.0', b'"latency_seconds":Infinity'
+    )
+    response = api.post(PREDICTIONS, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "events[0].latency_seconds" in problems(response)
+    assert not math.isnan(stored_count(api)) and stored_count(api) == 0
+
+
+def test_oversized_body_is_refused_before_reading(sqlite_url: str) -> None:
+    from tests.conftest import credit_model, make_client
+
+    with make_client(sqlite_url, max_request_bytes=64 * 1024) as client:
+        client.put("/v1/models/credit", json=credit_model().model_dump())
+        events = [credit_event(i) for i in range(1000)]  # about 250 KB
+        response = post(client, events)
+        assert response.status_code == 413
+        assert problems(response) == {"body": "expected at most 65536 bytes"}
+
+        def chunks():  # no Content-Length: counted as it streams
+            body = orjson.dumps({"events": events})
+            for i in range(0, len(body), 8192):
+                yield body[i : i + 8192]
+
+        response = client.post(PREDICTIONS, content=chunks(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert stored_count(client) == 0
+        assert 'sidewatch_ingest_rejected_requests_total{reason="too_large"} 2.0' in client.get("/metrics").text
+
+
+def test_too_many_events_in_one_batch(api: TestClient) -> None:
+    events = [credit_event(i) for i in range(10_001)]
+    response = post(api, events)
+    assert response.status_code == 422
+    assert "events" in problems(response)
+    assert "10000" in problems(response)["events"]
+
+
+def test_gzip_body_is_not_decoded(api: TestClient) -> None:
+    # Compressed bodies are not accepted (yet): refused as invalid JSON, not a 5xx.
+    body = gzip.compress(orjson.dumps({"events": [credit_event(0)]}))
+    response = api.post(PREDICTIONS, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_no_token_is_401_once_tokens_are_configured(secured_api: TestClient) -> None:
+    response = post(secured_api, [credit_event(0)])
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert post(secured_api, [credit_event(0)], token="wrong-token-0123456789").status_code == 401
+    assert secured_api.get("/v1/models").status_code == 401
+    assert stored_count(secured_api) == 0
+
+
+def test_ingest_token_writes_only_its_models(secured_api: TestClient) -> None:
+    assert post(secured_api, [credit_event(0)], token=INGEST_CREDIT).status_code == 200
+    response = post(secured_api, [credit_event(1, model="other")], token=INGEST_CREDIT)
+    assert response.status_code == 403
+    assert "other" in response.json()["detail"]
+    assert post(secured_api, [credit_event(2, model="other")], token=ADMIN).status_code == 200
+    assert stored_count(secured_api) == 2
+
+
+def test_ingest_token_cannot_administer(secured_api: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {INGEST_CREDIT}"}
+    assert secured_api.get("/v1/models", headers=headers).status_code == 403
+    assert secured_api.put("/v1/models/credit/versions/v9", headers=headers).status_code == 403
+
+
+def test_labels_are_stored_once_and_need_a_join_key(api: TestClient) -> None:
+    post(api, [credit_event(0, correlation_key="order-7"), credit_event(1)])
+    labels = [
+        {"event_id": "lab-0", "model": "credit", "prediction_id": "ev-1", "value": 1, "timestamp": 1_700_000_100},
+        {"event_id": "lab-1", "model": "credit", "correlation_key": "order-7", "value": 0, "timestamp": 1_700_000_100},
+    ]
+    body = orjson.dumps({"labels": labels})
+    headers = {"Content-Type": "application/json"}
+    assert api.post("/v1/ingest/labels", content=body, headers=headers).json() == {
+        "received": 2, "stored": 2, "duplicates": 0,
+    }
+    assert api.post("/v1/ingest/labels", content=body, headers=headers).json()["duplicates"] == 2
+    joined = api.app.state.store.labelled_in_window("credit", "v1", 0, 2e9)
+    assert sorted((o["predicted_class"], v) for o, v in joined) == [(0, 0), (1, 1)]
+    bad = orjson.dumps({"labels": [{"event_id": "lab-9", "model": "credit", "value": 1, "timestamp": 1}]})
+    response = api.post("/v1/ingest/labels", content=bad, headers=headers)
+    assert response.status_code == 422
+    assert "prediction_id and correlation_key" in response.text
+
+
+def test_openapi_documents_the_ingest_body(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    body = spec["paths"]["/v1/ingest/predictions"]["post"]["requestBody"]
+    assert "events" in body["content"]["application/json"]["schema"]["properties"]
+    assert api.get("/docs").status_code == 200
+
+
+def test_health(api: TestClient) -> None:
+    assert api.get("/livez").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ok"}

@@ -1,0 +1,52 @@
+"""The monitor's settings: precedence, validation, and the loopback rule."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.cli import main
+from monitor.settings import MonitorSettings
+
+
+def test_arguments_beat_environment_beats_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert MonitorSettings().port == 8700
+    monkeypatch.setenv("SIDEWATCH_PORT", "9100")
+    monkeypatch.setenv("SIDEWATCH_WINDOW_SECONDS", "60")
+    assert (MonitorSettings().port, MonitorSettings().window_seconds) == (9100, 60)
+    assert MonitorSettings(port=9200).port == 9200
+
+
+def test_ingest_tokens_are_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDEWATCH_INGEST_TOKENS", '{"0123456789abcdef": ["credit"]}')
+    settings = MonitorSettings()
+    assert settings.ingest_tokens == {"0123456789abcdef": ["credit"]}
+    assert settings.auth_enabled
+
+
+def test_without_tokens_only_loopback_is_allowed() -> None:
+    with pytest.raises(ValidationError, match="SIDEWATCH_ADMIN_TOKEN"):
+        MonitorSettings(host="0.0.0.0")
+    assert MonitorSettings(host="::1").host == "::1"
+    assert MonitorSettings(host="0.0.0.0", admin_token="x" * 16).auth_enabled
+
+
+def test_short_tokens_are_refused() -> None:
+    with pytest.raises(ValidationError, match="16 characters"):
+        MonitorSettings(admin_token="short")
+
+
+def test_bad_values_are_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDEWATCH_WINDOW_SECONDS", "0")
+    with pytest.raises(ValidationError, match="window_seconds"):
+        MonitorSettings()
+
+
+def test_serve_reports_bad_settings_with_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "SIDEWATCH_ADMIN_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("SIDEWATCH_DATABASE_URL", "mysql://localhost/x")
+    assert main(["migrate"]) == 1
+    assert "sqlite or postgresql" in capsys.readouterr().err
