@@ -114,14 +114,14 @@ class LabelEvent(_Document):
 class PredictionBatch(_Document):
     """The body of ``POST /v1/ingest/predictions``."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     events: list[PredictionEvent] = Field(max_length=MAX_BATCH_EVENTS)
 
 
 class LabelBatch(_Document):
     """The body of ``POST /v1/ingest/labels``."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     labels: list[LabelEvent] = Field(max_length=MAX_BATCH_EVENTS)
 
 

@@ -124,9 +124,9 @@ def make_client(url: str, **settings: Any) -> TestClient:
 
 
 @pytest.fixture
-def api(sqlite_url: str) -> Iterator[TestClient]:
-    """An open (no token) monitor with the credit model registered."""
-    with make_client(sqlite_url) as client:
+def api(database_url: str) -> Iterator[TestClient]:
+    """An open (no token) monitor with the credit model registered, on each backend."""
+    with make_client(database_url) as client:
         assert client.put("/v1/models/credit", json=credit_model().model_dump()).status_code == 201
         yield client
 

@@ -10,10 +10,21 @@ import monitor.store
 
 def test_collectors_public_names() -> None:
     assert set(collectors.__all__) == {
-        "SCHEMA_VERSION", "Client", "ClientSettings", "ClientStats", "ConfigError",
-        "FeatureSpec", "LabelBatch", "LabelEvent", "MissingDependencyError",
-        "ModelDescription", "Outputs", "PredictionBatch", "PredictionEvent", "SidewatchError",
-    }  # fmt: skip
+        "SCHEMA_VERSION",
+        "Client",
+        "ClientSettings",
+        "ClientStats",
+        "ConfigError",
+        "FeatureSpec",
+        "LabelBatch",
+        "LabelEvent",
+        "MissingDependencyError",
+        "ModelDescription",
+        "Outputs",
+        "PredictionBatch",
+        "PredictionEvent",
+        "SidewatchError",
+    }
     for name in set(collectors.__all__) - {"SCHEMA_VERSION"}:
         assert getattr(collectors, name).__module__.startswith("collectors.")
 

@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from collectors.contract import ID_PATTERN, NAME_PATTERN, LabelBatch, ModelDescription, PredictionBatch
+from collectors.contract import (
+    ID_PATTERN,
+    NAME_PATTERN,
+    LabelBatch,
+    ModelDescription,
+    PredictionBatch,
+)
 from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit
@@ -116,6 +122,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(store.migrate)
+        store.start_checkpoints()
         loop.start()
         if not settings.auth_enabled:
             logger.warning(
@@ -152,7 +159,7 @@ def create_app(
         status, reason = _STATUS.get(type(exc), (400, "bad_request"))
         metrics.rejected.labels(reason).inc()
         problems = getattr(exc, "problems", [])
-        body = {"detail": str(exc), "problems": [{"loc": l, "msg": m} for l, m in problems]}
+        body = {"detail": str(exc), "problems": [{"loc": loc, "msg": msg} for loc, msg in problems]}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
@@ -256,9 +263,13 @@ def create_app(
             frame = read_reference(body, fmt, model)
             profile = profile_reference(frame, model, settings.psi_bins)
             info = store.add_reference(
-                name, version, rows=len(frame), source_format=fmt,
-                data=to_parquet(frame), profile=profile,
-            )  # fmt: skip
+                name,
+                version,
+                rows=len(frame),
+                source_format=fmt,
+                data=to_parquet(frame),
+                profile=profile,
+            )
             return ReferencePublic(
                 model=name,
                 version=version,

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,23 +38,38 @@ _EXPECTED = {
 }
 
 
-def _numeric(v: object) -> bool:
-    return type(v) is float or type(v) is int
-
-
-def _categorical(v: object) -> bool:
-    return type(v) is str or type(v) is int
-
-
-def _boolean(v: object) -> bool:
-    return type(v) is bool
-
-
-_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
-    "numeric": _numeric,
-    "categorical": _categorical,
-    "boolean": _boolean,
+_ALLOWED: dict[str, frozenset[type]] = {
+    "numeric": frozenset({float, int, type(None)}),
+    "categorical": frozenset({str, int, type(None)}),
+    "boolean": frozenset({bool, type(None)}),
 }
+"""The JSON types each feature type accepts (``bool`` is not a number here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """A model's features, arranged for the per-event check."""
+
+    model: ModelDescription
+    names: frozenset[str]
+    by_type: tuple[tuple[frozenset[type], tuple[str, ...]], ...]
+
+    @classmethod
+    def of(cls, model: ModelDescription) -> _Schema:
+        groups: dict[str, list[str]] = {}
+        for spec in model.features:
+            groups.setdefault(spec.type, []).append(spec.name)
+        by_type = tuple((_ALLOWED[kind], tuple(names)) for kind, names in groups.items())
+        return cls(model, frozenset(spec.name for spec in model.features), by_type)
+
+    def fits(self, features: dict[str, Any]) -> bool:
+        """The fast check: exactly the declared features, each of an allowed type."""
+        if features.keys() != self.names:
+            return False
+        for allowed, names in self.by_type:
+            if not set(map(type, map(features.__getitem__, names))) <= allowed:
+                return False
+        return True
 
 
 class Ingestor:
@@ -75,7 +91,7 @@ class Ingestor:
         self._store = store
         self._metrics = metrics
         self._on_stored = on_stored
-        self._models: dict[str, ModelDescription] = {}
+        self._models: dict[str, _Schema] = {}
         self._versions: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -97,13 +113,11 @@ class Ingestor:
         now = time.time()
         for i, event in enumerate(batch.events):
             principal.check_writes(event.model)
-            model = self._model(event.model)
-            if model is None:
-                problems.append(
-                    (f"events[{i}].model", f"model {event.model!r} is not registered")
-                )
+            schema = self._model(event.model)
+            if schema is None:
+                problems.append((f"events[{i}].model", f"model {event.model!r} is not registered"))
             else:
-                problems.extend(_feature_problems(i, event, model))
+                problems.extend(_feature_problems(i, event, schema))
             if len(problems) >= MAX_PROBLEMS:
                 break
             rows.append(_prediction_row(event, now))
@@ -113,7 +127,7 @@ class Ingestor:
         if new_versions:
             self._store.ensure_versions(new_versions)
             self._versions |= new_versions
-        stored_ids = set(self._store.insert_predictions(rows))
+        stored_ids = self._store.insert_predictions(rows)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
             if row["event_id"] in stored_ids:
@@ -158,16 +172,15 @@ class Ingestor:
             )
         if problems:
             raise InputError("the batch has invalid labels; nothing was stored", problems)
-        stored_ids = self._store.insert_labels(rows)
-        stored = set(stored_ids)
+        stored = self._store.insert_labels(rows)
         per_model = Counter(r["model"] for r in rows if r["event_id"] in stored)
         for model_name, count in per_model.items():
             self._metrics.events.labels(model_name, "labels", "stored").inc(count)
-        for model_name, version, ts in self._store.predictions_labelled_by(stored_ids):
+        for model_name, version, ts in self._store.predictions_labelled_by(sorted(stored)):
             self._on_stored(model_name, version, [ts])
         self._count_duplicates("labels", rows, stored)
         return IngestResult(
-            received=len(rows), stored=len(stored_ids), duplicates=len(rows) - len(stored_ids)
+            received=len(rows), stored=len(stored), duplicates=len(rows) - len(stored)
         )
 
     def _count_duplicates(self, kind: str, rows: list[dict[str, Any]], stored: set[str]) -> None:
@@ -175,16 +188,16 @@ class Ingestor:
             if row["event_id"] not in stored:
                 self._metrics.events.labels(row["model"], kind, "duplicate").inc()
 
-    def _model(self, name: str) -> ModelDescription | None:
-        model = self._models.get(name)
-        if model is None:
+    def _model(self, name: str) -> _Schema | None:
+        schema = self._models.get(name)
+        if schema is None:
             try:
-                model = self._store.get_model(name)
+                schema = _Schema.of(self._store.get_model(name))
             except NotFoundError:
                 return None
             with self._lock:
-                self._models[name] = model
-        return model
+                self._models[name] = schema
+        return schema
 
 
 def _parse(document: type[PredictionBatch] | type[LabelBatch], body: bytes) -> Any:
@@ -231,17 +244,18 @@ def _location(loc: list[Any]) -> str:
     return text
 
 
-def _feature_problems(
-    i: int, event: PredictionEvent, model: ModelDescription
-) -> list[tuple[str, str]]:
+def _feature_problems(i: int, event: PredictionEvent, schema: _Schema) -> list[tuple[str, str]]:
     features = event.features
+    if schema.fits(features):
+        return []
+    model = schema.model
     problems = []
     for spec in model.features:
         if spec.name not in features:
             problems.append((f"events[{i}].features.{spec.name}", "missing: the model declares it"))
             continue
         value = features[spec.name]
-        if value is not None and not _TYPE_CHECKS[spec.type](value):
+        if type(value) not in _ALLOWED[spec.type]:
             problems.append((f"events[{i}].features.{spec.name}", _EXPECTED[spec.type]))
     if len(features) > len(model.features) - len(problems):
         declared = {spec.name for spec in model.features}

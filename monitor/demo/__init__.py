@@ -31,6 +31,8 @@ from collectors import Client, ClientSettings
 from monitor.demo.data import DRIFTED, FEATURES, MODEL_NAME, MODEL_VERSION, load, model_description
 from monitor.errors import CliError
 
+_WINDOWS = f"/v1/models/{MODEL_NAME}/versions/{MODEL_VERSION}/windows"
+
 LABELLED_SHARE = 0.8
 """Share of predictions whose truth eventually arrives."""
 
@@ -80,7 +82,7 @@ def run(
             "\nSidewatch demo is running.\n"
             f"  monitor API docs  {monitor_url}/docs\n"
             f"  metrics           {monitor_url}/metrics   (sidewatch_feature_drift_score, ...)\n"
-            f"  window results    {monitor_url}/v1/models/{MODEL_NAME}/versions/{MODEL_VERSION}/windows\n"
+            f"  window results    {monitor_url}{_WINDOWS}\n"
             f"  sample model      http://127.0.0.1:{model_port}/invocations (MLflow format)\n"
             f"  logs              {work}/\n"
             f"Traffic: {rate:g} predictions/s; {LABELLED_SHARE:.0%} of labels arrive "
@@ -89,15 +91,24 @@ def run(
             flush=True,
         )
         settings = ClientSettings(
-            monitor_url=monitor_url,  # type: ignore[arg-type]
+            monitor_url=monitor_url,
             model=MODEL_NAME,
             model_version=MODEL_VERSION,
             flush_interval_seconds=0.5,
         )
         with Client(settings) as client:
             try:
-                _traffic(client, data.population, model_port, monitor_url, duration, drift_after,
-                         window_seconds, rate, label_delay)  # fmt: skip
+                _traffic(
+                    client,
+                    data.population,
+                    model_port,
+                    monitor_url,
+                    duration,
+                    drift_after,
+                    window_seconds,
+                    rate,
+                    label_delay,
+                )
             except KeyboardInterrupt:
                 print("\nStopping...", flush=True)
             client.flush(10)
@@ -172,20 +183,25 @@ def _predict(conn: http.client.HTTPConnection, row: np.ndarray) -> float:
 
 
 def _report(monitor_url: str, elapsed: float, sent: int) -> None:
-    path = f"/v1/models/{MODEL_NAME}/versions/{MODEL_VERSION}/windows?limit=5"
-    windows = _get_json(monitor_url + path) or []
+    windows = _get_json(f"{monitor_url}{_WINDOWS}?limit=5") or []
     closed = [w for w in windows if w["window_end"] <= time.time() and w["drift"]]
     if not closed:
-        print(f"[{elapsed:5.0f}s] sent {sent} predictions; waiting for the first window", flush=True)
+        print(
+            f"[{elapsed:5.0f}s] sent {sent} predictions; waiting for the first window", flush=True
+        )
         return
     w = closed[0]
     top = sorted(w["drift"], key=lambda d: -d["value"])[:3]
-    drift = ", ".join(f"{d['feature']} {d['value']:.2f}{' DRIFT' if d['drifted'] else ''}" for d in top)
+    drift = ", ".join(
+        f"{d['feature']} {d['value']:.2f}{' DRIFT' if d['drifted'] else ''}" for d in top
+    )
     # Labels come late: accuracy is known for an older window first.
     labelled = next((x for x in closed if x["accuracy"] is not None), None)
     accuracy = (
         f"accuracy {labelled['accuracy']:.2f} on {labelled['labelled']} labels "
-        f"{_ended_ago(labelled)}" if labelled else "no labels yet"
+        f"{_ended_ago(labelled)}"
+        if labelled
+        else "no labels yet"
     )
     print(
         f"[{elapsed:5.0f}s] sent {sent}; last window: {w['predictions']} predictions, "
@@ -200,10 +216,20 @@ def _ended_ago(window: dict[str, Any]) -> str:
 
 
 def _setup_monitor(monitor_url: str, train: Any) -> None:
-    _send(monitor_url, "PUT", f"/v1/models/{MODEL_NAME}", json.dumps(model_description()).encode(),
-          "application/json")  # fmt: skip
-    _send(monitor_url, "PUT", f"/v1/models/{MODEL_NAME}/versions/{MODEL_VERSION}/reference",
-          train.to_csv(index=False).encode(), "text/csv")  # fmt: skip
+    _send(
+        monitor_url,
+        "PUT",
+        f"/v1/models/{MODEL_NAME}",
+        json.dumps(model_description()).encode(),
+        "application/json",
+    )
+    _send(
+        monitor_url,
+        "PUT",
+        f"/v1/models/{MODEL_NAME}/versions/{MODEL_VERSION}/reference",
+        train.to_csv(index=False).encode(),
+        "text/csv",
+    )
 
 
 def _send(base: str, method: str, path: str, body: bytes, content_type: str) -> None:
@@ -235,8 +261,9 @@ def _get_json(url: str) -> Any:
 def _child(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         # Its own process group: Ctrl-C reaches the demo, which then stops the children.
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield process
         finally:

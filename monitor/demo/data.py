@@ -12,10 +12,17 @@ MODEL_VERSION = "1"
 SEED = 20261126
 
 FEATURES = (
-    "mean_radius", "mean_texture", "mean_perimeter", "mean_area", "mean_smoothness",
-    "mean_compactness", "mean_concavity", "mean_concave_points", "mean_symmetry",
+    "mean_radius",
+    "mean_texture",
+    "mean_perimeter",
+    "mean_area",
+    "mean_smoothness",
+    "mean_compactness",
+    "mean_concavity",
+    "mean_concave_points",
+    "mean_symmetry",
     "mean_fractal_dimension",
-)  # fmt: skip
+)
 """The ten "mean" measurements of a tumour image, as the model's inputs."""
 
 DRIFTED = ("mean_texture", "mean_smoothness", "mean_symmetry")

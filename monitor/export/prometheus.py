@@ -20,8 +20,20 @@ from monitor.export import names
 from monitor.score.results import WindowResult
 
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class IngestMetrics:
@@ -83,8 +95,8 @@ class ResultsCollector(Collector):
         threshold = _gauge(names.FEATURE_DRIFT_THRESHOLD)
         drifted = _gauge(names.FEATURE_DRIFTED)
         cut = _gauge(names.FEATURE_LABELS_CUT)
-        for (model, version), result in sorted(self._latest().items()):
-            mv = [model, version]
+        for (name, version), result in sorted(self._latest().items()):
+            mv = [name, version]
             predictions.add_metric(mv, result.predictions)
             start.add_metric(mv, result.window_start)
             end.add_metric(mv, result.window_end)

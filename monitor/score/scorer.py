@@ -29,7 +29,9 @@ class WindowScorer:
         self._min_events = min_window_events
         self._fitted: dict[tuple[str, str, int], dict[str, FittedPsi]] = {}
 
-    def score(self, model: ModelDescription, version: str, start: float, end: float) -> WindowResult:
+    def score(
+        self, model: ModelDescription, version: str, start: float, end: float
+    ) -> WindowResult:
         """Score ``[start, end)`` for ``model`` at ``version``."""
         rows = self._store.predictions_in_window(model.name, version, start, end)
         latencies = np.array([lat for _, _, lat in rows if lat is not None], dtype=float)

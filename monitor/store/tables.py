@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _keyed(name: str, *columns: str) -> Index:
+    """An index over rows that have a correlation key only (most have none)."""
+    where = text("correlation_key IS NOT NULL")
+    return Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
 
 def _json(nullable: bool = False) -> Any:
@@ -71,7 +77,7 @@ class PredictionRow(SQLModel, table=True):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_window", "model", "model_version", "ts"),
-        Index("ix_predictions_correlation", "model", "correlation_key"),
+        _keyed("ix_predictions_correlation", "model", "correlation_key"),
     )
 
     event_id: str = Field(primary_key=True, max_length=128)
@@ -95,7 +101,7 @@ class LabelRow(SQLModel, table=True):
     __tablename__ = "labels"
     __table_args__ = (
         Index("ix_labels_prediction", "prediction_id"),
-        Index("ix_labels_correlation", "model", "correlation_key"),
+        _keyed("ix_labels_correlation", "model", "correlation_key"),
     )
 
     event_id: str = Field(primary_key=True, max_length=128)

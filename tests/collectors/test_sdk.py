@@ -35,23 +35,38 @@ class MemoryShipper:
 
 
 def settings(**changes) -> ClientSettings:
-    base = {"model": "credit", "model_version": "v1", "flush_interval_seconds": 0.05,
-            "retry_initial_seconds": 0.01, "retry_max_seconds": 0.05}  # fmt: skip
+    base = {
+        "model": "credit",
+        "model_version": "v1",
+        "flush_interval_seconds": 0.05,
+        "retry_initial_seconds": 0.01,
+        "retry_max_seconds": 0.05,
+    }
     return ClientSettings(**(base | changes))
 
 
 def test_batches_match_the_event_contract() -> None:
     shipper = MemoryShipper()
-    with Client(settings(batch_size=10), shipper=shipper) as client:
-        ids = [client.record(FEATURES, predicted_class=1, score=0.8, latency_seconds=0.003,
-                             segment={"channel": "web"}, trace_id="0af7651916cd43dd8448eb211c80319c")
-               for _ in range(25)]  # fmt: skip
+    with Client(settings(batch_size=10), shipper=lambda: shipper) as client:
+        ids = [
+            client.record(
+                FEATURES,
+                predicted_class=1,
+                score=0.8,
+                latency_seconds=0.003,
+                segment={"channel": "web"},
+                trace_id="0af7651916cd43dd8448eb211c80319c",
+            )
+            for _ in range(25)
+        ]
         label_id = client.record_label(1, prediction_id=ids[0])
         assert client.flush(5)
-    predictions = [PredictionBatch.model_validate_json(b) for k, b in shipper.batches if k == "predictions"]
+    predictions = [
+        PredictionBatch.model_validate_json(b) for k, b in shipper.batches if k == "predictions"
+    ]
     labels = [LabelBatch.model_validate_json(b) for k, b in shipper.batches if k == "labels"]
     events = [e for batch in predictions for e in batch.events]
-    assert [e.event_id for e in events] == ids
+    assert sorted(e.event_id for e in events) == sorted(ids)
     assert all(len(batch.events) <= 10 for batch in predictions)
     assert events[0].features == FEATURES and events[0].outputs.score == 0.8
     assert [label.event_id for batch in labels for label in batch.labels] == [label_id]
@@ -60,7 +75,7 @@ def test_batches_match_the_event_contract() -> None:
 
 def test_failed_deliveries_are_retried() -> None:
     shipper = MemoryShipper(fail_first=3)
-    client = Client(settings(), shipper=shipper)
+    client = Client(settings(), shipper=lambda: shipper)
     client.record(FEATURES, predicted_class=0)
     assert client.flush(5)
     stats = client.stats()
@@ -69,7 +84,7 @@ def test_failed_deliveries_are_retried() -> None:
 
 
 def test_bad_arguments_are_counted_never_raised() -> None:
-    client = Client(settings(model=None), shipper=MemoryShipper())
+    client = Client(settings(model=None), shipper=MemoryShipper)
     assert client.record(FEATURES) is None  # no model anywhere
     assert client.record(None) is None  # type: ignore[arg-type]
     assert client.record_label(1) is None  # no join key
@@ -106,8 +121,14 @@ promise is about a millisecond; the margin absorbs a loaded 2-core CI machine)."
 
 def test_monitor_down_drops_and_counts_without_blocking(sqlite_url: str) -> None:
     port = free_port()  # nothing listens here yet
-    client = Client(settings(monitor_url=f"http://127.0.0.1:{port}", queue_size=1000,
-                             batch_size=100, timeout_seconds=1))  # fmt: skip
+    client = Client(
+        settings(
+            monitor_url=f"http://127.0.0.1:{port}",
+            queue_size=1000,
+            batch_size=100,
+            timeout_seconds=1,
+        )
+    )
     durations = []
     for i in range(5000):
         started = time.perf_counter()
@@ -115,7 +136,7 @@ def test_monitor_down_drops_and_counts_without_blocking(sqlite_url: str) -> None
         durations.append(time.perf_counter() - started)
     stats = client.stats()
     assert stats.recorded + stats.dropped_queue_full == 5000
-    assert 1000 <= stats.recorded <= 1100, "the queue holds queue_size, plus one batch in flight"
+    assert 1000 <= stats.recorded <= 1200, "the queue holds queue_size, plus a batch per thread"
     assert max(durations) < RECORD_BOUND_SECONDS
     assert sorted(durations)[int(0.99 * len(durations))] < 0.001
     assert not client.flush(0.3), "nothing can drain while the monitor is down"
@@ -148,7 +169,7 @@ def test_close_gives_up_within_its_timeout_and_counts_what_is_left() -> None:
 
 def test_many_threads_record_at_once() -> None:
     shipper = MemoryShipper()
-    client = Client(settings(batch_size=500), shipper=shipper)
+    client = Client(settings(batch_size=500), shipper=lambda: shipper)
 
     def work() -> None:
         for _ in range(2000):

@@ -51,12 +51,20 @@ def test_replayed_batch_stores_nothing_twice(api: TestClient) -> None:
     assert again.json() == {"received": 6, "stored": 1, "duplicates": 5}
     assert stored_count(api) == 11
     metrics = api.get("/metrics").text
-    assert 'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="duplicate"} 5.0' in metrics
-    assert 'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="stored"} 11.0' in metrics
+    assert (
+        'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="duplicate"} 5.0'
+        in metrics
+    )
+    assert (
+        'sidewatch_ingested_events_total{kind="predictions",model="credit",outcome="stored"} 11.0'
+        in metrics
+    )
 
 
 def test_malformed_json_is_a_422_naming_the_body(api: TestClient) -> None:
-    response = api.post(PREDICTIONS, content=b'{"events": [', headers={"Content-Type": "application/json"})
+    response = api.post(
+        PREDICTIONS, content=b'{"events": [', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
     assert "body" in problems(response)
     assert "JSON" in problems(response)["body"]
@@ -85,7 +93,9 @@ def test_wrong_feature_types_are_named_without_echoing_values(api: TestClient) -
     assert response.status_code == 422
     assert problems(response) == {
         "events[0].features.income": "expected a number or null (a numeric feature)",
-        "events[0].features.region": "expected a string, an integer or null (a categorical feature)",
+        "events[0].features.region": (
+            "expected a string, an integer or null (a categorical feature)"
+        ),
         "events[0].features.has_card": "expected true, false or null (a boolean feature)",
     }
     assert "SECRET-VALUE" not in response.text
@@ -139,10 +149,15 @@ def test_oversized_body_is_refused_before_reading(sqlite_url: str) -> None:
             for i in range(0, len(body), 8192):
                 yield body[i : i + 8192]
 
-        response = client.post(PREDICTIONS, content=chunks(), headers={"Content-Type": "application/json"})
+        response = client.post(
+            PREDICTIONS, content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 413
         assert stored_count(client) == 0
-        assert 'sidewatch_ingest_rejected_requests_total{reason="too_large"} 2.0' in client.get("/metrics").text
+        assert (
+            'sidewatch_ingest_rejected_requests_total{reason="too_large"} 2.0'
+            in client.get("/metrics").text
+        )
 
 
 def test_too_many_events_in_one_batch(api: TestClient) -> None:
@@ -187,18 +202,34 @@ def test_ingest_token_cannot_administer(secured_api: TestClient) -> None:
 def test_labels_are_stored_once_and_need_a_join_key(api: TestClient) -> None:
     post(api, [credit_event(0, correlation_key="order-7"), credit_event(1)])
     labels = [
-        {"event_id": "lab-0", "model": "credit", "prediction_id": "ev-1", "value": 1, "timestamp": 1_700_000_100},
-        {"event_id": "lab-1", "model": "credit", "correlation_key": "order-7", "value": 0, "timestamp": 1_700_000_100},
+        {
+            "event_id": "lab-0",
+            "model": "credit",
+            "prediction_id": "ev-1",
+            "value": 1,
+            "timestamp": 1_700_000_100,
+        },
+        {
+            "event_id": "lab-1",
+            "model": "credit",
+            "correlation_key": "order-7",
+            "value": 0,
+            "timestamp": 1_700_000_100,
+        },
     ]
     body = orjson.dumps({"labels": labels})
     headers = {"Content-Type": "application/json"}
     assert api.post("/v1/ingest/labels", content=body, headers=headers).json() == {
-        "received": 2, "stored": 2, "duplicates": 0,
+        "received": 2,
+        "stored": 2,
+        "duplicates": 0,
     }
     assert api.post("/v1/ingest/labels", content=body, headers=headers).json()["duplicates"] == 2
     joined = api.app.state.store.labelled_in_window("credit", "v1", 0, 2e9)
     assert sorted((o["predicted_class"], v) for o, v in joined) == [(0, 0), (1, 1)]
-    bad = orjson.dumps({"labels": [{"event_id": "lab-9", "model": "credit", "value": 1, "timestamp": 1}]})
+    bad = orjson.dumps(
+        {"labels": [{"event_id": "lab-9", "model": "credit", "value": 1, "timestamp": 1}]}
+    )
     response = api.post("/v1/ingest/labels", content=bad, headers=headers)
     assert response.status_code == 422
     assert "prediction_id and correlation_key" in response.text

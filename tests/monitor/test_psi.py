@@ -46,8 +46,12 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> N
 
 @settings(max_examples=200, deadline=None)
 @given(
-    reference=st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=300),
-    current=st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=300),
+    reference=st.lists(
+        st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=300
+    ),
+    current=st.lists(
+        st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=1, max_size=300
+    ),
     bins=st.integers(2, 20),
 )
 def test_numeric_psi_matches_the_oracle_for_any_data(reference, current, bins) -> None:

@@ -72,9 +72,11 @@ def post_events(client, frame: pd.DataFrame, start: float, predicted) -> list[st
                 "model_version": "v1",
                 "timestamp": start + i * (W - 1) / len(frame),
                 "features": {
-                    "income": row.income, "age": row.age,
-                    "region": row.region, "has_card": bool(row.has_card),
-                },  # fmt: skip
+                    "income": row.income,
+                    "age": row.age,
+                    "region": row.region,
+                    "has_card": bool(row.has_card),
+                },
                 "outputs": {"predicted_class": int(predicted[i])},
                 "latency_seconds": 0.001 * (1 + i % 10),
             }
@@ -111,11 +113,15 @@ def test_psi_per_feature_is_exported_for_the_closed_window(scored) -> None:
     by_feature = {dict(k)["feature"]: v for k, v in scores.items()}
     for feature in ("income", "age"):
         fitted = fit_psi(reference[feature].to_numpy(), "numeric", 10)
-        expected = oracle_psi(reference[feature].to_numpy(), current[feature].to_numpy(), list(fitted.edges))
+        expected = oracle_psi(
+            reference[feature].to_numpy(), current[feature].to_numpy(), list(fitted.edges)
+        )
         assert by_feature[feature] == pytest.approx(expected, rel=1e-9)
     assert by_feature["income"] > 0.5
     assert by_feature["age"] < 0.1 and by_feature["region"] < 0.1 and by_feature["has_card"] < 0.1
-    drifted = {dict(k)["feature"]: v for k, v in samples(client, "sidewatch_feature_drifted").items()}
+    drifted = {
+        dict(k)["feature"]: v for k, v in samples(client, "sidewatch_feature_drifted").items()
+    }
     assert drifted == {"income": 1.0, "age": 0.0, "region": 0.0, "has_card": 0.0}
     mv = (("model", "credit"), ("model_version", "v1"))
     assert samples(client, "sidewatch_window_predictions") == {mv: 500.0}
@@ -142,12 +148,20 @@ def test_late_labels_rescore_their_window(scored) -> None:
     truth = rng.integers(0, 2, 200)
     labelled = range(0, 200, 2)  # half the predictions get a label, much later
     labels = [
-        {"event_id": f"lab-{i}", "model": "credit", "prediction_id": ids[i],
-         "value": int(truth[i]), "timestamp": T0 + 3600}
+        {
+            "event_id": f"lab-{i}",
+            "model": "credit",
+            "prediction_id": ids[i],
+            "value": int(truth[i]),
+            "timestamp": T0 + 3600,
+        }
         for i in labelled
-    ]  # fmt: skip
+    ]
     clock.now = T0 + 3600
-    assert client.post("/v1/ingest/labels", content=orjson.dumps({"labels": labels})).status_code == 200
+    assert (
+        client.post("/v1/ingest/labels", content=orjson.dumps({"labels": labels})).status_code
+        == 200
+    )
     loop.run_once()
     assert samples(client, "sidewatch_window_label_coverage_ratio") == {mv: 0.5}
     expected = accuracy_score(truth[list(labelled)], predicted[list(labelled)])
@@ -194,7 +208,9 @@ def test_reference_that_misses_a_feature_is_refused(scored) -> None:
         "columns.income": "expected numbers (a numeric feature)",
     }
     response = client.put(
-        "/v1/models/credit/versions/v1/reference", content=b"a,b\n1,2", headers={"Content-Type": "image/png"}
+        "/v1/models/credit/versions/v1/reference",
+        content=b"a,b\n1,2",
+        headers={"Content-Type": "image/png"},
     )
     assert response.status_code == 422 and "Content-Type" in response.text
     response = client.put(

@@ -59,9 +59,11 @@ def test_models_register_idempotently_and_refuse_changes(store: Store) -> None:
 def test_predictions_are_stored_once(store: Store) -> None:
     store.put_model(credit_model())
     assert sorted(store.insert_predictions([prediction_row(i) for i in range(3)])) == [
-        "ev-0", "ev-1", "ev-2",
+        "ev-0",
+        "ev-1",
+        "ev-2",
     ]
-    assert store.insert_predictions([prediction_row(i) for i in range(2, 5)]) == ["ev-3", "ev-4"]
+    assert store.insert_predictions([prediction_row(i) for i in range(2, 5)]) == {"ev-3", "ev-4"}
     assert store.count_predictions() == 5
     rows = store.predictions_in_window("credit", "v1", 1001.0, 1003.0)
     assert sorted(r[0]["income"] for r in rows) == [1.5, 3.0]
@@ -73,15 +75,36 @@ def test_labels_join_by_event_id_or_correlation_key(store: Store) -> None:
         [prediction_row(0), prediction_row(1, correlation_key="order-1"), prediction_row(2)]
     )
     labels = [
-        {"event_id": "l0", "model": "credit", "prediction_id": "ev-0", "correlation_key": None,
-         "value": 1, "ts": 5.0, "received_at": 6.0},
-        {"event_id": "l1", "model": "credit", "prediction_id": None, "correlation_key": "order-1",
-         "value": "yes", "ts": 5.0, "received_at": 6.0},
-        {"event_id": "l2", "model": "credit", "prediction_id": "ev-0", "correlation_key": None,
-         "value": 0, "ts": 9.0, "received_at": 9.0},
-    ]  # fmt: skip
+        {
+            "event_id": "l0",
+            "model": "credit",
+            "prediction_id": "ev-0",
+            "correlation_key": None,
+            "value": 1,
+            "ts": 5.0,
+            "received_at": 6.0,
+        },
+        {
+            "event_id": "l1",
+            "model": "credit",
+            "prediction_id": None,
+            "correlation_key": "order-1",
+            "value": "yes",
+            "ts": 5.0,
+            "received_at": 6.0,
+        },
+        {
+            "event_id": "l2",
+            "model": "credit",
+            "prediction_id": "ev-0",
+            "correlation_key": None,
+            "value": 0,
+            "ts": 9.0,
+            "received_at": 9.0,
+        },
+    ]
     assert sorted(store.insert_labels(labels)) == ["l0", "l1", "l2"]
-    assert store.insert_labels(labels) == []
+    assert store.insert_labels(labels) == set()
     joined = store.labelled_in_window("credit", "v1", 0, 5000)
     assert sorted(str(v) for _, v in joined) == ["0", "yes"], "the newest label of ev-0 counts"
     assert sorted(store.predictions_labelled_by(["l1"])) == [("credit", "v1", 1001.0)]
@@ -90,8 +113,12 @@ def test_labels_join_by_event_id_or_correlation_key(store: Store) -> None:
 def test_references_get_new_revisions(store: Store) -> None:
     store.put_model(credit_model())
     assert store.latest_reference("credit", "v1") is None
-    first = store.add_reference("credit", "v1", rows=3, source_format="csv", data=b"x", profile={"a": 1})
-    second = store.add_reference("credit", "v1", rows=4, source_format="json", data=b"y", profile={"a": 2})
+    first = store.add_reference(
+        "credit", "v1", rows=3, source_format="csv", data=b"x", profile={"a": 1}
+    )
+    second = store.add_reference(
+        "credit", "v1", rows=4, source_format="json", data=b"y", profile={"a": 2}
+    )
     assert (first.revision, second.revision) == (1, 2)
     latest = store.latest_reference("credit", "v1")
     assert latest is not None and (latest.revision, latest.rows, latest.profile) == (2, 4, {"a": 2})
@@ -101,8 +128,9 @@ def test_references_get_new_revisions(store: Store) -> None:
 def test_window_results_are_replaced_not_duplicated(store: Store) -> None:
     def result(predictions: int) -> WindowResult:
         drift = (FeatureDrift("income", "psi", 0.31, 0.2, True, predictions),)
-        return WindowResult("credit", "v1", 0.0, 60.0, "d1", predictions, 1, 1.0,
-                            0.1, 0.2, 0.3, 1, drift, 99.0)  # fmt: skip
+        return WindowResult(
+            "credit", "v1", 0.0, 60.0, "d1", predictions, 1, 1.0, 0.1, 0.2, 0.3, 1, drift, 99.0
+        )
 
     store.save_window_result(result(10))
     store.save_window_result(result(12))

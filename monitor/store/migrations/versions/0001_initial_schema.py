@@ -8,7 +8,6 @@ Create Date: 2026-11-26 23:37:29.366652
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
@@ -21,10 +20,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "labels",
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("prediction_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
-        sa.Column("correlation_key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("prediction_id", sa.String(length=128), nullable=True),
+        sa.Column("correlation_key", sa.String(length=128), nullable=True),
         sa.Column(
             "value",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -35,13 +34,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id"),
     )
     with op.batch_alter_table("labels", schema=None) as batch_op:
-        batch_op.create_index("ix_labels_correlation", ["model", "correlation_key"], unique=False)
+        batch_op.create_index(
+            "ix_labels_correlation",
+            ["model", "correlation_key"],
+            unique=False,
+            sqlite_where=sa.text("correlation_key IS NOT NULL"),
+            postgresql_where=sa.text("correlation_key IS NOT NULL"),
+        )
         batch_op.create_index("ix_labels_prediction", ["prediction_id"], unique=False)
 
     op.create_table(
         "models",
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("task", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("task", sa.String(length=16), nullable=False),
         sa.Column(
             "features",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -57,15 +62,15 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("description", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("description", sa.String(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "predictions",
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("model_version", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("model_version", sa.String(length=64), nullable=False),
         sa.Column("ts", sa.Float(), nullable=False),
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column(
@@ -79,20 +84,24 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("latency_seconds", sa.Float(), nullable=True),
-        sa.Column("trace_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("parent_span_id", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
-        sa.Column("variant", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("trace_id", sa.String(length=32), nullable=True),
+        sa.Column("parent_span_id", sa.String(length=16), nullable=True),
+        sa.Column("variant", sa.String(length=64), nullable=True),
         sa.Column(
             "segment",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("correlation_key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("correlation_key", sa.String(length=128), nullable=True),
         sa.PrimaryKeyConstraint("event_id"),
     )
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_predictions_correlation", ["model", "correlation_key"], unique=False
+            "ix_predictions_correlation",
+            ["model", "correlation_key"],
+            unique=False,
+            sqlite_where=sa.text("correlation_key IS NOT NULL"),
+            postgresql_where=sa.text("correlation_key IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_predictions_window", ["model", "model_version", "ts"], unique=False
@@ -101,11 +110,11 @@ def upgrade() -> None:
     op.create_table(
         "window_results",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("model_version", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("model_version", sa.String(length=64), nullable=False),
         sa.Column("window_start", sa.Float(), nullable=False),
         sa.Column("window_end", sa.Float(), nullable=False),
-        sa.Column("definition", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("definition", sa.String(length=64), nullable=False),
         sa.Column("predictions", sa.Integer(), nullable=False),
         sa.Column("labelled", sa.Integer(), nullable=False),
         sa.Column("accuracy", sa.Float(), nullable=True),
@@ -125,8 +134,8 @@ def upgrade() -> None:
     op.create_table(
         "model_versions",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("version", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
             ["model"],
@@ -138,11 +147,11 @@ def upgrade() -> None:
     op.create_table(
         "reference_datasets",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("version", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
-        sa.Column("source_format", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("source_format", sa.String(length=16), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column(
             "profile",
