@@ -63,7 +63,8 @@ def run(
         "SIDEWATCH_HOST": "127.0.0.1",
         "SIDEWATCH_WINDOW_SECONDS": str(window_seconds),
         "SIDEWATCH_SCORE_INTERVAL_SECONDS": "2",
-        "SIDEWATCH_MIN_WINDOW_EVENTS": "100",
+        # A window that the demo only partly filled is not scored: too few events.
+        "SIDEWATCH_MIN_WINDOW_EVENTS": str(max(30, int(0.6 * rate * window_seconds))),
     }
     _check_port_free(port)
     with (
