@@ -38,8 +38,9 @@ ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATT
 VersionName = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 FeatureName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1024)]
-FeatureValue = float | int | bool | ShortText | None
-ClassValue = int | Annotated[str, Field(min_length=1, max_length=256)]
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+FeatureValue = float | Int64 | bool | ShortText | None
+ClassValue = Int64 | Annotated[str, Field(min_length=1, max_length=256)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
@@ -101,7 +102,7 @@ class LabelEvent(_Document):
     """The event id of the prediction this label is for."""
     correlation_key: EventId | None = None
     """Or the prediction's correlation key."""
-    value: float | int | bool | Annotated[str, Field(max_length=256)]
+    value: float | Int64 | bool | Annotated[str, Field(max_length=256)]
     timestamp: AwareDatetime
 
     @model_validator(mode="after")
