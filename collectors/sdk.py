@@ -188,8 +188,9 @@ class Client:
                     event[key] = item
             if event["model"] is None or event["model_version"] is None:
                 raise ValueError("record() needs model and model_version (or settings)")
-            # Encoding now snapshots the caller's mappings, which it may change later.
-            encoded = orjson.dumps(event)
+            # Encoding now snapshots the caller's mappings, which it may change later;
+            # numpy scalars and arrays, common in model code, encode as plain JSON.
+            encoded = orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:  # the host's request must never see our failure
             self._count_invalid(exc)
             return None
@@ -233,7 +234,7 @@ class Client:
                 label["correlation_key"] = correlation_key
             if label["model"] is None:
                 raise ValueError("record_label() needs model (or settings.model)")
-            encoded = orjson.dumps(label)
+            encoded = orjson.dumps(label, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:  # the host's request must never see our failure
             self._count_invalid(exc)
             return None

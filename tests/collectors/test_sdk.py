@@ -73,6 +73,22 @@ def test_batches_match_the_event_contract() -> None:
     assert client.stats().stored == 26
 
 
+def test_numpy_values_from_model_code_are_encoded() -> None:
+    import numpy as np
+
+    shipper = MemoryShipper()
+    with Client(settings(), shipper=lambda: shipper) as client:
+        row = {"income": np.float64(1.5), "age": np.int64(40), "has_card": np.bool_(True)}
+        client.record(row, predicted_class=np.int64(1), score=np.float32(0.25))
+        client.record_label(np.int64(1), prediction_id="x")
+        assert client.flush(5)
+    body = next(b for kind, b in shipper.batches if kind == "predictions")
+    event = PredictionBatch.model_validate_json(body).events[0]
+    assert event.features == {"income": 1.5, "age": 40, "has_card": True}
+    assert (event.outputs.predicted_class, event.outputs.score) == (1, 0.25)
+    assert client.stats().dropped_invalid == 0
+
+
 def test_failed_deliveries_are_retried() -> None:
     shipper = MemoryShipper(fail_first=3)
     client = Client(settings(), shipper=lambda: shipper)
