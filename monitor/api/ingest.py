@@ -127,9 +127,10 @@ class Ingestor:
         if new_versions:
             self._store.ensure_versions(new_versions)
             self._versions |= new_versions
-        stored_ids = self._store.insert_predictions(rows)
+        unique = _first_of_each(rows)
+        stored_ids = self._store.insert_predictions(unique)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for row in rows:
+        for row in unique:
             if row["event_id"] in stored_ids:
                 groups.setdefault((row["model"], row["model_version"]), []).append(row)
         for (model_name, version), stored in groups.items():
@@ -139,7 +140,7 @@ class Ingestor:
                     latency.observe(row["latency_seconds"])
             self._metrics.events.labels(model_name, "predictions", "stored").inc(len(stored))
             self._on_stored(model_name, version, [r["ts"] for r in stored])
-        self._count_duplicates("predictions", rows, stored_ids)
+        self._count_duplicates("predictions", rows, unique, stored_ids)
         return IngestResult(
             received=len(rows), stored=len(stored_ids), duplicates=len(rows) - len(stored_ids)
         )
@@ -159,6 +160,8 @@ class Ingestor:
             principal.check_writes(label.model)
             if self._model(label.model) is None:
                 problems.append((f"labels[{i}].model", f"model {label.model!r} is not registered"))
+                if len(problems) >= MAX_PROBLEMS:
+                    break
             rows.append(
                 {
                     "event_id": label.event_id,
@@ -172,21 +175,31 @@ class Ingestor:
             )
         if problems:
             raise InputError("the batch has invalid labels; nothing was stored", problems)
-        stored = self._store.insert_labels(rows)
-        per_model = Counter(r["model"] for r in rows if r["event_id"] in stored)
+        unique = _first_of_each(rows)
+        stored = self._store.insert_labels(unique)
+        per_model = Counter(r["model"] for r in unique if r["event_id"] in stored)
         for model_name, count in per_model.items():
             self._metrics.events.labels(model_name, "labels", "stored").inc(count)
         for model_name, version, ts in self._store.predictions_labelled_by(sorted(stored)):
             self._on_stored(model_name, version, [ts])
-        self._count_duplicates("labels", rows, stored)
+        self._count_duplicates("labels", rows, unique, stored)
         return IngestResult(
             received=len(rows), stored=len(stored), duplicates=len(rows) - len(stored)
         )
 
-    def _count_duplicates(self, kind: str, rows: list[dict[str, Any]], stored: set[str]) -> None:
-        for row in rows:
-            if row["event_id"] not in stored:
-                self._metrics.events.labels(row["model"], kind, "duplicate").inc()
+    def _count_duplicates(
+        self,
+        kind: str,
+        rows: list[dict[str, Any]],
+        unique: list[dict[str, Any]],
+        stored: set[str],
+    ) -> None:
+        # Duplicates: rows repeated within the batch, and rows already stored before.
+        per_model = Counter(r["model"] for r in rows)
+        per_model.subtract(r["model"] for r in unique if r["event_id"] in stored)
+        for model_name, count in per_model.items():
+            if count:
+                self._metrics.events.labels(model_name, kind, "duplicate").inc(count)
 
     def _model(self, name: str) -> _Schema | None:
         schema = self._models.get(name)
@@ -198,6 +211,14 @@ class Ingestor:
             with self._lock:
                 self._models[name] = schema
         return schema
+
+
+def _first_of_each(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the first occurrence of each event id (a batch may repeat one)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(row["event_id"], row)
+    return list(seen.values())
 
 
 def _parse(document: type[PredictionBatch] | type[LabelBatch], body: bytes) -> Any:

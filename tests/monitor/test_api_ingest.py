@@ -61,6 +61,16 @@ def test_replayed_batch_stores_nothing_twice(api: TestClient) -> None:
     )
 
 
+def test_an_event_repeated_within_a_batch_is_stored_once(api: TestClient) -> None:
+    events = [credit_event(0), credit_event(1), credit_event(0)]
+    assert post(api, events).json() == {"received": 3, "stored": 2, "duplicates": 1}
+    metrics = api.get("/metrics").text
+    expected = 'model="credit",outcome="duplicate"} 1.0'
+    assert expected in metrics
+    latency = 'sidewatch_prediction_latency_seconds_count{model="credit",model_version="v1"} 2.0'
+    assert latency in metrics
+
+
 def test_malformed_json_is_a_422_naming_the_body(api: TestClient) -> None:
     response = api.post(
         PREDICTIONS, content=b'{"events": [', headers={"Content-Type": "application/json"}
