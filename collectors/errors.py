@@ -12,6 +12,7 @@ monitor extends the same tree in ``monitor/errors.py``::
         ├── ConflictError        a registration disagrees with what is stored (HTTP 409)
         ├── AuthError            no or wrong bearer token (HTTP 401)
         ├── ForbiddenError       a token writes a model it is not bound to (HTTP 403)
+        ├── PayloadTooLarge      a body, once decompressed, is over its cap (HTTP 413)
         └── CliError             a command failed; carries its exit code
 
 The SDK never raises into the caller's request path: ``Client.record`` drops and

@@ -8,6 +8,7 @@
     ├── ConflictError            a registration disagrees with what is stored (HTTP 409)
     ├── AuthError                no or wrong bearer token (HTTP 401)
     ├── ForbiddenError           a token writes a model it is not bound to (HTTP 403)
+    ├── PayloadTooLarge          a body, once decompressed, is over its cap (HTTP 413)
     └── CliError                 a command failed; carries its exit code
 
 The API maps each to its status code in one place (``monitor/api/app.py``). Messages
@@ -27,6 +28,7 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "NotFoundError",
+    "PayloadTooLarge",
     "SidewatchError",
 ]
 
@@ -59,6 +61,10 @@ class AuthError(SidewatchError):
 
 class ForbiddenError(SidewatchError):
     """The token is valid but not allowed to do this."""
+
+
+class PayloadTooLarge(SidewatchError):
+    """A request body is larger than its cap once decompressed."""
 
 
 class CliError(SidewatchError):

@@ -24,7 +24,7 @@ from collectors.contract import (
 )
 from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
-from monitor.api.limits import BodySizeLimit
+from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
@@ -40,6 +40,7 @@ from monitor.errors import (
     ForbiddenError,
     InputError,
     NotFoundError,
+    PayloadTooLarge,
     SidewatchError,
 )
 from monitor.export.prometheus import IngestMetrics, ResultsCollector
@@ -58,6 +59,7 @@ _STATUS: dict[type[SidewatchError], tuple[int, str]] = {
     ConflictError: (409, "conflict"),
     AuthError: (401, "unauthorized"),
     ForbiddenError: (403, "forbidden"),
+    PayloadTooLarge: (413, "too_large"),
 }
 
 ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
@@ -296,8 +298,11 @@ def create_app(
         },
     )
     async def ingest_predictions(request: Request, principal: Caller) -> IngestResult:
-        """Store a batch of prediction events; event ids already stored are skipped."""
-        body = await request.body()
+        """Store a batch of prediction events; event ids already stored are skipped.
+
+        The body may be gzip-compressed (``Content-Encoding: gzip``).
+        """
+        body = await _body(request, settings.max_request_bytes)
         return await run_in_threadpool(ingestor.predictions, body, principal)
 
     @app.post(
@@ -312,8 +317,8 @@ def create_app(
         },
     )
     async def ingest_labels(request: Request, principal: Caller) -> IngestResult:
-        """Store a batch of labels; label ids already stored are skipped."""
-        body = await request.body()
+        """Store a batch of labels; label ids already stored are skipped (gzip allowed)."""
+        body = await _body(request, settings.max_request_bytes)
         return await run_in_threadpool(ingestor.labels, body, principal)
 
     # -- results -----------------------------------------------------------------------
@@ -330,6 +335,11 @@ def create_app(
         return [_window_public(w) for w in store.window_results(name, version, limit=limit)]
 
     return app
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    body = await request.body()
+    return decompress(body, request.headers.get("content-encoding"), limit)
 
 
 def _model_public(store: Store, model: ModelDescription) -> ModelPublic:

@@ -1,15 +1,46 @@
-"""A cap on request bodies, enforced before the application reads them."""
+"""Caps on request bodies: declared, streamed, and once decompressed."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from monitor.errors import InputError, PayloadTooLarge
+
 
 class BodyTooLarge(Exception):
     """Raised inside ``receive`` when a streamed body passes its cap."""
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The request body with its ``Content-Encoding`` (none or gzip) undone.
+
+    The decompressed size is capped too, so a small gzip bomb cannot fill memory.
+
+    Raises:
+        InputError: An unsupported encoding or a body that is not valid gzip.
+        PayloadTooLarge: The decompressed body is larger than ``limit``.
+    """
+    if encoding in (None, "", "identity"):
+        return body
+    if encoding != "gzip":
+        raise InputError(
+            "unsupported Content-Encoding",
+            [("Content-Encoding", f"expected gzip or none, got {encoding!r}")],
+        )
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InputError("the body is not valid gzip", [("body", "expected gzip data")]) from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body is larger than {limit} bytes")
+    if not inflater.eof:
+        raise InputError("the gzip body is truncated", [("body", "expected complete gzip data")])
+    return out
 
 
 class BodySizeLimit:

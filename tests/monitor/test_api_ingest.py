@@ -178,11 +178,31 @@ def test_too_many_events_in_one_batch(api: TestClient) -> None:
     assert "10000" in problems(response)["events"]
 
 
-def test_gzip_body_is_not_decoded(api: TestClient) -> None:
-    # Compressed bodies are not accepted (yet): refused as invalid JSON, not a 5xx.
-    body = gzip.compress(orjson.dumps({"events": [credit_event(0)]}))
-    response = api.post(PREDICTIONS, content=body, headers={"Content-Type": "application/json"})
+def test_gzip_bodies_are_decoded(api: TestClient) -> None:
+    body = gzip.compress(orjson.dumps({"events": [credit_event(i) for i in range(50)]}))
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = api.post(PREDICTIONS, content=body, headers=headers)
+    assert response.json() == {"received": 50, "stored": 50, "duplicates": 0}
+    response = api.post(PREDICTIONS, content=body[:-10], headers=headers)
+    assert response.status_code == 422 and "gzip" in response.json()["detail"]
+    response = api.post(PREDICTIONS, content=b"not gzip", headers=headers)
     assert response.status_code == 422
+    headers["Content-Encoding"] = "br"
+    response = api.post(PREDICTIONS, content=body, headers=headers)
+    assert response.status_code == 422 and "Content-Encoding" in response.text
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(sqlite_url: str) -> None:
+    from tests.conftest import credit_model, make_client
+
+    with make_client(sqlite_url, max_request_bytes=1024 * 1024) as client:
+        client.put("/v1/models/credit", json=credit_model().model_dump())
+        bomb = gzip.compress(b"[" * (200 * 1024 * 1024))  # 200 MB of brackets in ~200 KB
+        assert len(bomb) < 1024 * 1024
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        response = client.post(PREDICTIONS, content=bomb, headers=headers)
+        assert response.status_code == 413
+        assert "decompressed" in response.json()["detail"]
 
 
 def test_no_token_is_401_once_tokens_are_configured(secured_api: TestClient) -> None:
