@@ -34,8 +34,8 @@ class ShipResult:
 class Shipper(Protocol):
     """Sends one batch of one kind to the monitor."""
 
-    def ship(self, kind: Kind, body: bytes) -> ShipResult:
-        """Send ``body`` (a JSON batch) and report the outcome; never raises."""
+    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+        """Send ``body`` (a JSON batch, gzip-compressed if ``gzipped``); never raises."""
         ...
 
     def close(self) -> None:
@@ -61,12 +61,13 @@ class HttpShipper:
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._gzip_headers = self._headers | {"Content-Encoding": "gzip"}
         self._conn: http.client.HTTPConnection | None = None
 
-    def ship(self, kind: Kind, body: bytes) -> ShipResult:
+    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
         """POST ``body`` to ``/v1/ingest/{kind}``."""
         try:
-            status, payload = self._post(f"{self._base}/v1/ingest/{kind}", body)
+            status, payload = self._post(f"{self._base}/v1/ingest/{kind}", body, gzipped)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             return ShipResult("retry", detail=f"monitor unreachable: {exc.__class__.__name__}")
@@ -84,14 +85,15 @@ class HttpShipper:
             self._conn.close()
             self._conn = None
 
-    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def _post(self, path: str, body: bytes, gzipped: bool) -> tuple[int, bytes]:
         if self._conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             self._conn = cls(self._host, self._port, timeout=self._timeout)
             self._conn.connect()
             if self._conn.sock is not None:
                 self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._conn.request("POST", path, body=body, headers=self._headers)
+        headers = self._gzip_headers if gzipped else self._headers
+        self._conn.request("POST", path, body=body, headers=headers)
         response = self._conn.getresponse()
         payload = response.read()
         if response.will_close:

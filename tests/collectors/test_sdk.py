@@ -23,7 +23,7 @@ class MemoryShipper:
         self.fail_first = fail_first
         self.calls = 0
 
-    def ship(self, kind: Kind, body: bytes) -> ShipResult:
+    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
         self.calls += 1
         if self.calls <= self.fail_first:
             return ShipResult("retry", detail="down")
