@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install tools demo test lint bench-ingest lock clean
+.PHONY: install tools demo test lint bench-ingest bench-accelerators gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-accelerators: $(STAMP)
+	$(BIN)/python bench/accelerators.py
+
+# On a machine with an NVIDIA GPU (and PyTorch): known loads against the real collector.
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)

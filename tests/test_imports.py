@@ -15,7 +15,10 @@ def loaded_after(statement: str) -> set[str]:
 
 
 def test_collectors_import_nothing_heavy() -> None:
-    loaded = loaded_after("import collectors, collectors.sdk, collectors.ship")
+    loaded = loaded_after(
+        "import collectors, collectors.sdk, collectors.ship, collectors.spool, "
+        "collectors.forward, collectors.accelerators"
+    )
     assert loaded.isdisjoint(HEAVY), loaded & set(HEAVY)
 
 

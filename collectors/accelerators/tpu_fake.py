@@ -32,10 +32,12 @@ class FakeTpuRuntime:
         grpc, messages, services = _proto()
         runtime = self
 
-        class Servicer(services.RuntimeMetricServiceServicer):  # type: ignore[misc]
+        servicer_base: Any = services.RuntimeMetricServiceServicer
+
+        class Servicer(servicer_base):  # type: ignore[misc]
             def GetRuntimeMetric(self, request: Any, context: Any) -> Any:  # noqa: N802
                 runtime.calls += 1
-                per_device = runtime.values.get(request.metric_name)
+                per_device = runtime.values.get(request.metric_name) or {}
                 if not per_device:
                     context.abort(grpc.StatusCode.NOT_FOUND, f"{request.metric_name} unsupported")
                 metrics = []
