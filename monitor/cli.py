@@ -54,6 +54,35 @@ def _migrate(args: argparse.Namespace) -> None:
     print(f"schema is up to date on {url.split('@')[-1]}")
 
 
+def _accelerators(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry, start_http_server
+    from pydantic import ValidationError
+
+    from collectors.accelerators import AcceleratorCollector, AcceleratorSettings
+
+    try:
+        settings = AcceleratorSettings()
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    poller = settings.build()
+    registry = CollectorRegistry()
+    registry.register(AcceleratorCollector(poller))
+    poller.start()
+    server, thread = start_http_server(args.port, addr=args.host, registry=registry)
+    print(f"accelerator metrics on http://{args.host}:{args.port}/metrics", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        thread.join(5)
+        poller.stop()
+
+
 def _demo(args: argparse.Namespace) -> None:
     from monitor.demo import run
 
@@ -84,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--database-url", help="default: SIDEWATCH_DATABASE_URL")
     migrate.set_defaults(func=_migrate)
+
+    acc = sub.add_parser(
+        "accelerators",
+        help="export GPU/TPU metrics (settings from SIDEWATCH_ACCELERATOR_* variables)",
+    )
+    acc.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    acc.add_argument("--port", type=int, default=9400, help="metrics port (default 9400)")
+    acc.set_defaults(func=_accelerators)
 
     demo = sub.add_parser("demo", help="run a sample model with drifting traffic and late labels")
     demo.add_argument(

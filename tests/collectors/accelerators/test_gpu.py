@@ -336,3 +336,34 @@ def test_the_real_gpu_check_script_is_ready_to_run() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checks_passed=7 checks_total=7" in result.stdout
+
+
+def test_the_accelerators_command_serves_metrics_without_a_gpu() -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "accelerators", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert "no NVIDIA GPU" in lines[0], lines
+        assert "accelerator metrics on" in lines[1], lines
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        )
+        assert 'sidewatch_accelerator_info{count="0",driver="",kind="none"} 1.0' in text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert process.stdout is not None
+        process.stdout.close()
