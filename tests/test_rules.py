@@ -13,7 +13,7 @@ import yaml
 from monitor.export import names
 
 ALERTS = Path(__file__).resolve().parent.parent / "alerts"
-RULE_FILES = sorted(ALERTS.glob("*.yml"))
+RULE_FILES = sorted(p for p in ALERTS.glob("*_rules.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*_test.yml"))
 
 
@@ -72,3 +72,74 @@ def test_rules_use_only_defined_metric_names() -> None:
                 )
                 for name in used:
                     assert name in known or name in recorded, f"{path.name}: unknown {name}"
+
+
+def alert_rules() -> list[dict]:
+    rules = yaml.safe_load((ALERTS / "alerting_rules.yml").read_text())["groups"]
+    return [r for g in rules for r in g["rules"] if "alert" in r]
+
+
+def test_alerts_follow_the_conventions() -> None:
+    rules = alert_rules()
+    assert len(rules) >= 8
+    for rule in rules:
+        name = rule["alert"]
+        assert re.fullmatch(r"Sidewatch([A-Z][a-z0-9]+)+", name), name
+        assert rule["labels"]["severity"] in ("critical", "warning", "info"), name
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
+        assert "{{" not in annotations["summary"], f"{name}: the summary is a fixed sentence"
+        assert "$labels" in annotations["description"] or "$value" in annotations["description"]
+        runbook = ALERTS.parent / annotations["runbook_url"]
+        assert runbook.is_file(), f"{name}: no runbook at {runbook}"
+        assert runbook.read_text().startswith(f"# {name}")
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
+    cases: dict[str, set[bool]] = {}
+    for path in TEST_FILES:
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                cases.setdefault(case["alertname"], set()).add(bool(case["exp_alerts"]))
+    for rule in alert_rules():
+        assert cases.get(rule["alert"]) == {True, False}, rule["alert"]
+
+
+def test_the_alertmanager_example_groups_and_inhibits_as_agreed() -> None:
+    config = yaml.safe_load((ALERTS / "alertmanager.yml").read_text())
+    assert config["route"]["group_by"] == ["alertname", "model"]
+    [inhibit] = config["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['severity="critical"']
+    assert inhibit["target_matchers"] == ['severity="warning"']
+    assert inhibit["equal"] == ["alertname", "model"]
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is missing: `make test` installs Debian's prometheus-alertmanager")
+    checked = subprocess.run(
+        [amtool, "check-config", str(ALERTS / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for severity, receiver in (
+        ("critical", "sidewatch-pager"),
+        ("warning", "sidewatch-tickets"),
+        ("info", "sidewatch-info"),
+    ):
+        routed = subprocess.run(
+            [
+                amtool,
+                "config",
+                "routes",
+                "test",
+                f"--config.file={ALERTS / 'alertmanager.yml'}",
+                f"severity={severity}",
+                "alertname=SidewatchX",
+                "model=m",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert routed.stdout.strip() == receiver, routed.stdout + routed.stderr
