@@ -60,13 +60,20 @@ class AcceleratorSettings(BaseSettings):
     """How long under ``idle_ratio`` before ``sidewatch_accelerator_idle`` is 1."""
     tpu_address: str | None = None
     """libtpu's metric service (``localhost:8431`` on a TPU VM); None: no TPU polling."""
+    fake_gpus: int = Field(default=0, ge=0, le=64)
+    """Simulate this many H100s from recorded readings instead of NVML (demos and tests
+    on machines without a GPU); 0 uses the real NVML."""
 
     def build(
         self, backend: NvmlBackend | None = None, clock: Callable[[], float] = time.monotonic
     ) -> AcceleratorPoller:
         """The poller these settings describe (the real NVML unless told otherwise)."""
+        from collectors.accelerators.fake import FakeNvml
+
         tpu = TpuReader(self.tpu_address) if self.tpu_address else None
-        return AcceleratorPoller(self, backend or PynvmlBackend(), tpu=tpu, clock=clock)
+        if backend is None:
+            backend = FakeNvml(self.fake_gpus) if self.fake_gpus else PynvmlBackend()
+        return AcceleratorPoller(self, backend, tpu=tpu, clock=clock)
 
 
 @dataclass(frozen=True)
