@@ -101,27 +101,18 @@ def stack(tmp_path: Path) -> Iterator[tuple[LiveMonitor, Receiver]]:
     (tmp_path / "rules.yml").write_text(shortened_rules())
     recording = (ALERTS / "recording_rules.yml").read_text().replace("interval: 1m", "interval: 1s")
     (tmp_path / "recording.yml").write_text(recording)
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(tmp_path / "rules.yml"), str(tmp_path / "recording.yml")],
-                "alerting": {
-                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-                },
-                "scrape_configs": [
-                    {
-                        "job_name": "sidewatch-monitor",
-                        "static_configs": [{"targets": [f"127.0.0.1:{monitor.settings.port}"]}],
-                    },
-                    {
-                        "job_name": "sidewatch-accelerators",
-                        "static_configs": [{"targets": [f"127.0.0.1:{acc_port}"]}],
-                    },
-                ],
-            }
-        )
-    )
+    # The stack's own Prometheus configuration, pointed at this test's ports and
+    # evaluating every second.
+    prometheus = yaml.safe_load((ALERTS.parent / "deploy" / "prometheus.yml").read_text())
+    prometheus["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    prometheus["rule_files"] = [str(tmp_path / "rules.yml"), str(tmp_path / "recording.yml")]
+    prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{am_port}"
+    ]
+    local = {"sidewatch-monitor": monitor.settings.port, "sidewatch-accelerators": acc_port}
+    for job in prometheus["scrape_configs"]:
+        job["static_configs"][0]["targets"] = [f"127.0.0.1:{local[job['job_name']]}"]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     processes = [
         subprocess.Popen(
             [

@@ -35,3 +35,26 @@ def test_the_monitor_settings_in_compose_are_valid() -> None:
     assert settings.database_url.startswith("postgresql+psycopg://")
     assert env["SIDEWATCH_DATABASE_URL"].split("@")[1].startswith("postgres:")
     assert f"{settings.port}:{settings.port}" in compose()["services"]["monitor"]["ports"]
+
+
+def test_every_mounted_file_exists() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts a missing {source}"
+
+
+def test_prometheus_config_agrees_with_the_services() -> None:
+    services = compose()["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    mounted = {v.split(":")[1] for v in services["prometheus"]["volumes"]}
+    assert set(prometheus["rule_files"]) <= mounted
+    for job in prometheus["scrape_configs"]:
+        for target in job["static_configs"][0]["targets"]:
+            host, port = target.split(":")
+            assert host in services, f"{job['job_name']} scrapes an unknown service {host}"
+            published = [p.split(":")[1] for p in services[host].get("ports", [])]
+            assert port in published, f"{host} does not listen on {port}"
+    [alertmanager] = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanager.split(":")[0] in services
