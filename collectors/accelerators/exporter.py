@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from collectors.accelerators import names
 from collectors.accelerators.poller import AcceleratorPoller, GpuReading
+from collectors.naming import MetricName
 
 CLOCK_EVENT_REASONS = {
     0x1: "gpu_idle",
@@ -36,7 +37,7 @@ _GPM = {
 }
 
 
-def _family(m: names.MetricName) -> GaugeMetricFamily | CounterMetricFamily:
+def _family(m: MetricName) -> GaugeMetricFamily | CounterMetricFamily:
     if m.type == "counter":
         return CounterMetricFamily(m.name.removesuffix("_total"), m.help, labels=m.labels)
     return GaugeMetricFamily(m.name, m.help, labels=m.labels)

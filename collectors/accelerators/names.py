@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-
-@dataclass(frozen=True, slots=True)
-class MetricName:
-    """One exported metric family."""
-
-    name: str
-    type: Literal["counter", "gauge"]
-    help: str
-    labels: tuple[str, ...]
+from collectors.naming import MetricName
 
 
 def _g(name: str, help: str, *labels: str) -> MetricName:

@@ -7,19 +7,7 @@ bounded: model, version, feature (capped per version), test, kind, outcome.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-
-@dataclass(frozen=True, slots=True)
-class MetricName:
-    """One exported metric family."""
-
-    name: str
-    type: Literal["counter", "gauge", "histogram", "info"]
-    help: str
-    labels: tuple[str, ...]
-
+from collectors.naming import MetricName
 
 _MV = ("model", "model_version")
 

@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from collectors.contract import ModelDescription
+from collectors.naming import MetricName
 from monitor.export import names
 from monitor.score.results import WindowResult
 
@@ -40,7 +41,7 @@ class IngestMetrics:
     """The counters and histogram that ingest updates, on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        def counter(m: names.MetricName) -> Counter:
+        def counter(m: MetricName) -> Counter:
             return Counter(m.name.removesuffix("_total"), m.help, m.labels, registry=registry)
 
         self.events = counter(names.INGESTED_EVENTS)
@@ -51,7 +52,7 @@ class IngestMetrics:
         )
 
 
-def _gauge(m: names.MetricName) -> GaugeMetricFamily:
+def _gauge(m: MetricName) -> GaugeMetricFamily:
     return GaugeMetricFamily(m.name, m.help, labels=m.labels)
 
 
