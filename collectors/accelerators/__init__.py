@@ -8,8 +8,10 @@ with ``kind="none"``.
 
 from collectors.accelerators.exporter import AcceleratorCollector
 from collectors.accelerators.fake import FakeNvml
-from collectors.accelerators.nvml import NvmlBackend, PynvmlBackend
-from collectors.accelerators.poller import AcceleratorPoller, AcceleratorSettings, Snapshot
+from collectors.accelerators.nvml import NvmlBackend
+from collectors.accelerators.poller import AcceleratorPoller, Snapshot
+from collectors.accelerators.pynvml_backend import PynvmlBackend
+from collectors.accelerators.settings import AcceleratorSettings
 
 __all__ = [
     "AcceleratorCollector",

@@ -92,6 +92,7 @@ class AcceleratorCollector(Collector):
             (names.MEMORY_BUSY, r.memory_busy, 0.01),
             (names.MEMORY_USED, r.memory_used, 1),
             (names.MEMORY_TOTAL, r.memory_total, 1),
+            (names.FAN_SPEED, r.fan_percent, 0.01),
             (names.POWER, r.power_milliwatts, 0.001),
             (names.ENERGY, r.energy_millijoules, 0.001),
             (names.TEMPERATURE, r.temperature, 1),

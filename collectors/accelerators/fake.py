@@ -4,8 +4,11 @@ The values and call costs below are copied from ``shared/reference/gpu_probe_h10
 and ``gpm_probe_h100.jsonl`` (``tests/collectors/accelerators`` checks that they still
 match): plain utilization followed the duty cycle (100% → 98.65, 50% → 48.8, idle 0);
 GPM told a tensor-core load (tensor 91.7%, DRAM 23.4%) from a memory-bound one (tensor
-0%, DRAM 86.7%) that plain utilization showed alike (98 vs 97). Loads, GPU count and
-failures are set by the test; a call can be made to cost its real time.
+0%, DRAM 86.7%) that plain utilization showed alike (98 vs 97); the fan reading was
+NotSupported. (The probe's per-process utilization returned NotFound, so the collector
+never asks for it and attributes memory, not utilization, to the model.) Loads, GPU
+count and failures are set by the test; a call can be made to cost its real time.
+``fake_pynvml.FakePynvml`` serves the same readings through pynvml's own API and errors.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class FakeNvml:
         self.pending_xids: list[tuple[int, int]] = []
         self.energy = [ENERGY_MJ] * gpus
         self.ecc = [(0, 0)] * gpus
+        self.fan_percent: float | None = None
+        """None: no fan reading, as on the H100 (passively cooled)."""
 
     def set_load(self, gpu: int, load: Load) -> None:
         """What GPU ``gpu`` runs from now on."""
@@ -142,6 +147,7 @@ class FakeNvml:
 
     def utilization(self, gpu: int) -> tuple[float, float]:
         self._enter("utilization", gpu)
+        # Not in the probe: the memory-bound load's GPM DRAM reading, 20% for the others.
         memory_busy = {"idle": 0.0, "memory": 86.7}.get(self.loads[gpu], 20.0)
         return UTILIZATION[self.loads[gpu]], memory_busy
 
@@ -149,6 +155,12 @@ class FakeNvml:
         self._enter("memory", gpu)
         used = MEMORY_USED_IDLE + (LOAD_BYTES if self.loads[gpu] != "idle" else 0)
         return used, MEMORY_TOTAL
+
+    def fan_speed(self, gpu: int) -> float:
+        self._enter("fan_speed", gpu)
+        if self.fan_percent is None:  # the H100 probe: NVMLError_NotSupported
+            raise NvmlNotSupported("fan_speed", "Not Supported")
+        return self.fan_percent
 
     def power_milliwatts(self, gpu: int) -> int:
         self._enter("power_milliwatts", gpu)

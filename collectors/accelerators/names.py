@@ -28,6 +28,9 @@ MEMORY_BUSY = _g(
 )
 MEMORY_USED = _g("sidewatch_gpu_memory_used_bytes", "GPU memory in use.", "gpu")
 MEMORY_TOTAL = _g("sidewatch_gpu_memory_total_bytes", "GPU memory installed.", "gpu")
+FAN_SPEED = _g(
+    "sidewatch_gpu_fan_speed_ratio", "Fan speed over its maximum (absent without a fan).", "gpu"
+)
 POWER = _g("sidewatch_gpu_power_watts", "Power draw.", "gpu")
 ENERGY = _c("sidewatch_gpu_energy_joules_total", "Energy used since the driver loaded.", "gpu")
 TEMPERATURE = _g("sidewatch_gpu_temperature_celsius", "GPU core temperature.", "gpu")
@@ -90,6 +93,7 @@ ALL: dict[str, MetricName] = {
         MEMORY_BUSY,
         MEMORY_USED,
         MEMORY_TOTAL,
+        FAN_SPEED,
         POWER,
         ENERGY,
         TEMPERATURE,

@@ -1,6 +1,6 @@
 """Poll: NVML and libtpu readings in, one immutable snapshot out, in one thread.
 
-Fast readings (utilization, memory, power, clocks, GPM) are taken every poll; slow
+Fast readings (utilization, memory, fan, power, clocks, GPM) are taken every poll; slow
 ones (energy 3.7 ms, ECC, the process list up to 98 ms, MIG) every ``slow_every``
 polls, so a slow call never delays the fast loop more than once in a while. A scrape
 reads the latest snapshot and never calls NVML. A reading the GPU does not support is
@@ -15,10 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
-
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import TYPE_CHECKING, TypeVar
 
 from collectors.accelerators.nvml import (
     GpuIdentity,
@@ -27,53 +24,19 @@ from collectors.accelerators.nvml import (
     NvmlGpuLost,
     NvmlNotSupported,
     NvmlUnavailable,
-    PynvmlBackend,
 )
 from collectors.accelerators.tpu import TpuReader, TpuReading
+from collectors.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from collectors.accelerators.settings import AcceleratorSettings
 
 logger = logging.getLogger("sidewatch.accelerators")
 
 _T = TypeVar("_T")
 
 SLOW_CALLS = ("energy_millijoules", "ecc_errors", "processes", "mig_memory")
-
-
-class AcceleratorSettings(BaseSettings):
-    """What the accelerator collector watches and how often (``SIDEWATCH_ACCELERATOR_*``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SIDEWATCH_ACCELERATOR_", frozen=True, extra="ignore"
-    )
-
-    poll_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
-    slow_every: int = Field(default=10, ge=1, le=10_000)
-    """Take the slow readings once every this many polls."""
-    model: str = "unknown"
-    """The model the sidecar serves: the ``model`` label of cost, idle and process memory."""
-    pids: frozenset[int] = frozenset()
-    """Processes of the served model, for its GPU memory (JSON list in the environment)."""
-    price_per_hour: float | None = Field(default=None, ge=0)
-    """Price of one accelerator-hour; cost is exported when it is set."""
-    idle_ratio: float = Field(default=0.05, ge=0, le=1)
-    """Utilization under which an accelerator counts as idle."""
-    idle_seconds: float = Field(default=600.0, gt=0)
-    """How long under ``idle_ratio`` before ``sidewatch_accelerator_idle`` is 1."""
-    tpu_address: str | None = None
-    """libtpu's metric service (``localhost:8431`` on a TPU VM); None: no TPU polling."""
-    fake_gpus: int = Field(default=0, ge=0, le=64)
-    """Simulate this many H100s from recorded readings instead of NVML (demos and tests
-    on machines without a GPU); 0 uses the real NVML."""
-
-    def build(
-        self, backend: NvmlBackend | None = None, clock: Callable[[], float] = time.monotonic
-    ) -> AcceleratorPoller:
-        """The poller these settings describe (the real NVML unless told otherwise)."""
-        from collectors.accelerators.fake import FakeNvml
-
-        tpu = TpuReader(self.tpu_address) if self.tpu_address else None
-        if backend is None:
-            backend = FakeNvml(self.fake_gpus) if self.fake_gpus else PynvmlBackend()
-        return AcceleratorPoller(self, backend, tpu=tpu, clock=clock)
+"""The readings taken once every ``slow_every`` polls; the others are taken every poll."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +49,7 @@ class GpuReading:
     memory_busy: float | None = None
     memory_used: int | None = None
     memory_total: int | None = None
+    fan_percent: float | None = None
     power_milliwatts: int | None = None
     temperature: int | None = None
     sm_clock_mhz: int | None = None
@@ -159,7 +123,10 @@ class AcceleratorPoller:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._available:
-            self._backend.shutdown()
+            try:
+                self._backend.shutdown()
+            except Exception:  # stopping must not fail the sidecar's shutdown
+                logger.exception("NVML shutdown failed")
         if self._tpu is not None:
             self._tpu.close()
 
@@ -169,6 +136,13 @@ class AcceleratorPoller:
             driver, gpus = self._backend.init()
         except NvmlUnavailable as exc:
             logger.info("no NVIDIA GPU: %s", exc)
+            driver, gpus = "", []
+        except MissingDependencyError as exc:
+            logger.warning("no NVIDIA GPU readings: %s", exc)
+            driver, gpus = "", []
+        except NvmlError as exc:  # NVML started but could not list the GPUs
+            logger.error("no NVIDIA GPU readings: NVML failed at start-up: %s", exc)
+            self._errors["init"] += 1
             driver, gpus = "", []
         self._available = bool(gpus) or driver != ""
         self._readings = [GpuReading(identity=g) for g in gpus]
@@ -183,7 +157,11 @@ class AcceleratorPoller:
         self._polls += 1
         self._readings = [self._read_gpu(r, slow) for r in self._readings]
         if self._available:
-            for gpu, xid in self._guard(-1, "xid_events", self._backend.xid_events) or []:
+            try:
+                xids = self._guard(-1, "xid_events", self._backend.xid_events) or []
+            except NvmlGpuLost:  # counted; the GPU's own readings will mark it lost
+                xids = []
+            for gpu, xid in xids:
                 self._xids[(gpu, xid)] += 1
         tpus = tuple(self._tpu.read()) if self._tpu is not None else ()
         now = self._clock()
@@ -210,6 +188,7 @@ class AcceleratorPoller:
                 changes["utilization"], changes["memory_busy"] = u
             if (m := self._guard(i, "memory", b.memory, i)) is not None:
                 changes["memory_used"], changes["memory_total"] = m
+            changes["fan_percent"] = self._guard(i, "fan_speed", b.fan_speed, i)
             changes["power_milliwatts"] = self._guard(i, "power_milliwatts", b.power_milliwatts, i)
             changes["temperature"] = self._guard(i, "temperature_celsius", b.temperature_celsius, i)
             changes["sm_clock_mhz"] = self._guard(i, "sm_clock_mhz", b.sm_clock_mhz, i)
@@ -231,8 +210,7 @@ class AcceleratorPoller:
                 changes["mig"] = tuple(mig) if mig else ()
             return replace(reading, **changes)  # type: ignore[arg-type]
         except NvmlGpuLost as exc:
-            logger.error("GPU %d is lost (%s); still watching the others", i, exc.call)
-            self._errors[exc.call] += 1
+            logger.error("GPU %d is lost (%s); still watching the others", i, exc)
             return replace(reading, lost=True)
 
     def _guard(self, gpu: int, call: str, read: Callable[..., _T], *args: object) -> _T | None:
@@ -245,9 +223,12 @@ class AcceleratorPoller:
             self._unsupported.add((gpu, call))
             return None
         except NvmlGpuLost:
+            self._errors[call] += 1
             raise
-        except NvmlError as exc:
-            self._errors[exc.call] += 1
+        except NvmlError:
+            # Counted under the poller's own call name: the same label values whichever
+            # backend runs, and a bounded set.
+            self._errors[call] += 1
             return None
 
     def _account(self, now: float, tpus: tuple[TpuReading, ...]) -> None:

@@ -28,6 +28,7 @@ from collectors.accelerators.nvml import (
     NvmlUnavailable,
     translate,
 )
+from collectors.accelerators.poller import SLOW_CALLS
 from collectors.accelerators.tpu import DUTY_CYCLE, HBM_TOTAL, HBM_USED
 from collectors.accelerators.tpu_fake import FakeTpuRuntime
 
@@ -144,8 +145,20 @@ def test_slow_calls_stay_off_the_fast_poll_and_scrapes_call_nothing() -> None:
     poller = make(fake, slow_every=5)
     for _ in range(20):
         poller.poll_once()
-    assert fake.calls["utilization"] == 40
-    assert fake.calls["energy_millijoules"] == fake.calls["processes"] == 8  # polls 0,5,10,15
+    slow = {call: fake.calls[call] for call in SLOW_CALLS}
+    assert slow == dict.fromkeys(SLOW_CALLS, 8)  # 2 GPUs x polls 0, 5, 10, 15
+    fast = {call: n for call, n in fake.calls.items() if call not in (*SLOW_CALLS, "init")}
+    assert fast == {
+        "utilization": 40,
+        "memory": 40,
+        "fan_speed": 2,  # NotSupported on the H100: asked once per GPU
+        "power_milliwatts": 40,
+        "temperature_celsius": 40,
+        "sm_clock_mhz": 40,
+        "clock_event_reasons": 40,
+        "gpm": 40,
+        "xid_events": 20,
+    }
     before = sum(fake.calls.values())
     for _ in range(50):
         scrape(poller)
@@ -309,14 +322,42 @@ def test_metric_names_follow_the_conventions() -> None:
     fake = FakeNvml(gpus=2)
     fake.mig[0] = [(0, 1, 2)]
     fake.pending_xids = [(0, 79)]
-    poller = make(fake, slow_every=1, price_per_hour=1.0)
+    fake.fan_percent = 30.0
+    fake.set_load(1, "busy")
+    fake.fail(1, "temperature_celsius", "error")
+    poller = make(fake, slow_every=1, price_per_hour=1.0, pids=frozenset({h100.LOAD_PID}))
     poller.poll_once()
-    exported = {name for name, _ in scrape(poller)}
+    fake.lose(1)
+    poller.poll_once()
+    samples = scrape(poller)
+    exported = {name for name, _ in samples}
     assert exported <= set(names.ALL), exported - set(names.ALL)
+    tpu_only = {n for n in names.ALL if n.startswith("sidewatch_tpu_")}
+    assert exported == set(names.ALL) - tpu_only, "every GPU family is exported"
+    for (name, labels), _ in samples.items():
+        assert tuple(sorted(k for k, _ in labels)) == tuple(sorted(names.ALL[name].labels)), name
     for name, metric in names.ALL.items():
-        assert name.startswith("sidewatch_") and UNIT_SUFFIX.search(name), name
+        assert re.fullmatch(r"sidewatch_[a-z0-9_]+", name), name
+        assert UNIT_SUFFIX.search(name), name
         assert (metric.type == "counter") == name.endswith("_total"), name
-        assert "percent" not in name
+        assert "percent" not in name and ":" not in name
+    assert value(samples, "sidewatch_gpu_fan_speed_ratio", gpu="0") == 0.3
+
+
+def test_the_public_names_are_what_we_meant() -> None:
+    import collectors.accelerators as package
+
+    assert set(package.__all__) == {
+        "AcceleratorCollector",
+        "AcceleratorPoller",
+        "AcceleratorSettings",
+        "FakeNvml",
+        "NvmlBackend",
+        "PynvmlBackend",
+        "Snapshot",
+    }
+    for name in package.__all__:
+        assert getattr(package, name).__module__.startswith("collectors.accelerators.")
 
 
 def test_the_real_gpu_check_script_is_ready_to_run() -> None:
@@ -329,13 +370,22 @@ def test_the_real_gpu_check_script_is_ready_to_run() -> None:
     ).stdout
     assert "--dry-run" in help_text
     result = subprocess.run(
-        [sys.executable, str(script), "--dry-run", "--seconds", "0.3"],
+        [sys.executable, str(script), "--dry-run", "--seconds", "0.3", "--settle", "0"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "checks_passed=7 checks_total=7" in result.stdout
+    assert result.stdout.splitlines()[-1] == "checks_passed=8 checks_total=8", result.stdout
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    by_load = {row["load"]: row for row in rows[1:]}
+    assert by_load["duty50"]["utilization_pct"] == 48.83
+    assert by_load["memory"]["nvml_pids"] == [h100.LOAD_PID]
+    no_gpu = subprocess.run(
+        [sys.executable, str(script), "--seconds", "0.1"], capture_output=True, text=True
+    )
+    assert no_gpu.returncode == 2, no_gpu.stdout + no_gpu.stderr
+    assert "error" in json.loads(no_gpu.stdout.splitlines()[-1])
 
 
 def test_the_accelerators_command_serves_metrics_without_a_gpu() -> None:

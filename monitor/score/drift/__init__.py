@@ -1,0 +1,58 @@
+"""Drift statistics on raw arrays: one feature's values in, a drift verdict out.
+
+Stage: score. In: a feature's reference values and a window's values (or, for
+correlation drift, several numeric features' values by row). Out: frozen results.
+
+- Univariate tests behind one protocol, :class:`DriftTest` (``fit(reference, kind)``
+  then ``score(current)`` giving a :class:`DriftScore`), registered by Evidently's
+  names in :data:`DRIFT_TESTS`: ``ks``, ``chisquare``, ``z``, ``psi``,
+  ``jensenshannon``, ``wasserstein``, ``hellinger``; :func:`choose_test` picks one as
+  Evidently 0.7 does.
+- :func:`dataset_drift`: the dataset verdict from the share of drifted features.
+- :func:`benjamini_hochberg`: false-discovery-rate control across features.
+- :class:`CorrelationDrift`: pairs of features whose correlation changed.
+"""
+
+from monitor.score.drift.base import DriftScore, DriftTest, FeatureKind, FittedDriftTest
+from monitor.score.drift.correlation import (
+    CorrelationDrift,
+    CorrelationDriftResult,
+    FittedCorrelationDrift,
+    PairCorrelationDrift,
+    fisher_z,
+)
+from monitor.score.drift.distance import Hellinger, JensenShannon, Psi, Wasserstein
+from monitor.score.drift.multiple import AdjustedPValue, FdrControl, adjust_bh, benjamini_hochberg
+from monitor.score.drift.pvalue import ChiSquare, KolmogorovSmirnov, TwoProportionZ
+from monitor.score.drift.registry import DRIFT_TESTS, DriftTestChoice, choose_test, get_drift_test
+from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, DatasetDrift, dataset_drift
+
+__all__ = [
+    "DEFAULT_DRIFT_SHARE",
+    "DRIFT_TESTS",
+    "AdjustedPValue",
+    "ChiSquare",
+    "CorrelationDrift",
+    "CorrelationDriftResult",
+    "DatasetDrift",
+    "DriftScore",
+    "DriftTest",
+    "DriftTestChoice",
+    "FdrControl",
+    "FeatureKind",
+    "FittedCorrelationDrift",
+    "FittedDriftTest",
+    "Hellinger",
+    "JensenShannon",
+    "KolmogorovSmirnov",
+    "PairCorrelationDrift",
+    "Psi",
+    "TwoProportionZ",
+    "Wasserstein",
+    "adjust_bh",
+    "benjamini_hochberg",
+    "choose_test",
+    "dataset_drift",
+    "fisher_z",
+    "get_drift_test",
+]

@@ -1,0 +1,182 @@
+"""The drift-test protocol, its result, and the cleaning every test shares.
+
+A :class:`DriftTest` is a frozen setting; ``fit(reference, kind)`` returns a
+:class:`FittedDriftTest` that holds what the test needs of the reference, and its
+``score(current)`` returns a :class:`DriftScore`.
+
+Missing values are dropped before a test sees them, as Evidently does: ``None`` and NaN
+everywhere, and also infinities for numeric features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from collectors.contract import FeatureType as FeatureKind
+
+__all__ = [
+    "DriftScore",
+    "DriftTest",
+    "FeatureKind",
+    "FittedDriftTest",
+    "StatisticKind",
+    "Values",
+]
+
+StatisticKind = Literal["p_value", "distance"]
+"""``p_value``: drift when the p-value is below the threshold; ``distance``: drift when
+the distance reaches the threshold."""
+
+Values: TypeAlias = Sequence[Any] | npt.NDArray[Any]
+"""One feature's values over a reference or a window (missing ones allowed)."""
+
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftScore:
+    """One test of one feature's current values against its reference."""
+
+    test: str
+    """The test's registry name, e.g. ``ks``."""
+    statistic: float
+    """The test statistic (KS: D; chi-squared: X²; Z: z) or, for a distance, the distance."""
+    p_value: float | None
+    """The p-value for a p-value test; None for a distance."""
+    threshold: float
+    drifted: bool
+    reference_count: int
+    """Non-missing reference values the test used."""
+    current_count: int
+    """Non-missing current values the test used."""
+
+    @property
+    def drift_score(self) -> float:
+        """What is compared with the threshold: the p-value, or else the distance."""
+        return self.statistic if self.p_value is None else self.p_value
+
+
+class FittedDriftTest(Protocol):
+    """A drift test that has learned what it needs from one feature's reference."""
+
+    def score(self, current: Values) -> DriftScore:
+        """Test ``current`` against the reference.
+
+        Raises:
+            ValueError: ``current`` has no non-missing value, or a value of the wrong type.
+        """
+        ...
+
+
+class DriftTest(Protocol):
+    """A univariate drift test: frozen settings that fit a reference."""
+
+    @property
+    def name(self) -> str:
+        """The registry name (Evidently's name for the same test)."""
+        ...
+
+    @property
+    def default_threshold(self) -> float:
+        """The threshold used when ``fit`` is given none (Evidently's default)."""
+        ...
+
+    @property
+    def statistic(self) -> StatisticKind:
+        """Whether the test yields a p-value or a distance."""
+        ...
+
+    @property
+    def kinds(self) -> frozenset[FeatureKind]:
+        """The feature kinds the test applies to."""
+        ...
+
+    def fit(
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
+    ) -> FittedDriftTest:
+        """Learn what the test needs from one feature's reference values.
+
+        Raises:
+            ValueError: The reference has no non-missing value, a value of the wrong
+                type, ``kind`` is not one of :attr:`kinds`, or the threshold is invalid.
+        """
+        ...
+
+
+def check_fit(
+    test: DriftTest, kind: FeatureKind, threshold: float | None
+) -> tuple[FeatureKind, float]:
+    """Validate ``fit``'s arguments; return the kind and the threshold to use."""
+    if kind not in test.kinds:
+        raise ValueError(
+            f"the {test.name!r} test applies to {', '.join(sorted(test.kinds))} features, "
+            f"not {kind!r}"
+        )
+    chosen = test.default_threshold if threshold is None else float(threshold)
+    if not math.isfinite(chosen) or chosen < 0:
+        raise ValueError(f"a drift threshold must be a finite number >= 0, got {chosen!r}")
+    return kind, chosen
+
+
+@dataclass(frozen=True, slots=True)
+class NumericSample:
+    """A numeric feature's non-missing values, sorted once."""
+
+    sorted: FloatArray
+    integer: bool
+    """Whether the values came as integers (numpy's histogram bins treat those apart)."""
+
+    @property
+    def count(self) -> int:
+        """Number of values."""
+        return int(self.sorted.size)
+
+
+def numeric_sample(values: Values, role: str) -> NumericSample:
+    """Sort a numeric feature's finite values.
+
+    Raises:
+        ValueError: There are no finite values, or some are not numbers.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biufO":
+        raise ValueError(f"the {role} of a numeric feature must hold numbers")
+    try:
+        floats = arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the {role} of a numeric feature must hold numbers") from exc
+    floats = np.sort(floats[np.isfinite(floats)])
+    if floats.size == 0:
+        raise ValueError(f"the {role} has no finite value for this feature")
+    return NumericSample(floats, arr.dtype.kind in "iu")
+
+
+def category_counts(values: Values, role: str) -> dict[Hashable, int]:
+    """Count each non-missing category.
+
+    Raises:
+        ValueError: There is no non-missing value.
+    """
+    arr = np.asarray(values)
+    counts: dict[Hashable, int]
+    if arr.dtype.kind in "biuUSf":
+        if arr.dtype.kind == "f":
+            arr = arr[~np.isnan(arr)]
+        keys, n = np.unique(arr, return_counts=True)
+        counts = dict(zip(keys.tolist(), n.tolist(), strict=True))
+    else:
+        counts = dict(Counter(v for v in arr.tolist() if not _missing(v)))
+    if not counts:
+        raise ValueError(f"the {role} has no non-missing value for this feature")
+    return counts
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

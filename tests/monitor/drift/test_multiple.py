@@ -1,0 +1,91 @@
+"""Benjamini-Hochberg against scipy, the false-alarm rate it promises, and the dataset
+verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from monitor.score.drift import (
+    DRIFT_TESTS,
+    adjust_bh,
+    benjamini_hochberg,
+    dataset_drift,
+)
+
+p_values = st.lists(
+    st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.01, 0.05, 1.0])), min_size=1, max_size=60
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=p_values)
+def test_adjusted_p_values_equal_scipys(p) -> None:
+    np.testing.assert_allclose(
+        adjust_bh(p), stats.false_discovery_control(p, method="bh"), rtol=1e-15, atol=0
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=p_values, q=st.sampled_from([0.01, 0.05, 0.1, 0.2]))
+def test_rejections_follow_the_step_up_rule(p, q) -> None:
+    # Reject the k smallest p-values, k the largest rank with p_(k) <= k q / m.
+    m = len(p)
+    ranked = sorted(p)
+    k = max((i for i in range(1, m + 1) if ranked[i - 1] <= i * q / m), default=0)
+    expected = {f"f{i}" for i, value in enumerate(p) if k and value <= ranked[k - 1]}
+    result = benjamini_hochberg({f"f{i}": value for i, value in enumerate(p)}, fdr=q)
+    assert set(result.rejected) == expected
+    assert [r.p_value for r in result.results] == p
+
+
+def test_invalid_input_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_bh([0.1, np.nan])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_bh([1.5])
+    with pytest.raises(ValueError, match="fdr"):
+        benjamini_hochberg({"a": 0.1}, fdr=0)
+    assert benjamini_hochberg({}).rejected == ()
+
+
+FEATURES, WINDOWS, FDR = 100, 50, 0.05
+
+
+def test_bh_keeps_undrifted_windows_quiet_where_raw_p_values_do_not() -> None:
+    rng = np.random.default_rng(42)
+    ks = DRIFT_TESTS["ks"]
+    fitted = [ks.fit(rng.normal(size=500), "numeric") for _ in range(FEATURES)]
+    windows_alarmed_bh = windows_alarmed_raw = raw_alarms = 0
+    for _ in range(WINDOWS):
+        scores = {f"f{i}": f.score(rng.normal(size=200)) for i, f in enumerate(fitted)}
+        p = {name: s.p_value for name, s in scores.items()}
+        raw = sum(s.drifted for s in scores.values())
+        raw_alarms += raw
+        windows_alarmed_raw += raw > 0
+        windows_alarmed_bh += bool(benjamini_hochberg(p, fdr=FDR).rejected)
+    # Nothing drifted, so any BH rejection is a false discovery: P(any) <= q per window.
+    # The count over independent windows is then at most Binomial(WINDOWS, q); allow its
+    # upper 99.9% quantile.
+    bh_bound = stats.binom.ppf(0.999, WINDOWS, FDR)
+    assert windows_alarmed_bh <= bh_bound, (windows_alarmed_bh, bh_bound)
+    # Testing each feature at p < 0.05 instead alarms in almost every window (expected
+    # share 1 - 0.95^100 = 99.4%), about five features a window.
+    assert windows_alarmed_raw > bh_bound
+    assert windows_alarmed_raw >= stats.binom.ppf(0.001, WINDOWS, 1 - (1 - FDR) ** FEATURES)
+    low, high = stats.binom.interval(0.998, FEATURES * WINDOWS, FDR)
+    assert low <= raw_alarms <= high, raw_alarms
+
+
+def test_the_dataset_drifts_when_half_its_features_do() -> None:
+    half = dataset_drift({"a": True, "b": False, "c": True, "d": False})
+    assert (half.share, half.drifted, half.drifted_features) == (0.5, True, ("a", "c"))
+    assert not dataset_drift({"a": True, "b": False, "c": False}).drifted
+    assert dataset_drift({"a": True, "b": False, "c": False}, drift_share=1 / 3).drifted
+    with pytest.raises(ValueError, match="at least one feature"):
+        dataset_drift({})
+    with pytest.raises(ValueError, match="drift_share"):
+        dataset_drift({"a": True}, drift_share=1.5)
