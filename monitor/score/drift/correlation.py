@@ -1,21 +1,31 @@
-"""Cross-feature correlation drift: which numeric pairs changed their Pearson correlation.
+"""Cross-feature correlation drift: which numeric pairs changed their correlation.
 
 ``CorrelationDrift(...).fit(reference)`` keeps the reference's correlation matrix (not
 the data); ``score(current)`` compares each pair's correlation with Fisher's z-test::
 
-    z = (atanh(r_ref) - atanh(r_cur)) / sqrt(1 / (n_ref - 3) + 1 / (n_cur - 3))
+    z = (atanh(r_ref) - atanh(r_cur)) / sqrt(c / (n_ref - 3) + c / (n_cur - 3))
 
-two-sided, and flags pairs by Benjamini-Hochberg across the pairs, so that a window of
-190 pairs does not raise ten false alarms. The number of pairs is bounded by
-``max_features``: the first features in the order given (put the important ones first)
-are kept, and the result says which features and how many pairs were cut. Rows where a
-kept feature is missing are left out of both samples' correlations (listwise deletion).
+two-sided, with ``c = 1`` for Pearson's r and ``c = 1.06`` for Spearman's rank
+correlation (Fieller, Hartley and Pearson, 1957), which is less moved by outliers and
+heavy tails. A pair is flagged when its p-value survives Benjamini-Hochberg across the
+window's pairs at ``fdr`` (so that 190 pairs do not raise ten false alarms) **and** its
+correlation moved by at least ``min_difference`` (an effect size, so that a window of a
+million rows does not flag a change from 0.50 to 0.51).
+
+The number of pairs is bounded by ``max_features``: the first features in the order
+given that vary in the reference are kept (pass the important ones first, or exactly the
+configured list), ``k (k - 1) / 2`` pairs; the result says which features and how many
+pairs were cut. The order given is the choice rather than, say, the features of highest
+variance, because variance depends on each feature's unit and says nothing about its
+importance. Rows where a kept feature is missing are left out of both samples'
+correlations (listwise deletion).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,11 +45,28 @@ __all__ = [
 _MAX_ABS_R = 1 - 1e-12
 """Correlations are clipped to this so that a perfectly correlated pair keeps a finite z."""
 
+CorrelationMethod = Literal["pearson", "spearman"]
+
+_VARIANCE_FACTOR: dict[CorrelationMethod, float] = {"pearson": 1.0, "spearman": 1.06}
+"""``c`` in ``var(atanh r) = c / (n - 3)``."""
+
 
 def fisher_z(
-    r_reference: npt.ArrayLike, n_reference: int, r_current: npt.ArrayLike, n_current: int
+    r_reference: npt.ArrayLike,
+    n_reference: int,
+    r_current: npt.ArrayLike,
+    n_current: int,
+    variance_factor: float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """Fisher's z statistic and two-sided p-value for a change in correlation.
+
+    Args:
+        r_reference: The reference's correlation(s).
+        n_reference: Rows behind them.
+        r_current: The window's correlation(s).
+        n_current: Rows behind them.
+        variance_factor: ``c`` in ``var(atanh r) = c / (n - 3)``: 1 for Pearson's r,
+            1.06 for Spearman's.
 
     Raises:
         ValueError: A sample has fewer than 4 rows.
@@ -48,7 +75,8 @@ def fisher_z(
         raise ValueError("Fisher's z-test needs at least 4 rows in each sample")
     r1 = np.clip(np.asarray(r_reference, dtype=np.float64), -_MAX_ABS_R, _MAX_ABS_R)
     r2 = np.clip(np.asarray(r_current, dtype=np.float64), -_MAX_ABS_R, _MAX_ABS_R)
-    z = (np.arctanh(r1) - np.arctanh(r2)) / np.sqrt(1 / (n_reference - 3) + 1 / (n_current - 3))
+    spread = np.sqrt(variance_factor / (n_reference - 3) + variance_factor / (n_current - 3))
+    z = (np.arctanh(r1) - np.arctanh(r2)) / spread
     return z, 2 * stats.norm.sf(np.abs(z))
 
 
@@ -66,6 +94,7 @@ class PairCorrelationDrift:
     adjusted_p_value: float | None
     """Benjamini-Hochberg adjusted across the window's pairs; None where undefined."""
     drifted: bool
+    """``adjusted_p_value <= fdr`` and ``|current_r - reference_r| >= min_difference``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +102,9 @@ class CorrelationDriftResult:
     """Correlation drift over one window."""
 
     pairs: tuple[PairCorrelationDrift, ...]
+    method: CorrelationMethod
     fdr: float
+    min_difference: float
     reference_count: int
     current_count: int
     """Window rows with every kept feature present."""
@@ -95,6 +126,9 @@ class CorrelationDrift:
     max_features: int = 20
     """At most this many features (``k (k - 1) / 2`` pairs) are tested."""
     fdr: float = 0.05
+    min_difference: float = 0.1
+    """Smallest change of a pair's correlation that counts as drift."""
+    method: CorrelationMethod = "pearson"
 
     def fit(self, reference: Mapping[str, Values]) -> FittedCorrelationDrift:
         """Compute the reference's correlations between the kept features.
@@ -106,24 +140,32 @@ class CorrelationDrift:
             ValueError: Fewer than two usable features, fewer than 4 complete rows, or
                 invalid settings.
         """
-        if self.max_features < 2 or not 0 < self.fdr < 1:
-            raise ValueError("CorrelationDrift needs max_features >= 2 and 0 < fdr < 1")
+        if self.max_features < 2 or not 0 < self.fdr < 1 or not 0 <= self.min_difference <= 2:
+            raise ValueError(
+                "CorrelationDrift needs max_features >= 2, 0 < fdr < 1, 0 <= min_difference <= 2"
+            )
+        if self.method not in _VARIANCE_FACTOR:
+            raise ValueError(f"method must be one of {sorted(_VARIANCE_FACTOR)}")
         names = list(reference)
-        matrix = _complete_rows(reference, names)
-        varying = [n for n, col in zip(names, matrix.T, strict=True) if np.ptp(col) > 0]
-        kept = varying[: self.max_features]
+        kept: list[str] = []
+        for name in names:  # each feature judged on its own values: a cut one cannot fail fit
+            column = np.asarray(reference[name], dtype=np.float64)
+            finite = column[np.isfinite(column)]
+            if len(kept) < self.max_features and finite.size and np.ptp(finite) > 0:
+                kept.append(name)
         if len(kept) < 2:
             raise ValueError("correlation drift needs two features that vary in the reference")
-        if len(kept) < len(names):
-            matrix = _complete_rows(reference, kept)
+        matrix = _complete_rows(reference, kept)
         total = len(names) * (len(names) - 1) // 2
         return FittedCorrelationDrift(
             features=tuple(kept),
-            reference_r=_pearson(matrix),
+            reference_r=_correlation(matrix, self.method),
             reference_count=matrix.shape[0],
             features_cut=tuple(n for n in names if n not in kept),
             pairs_cut=total - len(kept) * (len(kept) - 1) // 2,
             fdr=self.fdr,
+            min_difference=self.min_difference,
+            method=self.method,
         )
 
 
@@ -137,6 +179,8 @@ class FittedCorrelationDrift:
     features_cut: tuple[str, ...]
     pairs_cut: int
     fdr: float
+    min_difference: float = 0.1
+    method: CorrelationMethod = "pearson"
 
     def score(self, current: Mapping[str, Values]) -> CorrelationDriftResult:
         """Test every kept pair's correlation in ``current`` against the reference's.
@@ -148,11 +192,16 @@ class FittedCorrelationDrift:
         if missing:
             raise ValueError(f"the window lacks features {missing}")
         matrix = _complete_rows(current, list(self.features))
-        current_r = _pearson(matrix)
+        current_r = _correlation(matrix, self.method)
         a, b = np.triu_indices(len(self.features), k=1)
         z, p = fisher_z(
-            self.reference_r[a, b], self.reference_count, current_r[a, b], matrix.shape[0]
+            self.reference_r[a, b],
+            self.reference_count,
+            current_r[a, b],
+            matrix.shape[0],
+            _VARIANCE_FACTOR[self.method],
         )
+        moved = np.abs(current_r[a, b] - self.reference_r[a, b]) >= self.min_difference
         defined = np.isfinite(z)
         adjusted = np.full(z.shape, np.nan)
         adjusted[defined] = adjust_bh(p[defined])
@@ -165,13 +214,15 @@ class FittedCorrelationDrift:
                 float(z[k]) if defined[k] else None,
                 float(p[k]) if defined[k] else None,
                 float(adjusted[k]) if defined[k] else None,
-                bool(defined[k] and adjusted[k] <= self.fdr),
+                bool(defined[k] and adjusted[k] <= self.fdr and moved[k]),
             )
             for k, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True))
         )
         return CorrelationDriftResult(
             pairs,
+            self.method,
             self.fdr,
+            self.min_difference,
             self.reference_count,
             matrix.shape[0],
             self.features_cut,
@@ -188,6 +239,12 @@ def _complete_rows(data: Mapping[str, Values], names: list[str]) -> FloatArray:
     if matrix.shape[0] < 4:
         raise ValueError("correlation drift needs at least 4 rows with every feature present")
     return matrix
+
+
+def _correlation(matrix: FloatArray, method: CorrelationMethod) -> FloatArray:
+    if method == "spearman":
+        matrix = stats.rankdata(matrix, axis=0)
+    return _pearson(matrix)
 
 
 def _pearson(matrix: FloatArray) -> FloatArray:

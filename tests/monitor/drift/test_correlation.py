@@ -126,3 +126,47 @@ def test_unusable_input_is_refused() -> None:
         fitted.score({"a": [1.0, 2.0, 3.0, 4.0]})
     with pytest.raises(ValueError, match="one value per row"):
         fitted.score({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 2.0]})
+
+
+def test_spearman_pairs_match_spearmanr_and_the_fieller_variance() -> None:
+    rng = np.random.default_rng(11)
+    a, b = correlated(rng, 0.5, 500)
+    ref = {"a": np.exp(a), "b": b**3}  # monotone transforms: Spearman's rho is unchanged
+    c, d = correlated(rng, 0.2, 400)
+    cur = {"a": c, "b": np.round(d, 1)}  # ties in the window
+    result = CorrelationDrift(method="spearman").fit(ref).score(cur)
+    (pair,) = result.pairs
+    r1 = stats.spearmanr(ref["a"], ref["b"]).statistic
+    r2 = stats.spearmanr(cur["a"], cur["b"]).statistic
+    z = (math.atanh(r1) - math.atanh(r2)) / math.sqrt(1.06 / 497 + 1.06 / 397)
+    assert (pair.reference_r, pair.current_r) == (
+        pytest.approx(r1, rel=1e-12),
+        pytest.approx(r2, rel=1e-12),
+    )
+    assert pair.z == pytest.approx(z, rel=1e-9)
+    assert pair.p_value == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+    assert result.method == "spearman" and pair.drifted
+
+
+def test_a_significant_but_small_change_is_not_drift() -> None:
+    rng = np.random.default_rng(3)
+    n = 200_000
+    ref = dict(zip("ab", correlated(rng, 0.50, n), strict=True))
+    cur = dict(zip("ab", correlated(rng, 0.53, n), strict=True))
+    (pair,) = CorrelationDrift().fit(ref).score(cur).pairs
+    assert pair.adjusted_p_value is not None and pair.adjusted_p_value < 1e-6
+    assert not pair.drifted  # moved by about 0.03, under min_difference = 0.1
+    (pair,) = CorrelationDrift(min_difference=0.01).fit(ref).score(cur).pairs
+    assert pair.drifted
+
+
+def test_a_feature_beyond_the_bound_cannot_break_the_fit() -> None:
+    rng = np.random.default_rng(4)
+    ref = {"a": rng.normal(size=50), "b": rng.normal(size=50), "gone": np.full(50, np.nan)}
+    fitted = CorrelationDrift(max_features=2).fit(ref)
+    assert fitted.features == ("a", "b") and fitted.reference_count == 50
+    assert fitted.features_cut == ("gone",)
+    with pytest.raises(ValueError, match="method"):
+        CorrelationDrift(method="kendall").fit(ref)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_difference"):
+        CorrelationDrift(min_difference=-0.1).fit(ref)
