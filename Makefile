@@ -19,11 +19,12 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 # Debian's Prometheus and Alertmanager: promtool checks the rules; the end-to-end
-# tests start both on free ports.
+# tests start both on free ports. Debian's Chromium: the report test opens the page.
 tools:
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
+		command -v chromium >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends prometheus prometheus-alertmanager >/dev/null)
+		--no-install-recommends prometheus prometheus-alertmanager chromium >/dev/null)
 
 demo: $(STAMP)
 	$(BIN)/sidewatch demo

@@ -83,6 +83,47 @@ def _accelerators(args: argparse.Namespace) -> None:
         poller.stop()
 
 
+def _report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.report import build_report
+    from monitor.settings import MonitorSettings
+    from monitor.store import Store
+
+    try:
+        settings = MonitorSettings()
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
+    url = args.database_url or settings.database_url
+    store = Store(url)
+    try:
+        report = build_report(
+            store,
+            args.model,
+            args.version,
+            window_seconds=settings.window_seconds,
+            window_start=args.window_start,
+            max_rows=args.max_rows or settings.report_max_rows,
+        )
+    except SQLAlchemyError as exc:
+        raise CliError(
+            f"cannot read the database at {url.split('@')[-1]}: check --database-url "
+            "(or SIDEWATCH_DATABASE_URL) and run `sidewatch migrate`"
+        ) from exc
+    finally:
+        store.close()
+    out = Path(args.out or report.filename)
+    out.write_text(report.html, encoding="utf-8")
+    print(
+        f"wrote {out}: {report.sampled_predictions} of {report.window_predictions} "
+        f"predictions against {report.sampled_reference_rows} reference rows "
+        f"in {report.build_seconds:.1f} s"
+    )
+
+
 def _demo(args: argparse.Namespace) -> None:
     from monitor.demo import run
 
@@ -121,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     acc.add_argument("--port", type=int, default=9400, help="metrics port (default 9400)")
     acc.set_defaults(func=_accelerators)
+
+    report = sub.add_parser(
+        "report", help="write the HTML drift report (Evidently) of one window to a file"
+    )
+    report.add_argument("--model", required=True, help="a registered model")
+    report.add_argument("--version", required=True, help="one of its versions")
+    report.add_argument(
+        "--window-start",
+        type=float,
+        help="epoch seconds inside the window (default: the newest window with data)",
+    )
+    report.add_argument("--out", help="file to write (default: a name from model and window)")
+    report.add_argument("--max-rows", type=int, help="rows sampled per side (default 5000)")
+    report.add_argument("--database-url", help="default: SIDEWATCH_DATABASE_URL")
+    report.set_defaults(func=_report)
 
     demo = sub.add_parser("demo", help="run a sample model with drifting traffic and late labels")
     demo.add_argument(

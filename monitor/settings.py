@@ -48,6 +48,8 @@ class MonitorSettings(BaseSettings):
     max_reference_bytes: int = Field(default=256 * MiB, ge=1024)
     max_feature_labels: int = Field(default=100, ge=1, le=10_000)
     """Most features exported per model version; the rest are counted as cut."""
+    report_max_rows: int = Field(default=5_000, ge=100, le=1_000_000)
+    """Most rows an HTML report samples from a window, and from the reference."""
     log_level: str = "info"
 
     @model_validator(mode="after")

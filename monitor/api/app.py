@@ -25,6 +25,7 @@ from collectors.contract import (
 from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
+from monitor.api.report import report_router
 from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
@@ -39,6 +40,7 @@ from monitor.errors import (
     ConflictError,
     ForbiddenError,
     InputError,
+    MissingDependencyError,
     NotFoundError,
     PayloadTooLarge,
     SidewatchError,
@@ -60,6 +62,7 @@ _STATUS: dict[type[SidewatchError], tuple[int, str]] = {
     AuthError: (401, "unauthorized"),
     ForbiddenError: (403, "forbidden"),
     PayloadTooLarge: (413, "too_large"),
+    MissingDependencyError: (501, "not_installed"),
 }
 
 ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
@@ -334,6 +337,7 @@ def create_app(
         store.get_model(name)
         return [_window_public(w) for w in store.window_results(name, version, limit=limit)]
 
+    app.include_router(report_router(settings, store))
     return app
 
 

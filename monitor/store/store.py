@@ -283,6 +283,30 @@ class Store:
             found = conn.execute(stmt).first()
         return ReferenceInfo(*found) if found is not None else None
 
+    def reference_data(self, model: str, version: str) -> tuple[ReferenceInfo, bytes] | None:
+        """The newest reference revision of a version with its Parquet bytes, or None."""
+        r = _REFERENCES.c
+        stmt = (
+            select(
+                r.model,
+                r.version,
+                r.revision,
+                r.rows,
+                r.source_format,
+                r.profile,
+                r.created_at,
+                r.data,
+            )
+            .where(r.model == model, r.version == version)
+            .order_by(r.revision.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).first()
+        if found is None:
+            return None
+        return ReferenceInfo(*found[:-1]), bytes(found[-1])
+
     # -- events and labels -------------------------------------------------------------
 
     def insert_predictions(self, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -397,6 +421,36 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [(m, v, ts) for m, v, ts in conn.execute(stmt)]
+
+    def newest_prediction_time(self, model: str, version: str) -> float | None:
+        """Event time of a version's newest stored prediction, or None if it has none."""
+        p = _PREDICTIONS.c
+        stmt = select(func.max(p.ts)).where(p.model == model, p.model_version == version)
+        with self.engine.connect() as conn:
+            newest = conn.execute(stmt).scalar()
+        return float(newest) if newest is not None else None
+
+    def sample_predictions(
+        self, model: str, version: str, start: float, end: float, limit: int
+    ) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        """A uniform random sample of the predictions in ``[start, end)``.
+
+        Returns:
+            How many predictions the window holds, and ``(features, outputs)`` of at
+            most ``limit`` of them, drawn without replacement.
+        """
+        p = _PREDICTIONS.c
+        where = (p.model == model, p.model_version == version, p.ts >= start, p.ts < end)
+        count = select(func.count()).select_from(_PREDICTIONS).where(*where)
+        stmt = select(p.features, p.outputs).where(*where)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+            if total > limit:
+                # random() is SQLite's and PostgreSQL's both; the sort is over the
+                # window's rows only (the window index bounds the scan).
+                stmt = stmt.order_by(func.random()).limit(limit)
+            rows = [(f, o) for f, o in conn.execute(stmt)]
+        return total, rows
 
     def windows_with_predictions(self, since: float) -> list[tuple[str, str, float]]:
         """``(model, version, newest ts)`` of versions with predictions at or after ``since``."""
