@@ -16,7 +16,7 @@ from pandas.api import types as ptypes
 
 from collectors.contract import ModelDescription
 from monitor.errors import InputError
-from monitor.score.psi import fit_psi
+from monitor.score.profile import FINE_BINS, ReferenceProfile
 
 ReferenceFormat = Literal["csv", "parquet", "json"]
 
@@ -97,13 +97,17 @@ def read_reference(body: bytes, fmt: ReferenceFormat, model: ModelDescription) -
     return frame
 
 
-def profile_reference(frame: pd.DataFrame, model: ModelDescription, bins: int) -> dict[str, Any]:
-    """What scoring needs from a reference: fitted PSI bins for every feature."""
-    features = {}
-    for spec in model.features:
-        values = frame[spec.name].dropna().to_numpy()
-        features[spec.name] = fit_psi(values, spec.type, bins).as_json()
-    return {"rows": len(frame), "psi_bins": bins, "features": features}
+def profile_reference(
+    frame: pd.DataFrame, model: ModelDescription, fine_bins: int = FINE_BINS
+) -> dict[str, Any]:
+    """What scoring needs from a reference: every feature's bins and profile on them.
+
+    See :mod:`monitor.score.profile`; the result is the stored (JSON) form.
+    """
+    columns = {
+        spec.name: (spec.type, frame[spec.name].dropna().to_numpy()) for spec in model.features
+    }
+    return ReferenceProfile.build(columns, len(frame), fine_bins).as_json()
 
 
 def to_parquet(frame: pd.DataFrame) -> bytes:

@@ -39,9 +39,19 @@ class MonitorSettings(BaseSettings):
     score_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often the scoring loop looks for new or changed windows."""
     psi_bins: int = Field(default=10, ge=2, le=1000)
-    """Quantile bins fitted on the reference for PSI."""
+    """Coarse reference-quantile bins of the psi, jensenshannon and hellinger tests."""
     psi_threshold: float = Field(default=0.2, gt=0)
     """PSI at or above which a feature counts as drifted (0.1 watch, 0.2 act)."""
+    drift_test: str = "auto"
+    """``auto`` (each feature's test chosen by type and reference size, as Evidently
+    does) or a test name used wherever it applies: ks, chisquare, z, psi,
+    jensenshannon, wasserstein, hellinger."""
+    drift_tests: dict[str, str] = Field(default_factory=dict)
+    """Per feature: the test to use, as JSON, e.g. ``{"income": "psi"}``."""
+    drift_fdr: float = Field(default=0.05, ge=0, lt=1)
+    """Benjamini-Hochberg false discovery rate over a window's p-value tests (0: off)."""
+    drift_share: float = Field(default=0.5, ge=0, le=1)
+    """Share of drifted features at which a window's dataset counts as drifted."""
     min_window_events: int = Field(default=30, ge=1)
     """Fewest events a window needs before drift is scored on it."""
     max_request_bytes: int = Field(default=32 * MiB, ge=1024)

@@ -104,7 +104,15 @@ def create_app(
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
     scorer = WindowScorer(
-        store, psi_threshold=settings.psi_threshold, min_window_events=settings.min_window_events
+        store,
+        window_seconds=settings.window_seconds,
+        min_window_events=settings.min_window_events,
+        psi_threshold=settings.psi_threshold,
+        psi_bins=settings.psi_bins,
+        drift_test=settings.drift_test,
+        drift_tests=settings.drift_tests,
+        fdr=settings.drift_fdr or None,
+        drift_share=settings.drift_share,
     )
     loop = ScoringLoop(
         store,
@@ -113,7 +121,7 @@ def create_app(
         interval_seconds=settings.score_interval_seconds,
         clock=clock,
     )
-    ingestor = Ingestor(store, metrics, loop.mark)
+    ingestor = Ingestor(store, metrics, loop.mark, window_seconds=settings.window_seconds)
     authorizer = Authorizer(settings)
     registry.register(
         ResultsCollector(
@@ -266,7 +274,7 @@ def create_app(
         def work() -> ReferencePublic:
             model = store.get_model(name)
             frame = read_reference(body, fmt, model)
-            profile = profile_reference(frame, model, settings.psi_bins)
+            profile = profile_reference(frame, model)
             info = store.add_reference(
                 name,
                 version,

@@ -26,6 +26,15 @@ from monitor.api.auth import Principal
 from monitor.api.schemas import IngestResult
 from monitor.errors import InputError, NotFoundError
 from monitor.export.prometheus import IngestMetrics
+from monitor.score.loop import window_start
+from monitor.score.profile import (
+    FeatureBins,
+    FeatureProfile,
+    Kind,
+    ProfileKey,
+    ReferenceProfile,
+    profile_rows,
+)
 from monitor.store import Store
 
 MAX_PROBLEMS = 20
@@ -53,6 +62,7 @@ class _Schema:
     model: ModelDescription
     names: frozenset[str]
     by_type: tuple[tuple[frozenset[type], tuple[str, ...]], ...]
+    kinds: dict[str, Kind]
 
     @classmethod
     def of(cls, model: ModelDescription) -> _Schema:
@@ -60,7 +70,8 @@ class _Schema:
         for spec in model.features:
             groups.setdefault(spec.type, []).append(spec.name)
         by_type = tuple((_ALLOWED[kind], tuple(names)) for kind, names in groups.items())
-        return cls(model, frozenset(spec.name for spec in model.features), by_type)
+        kinds: dict[str, Kind] = {spec.name: spec.type for spec in model.features}
+        return cls(model, frozenset(spec.name for spec in model.features), by_type, kinds)
 
     def fits(self, features: dict[str, Any]) -> bool:
         """The fast check: exactly the declared features, each of an allowed type."""
@@ -80,6 +91,8 @@ class Ingestor:
         metrics: Counters to update.
         on_stored: Called with (model, version, event times) for what was stored, so
             that the windows holding them get scored.
+        window_seconds: Length of the windows whose feature profiles are kept up to
+            date with each batch (None: no profiles).
     """
 
     def __init__(
@@ -87,12 +100,15 @@ class Ingestor:
         store: Store,
         metrics: IngestMetrics,
         on_stored: Callable[[str, str, list[float]], None],
+        window_seconds: int | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._on_stored = on_stored
+        self._window = window_seconds
         self._models: dict[str, _Schema] = {}
         self._versions: set[tuple[str, str]] = set()
+        self._bins: dict[tuple[str, str], tuple[int, dict[str, FeatureBins]]] = {}
         self._lock = threading.Lock()
 
     def forget_model(self, name: str) -> None:
@@ -128,7 +144,8 @@ class Ingestor:
             self._store.ensure_versions(new_versions)
             self._versions |= new_versions
         unique = _first_of_each(rows)
-        stored_ids = self._store.insert_predictions(unique)
+        profiles = self._profiles(unique) if self._window is not None else None
+        stored_ids = self._store.insert_predictions(unique, profiles)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in unique:
             if row["event_id"] in stored_ids:
@@ -200,6 +217,54 @@ class Ingestor:
         for model_name, count in per_model.items():
             if count:
                 self._metrics.events.labels(model_name, kind, "duplicate").inc(count)
+
+    def _profiles(
+        self, rows: list[dict[str, Any]]
+    ) -> Callable[[list[dict[str, Any]]], dict[ProfileKey, tuple[int, FeatureProfile]]]:
+        """The profile builder for this batch: bins are looked up before the write."""
+        assert self._window is not None
+        seconds = self._window
+        bins = {
+            pair: self._reference_bins(*pair)
+            for pair in {(r["model"], r["model_version"]) for r in rows}
+        }
+
+        def build(new: list[dict[str, Any]]) -> dict[ProfileKey, tuple[int, FeatureProfile]]:
+            groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+            for row in new:
+                key = (row["model"], row["model_version"], window_start(row["ts"], seconds))
+                groups.setdefault(key, []).append(row["features"])
+            deltas: dict[ProfileKey, tuple[int, FeatureProfile]] = {}
+            for (model, version, start), features in groups.items():
+                schema = self._models[model]
+                revision, fitted = bins[(model, version)]
+                for name, profile in profile_rows(features, schema.kinds, fitted).items():
+                    deltas[ProfileKey(model, version, seconds, start, "", name)] = (
+                        revision,
+                        profile,
+                    )
+            return deltas
+
+        return build
+
+    def _reference_bins(self, model: str, version: str) -> tuple[int, dict[str, FeatureBins]]:
+        """The newest reference's bins of a version (revision 0 and none without one)."""
+        revision = self._store.latest_reference_revision(model, version) or 0
+        cached = self._bins.get((model, version))
+        if cached is not None and cached[0] == revision:
+            return cached
+        fitted: dict[str, FeatureBins] = {}
+        if revision:
+            reference = self._store.latest_reference(model, version)
+            if reference is not None and reference.revision == revision:
+                try:
+                    profile = ReferenceProfile.from_json(reference.profile)
+                    fitted = {name: f.bins for name, f in profile.features.items()}
+                except ValueError:  # an older profile format: no histograms until re-upload
+                    fitted = {}
+        with self._lock:
+            self._bins[(model, version)] = (revision, fitted)
+        return revision, fitted
 
     def _model(self, name: str) -> _Schema | None:
         schema = self._models.get(name)

@@ -65,6 +65,9 @@ def run(
         "SIDEWATCH_SCORE_INTERVAL_SECONDS": "2",
         # A window that the demo only partly filled is not scored: too few events.
         "SIDEWATCH_MIN_WINDOW_EVENTS": str(max(30, int(0.6 * rate * window_seconds))),
+        # PSI for every feature: the demo shows one distance rising past one threshold
+        # (by default a small reference would get KS p-values, drift when small).
+        "SIDEWATCH_DRIFT_TEST": "psi",
     }
     _check_port_free(port)
     with (

@@ -65,13 +65,16 @@ WINDOW_ACCURACY = MetricName(
 FEATURE_DRIFT_SCORE = MetricName(
     "sidewatch_feature_drift_score",
     "gauge",
-    "Drift statistic of a feature in the newest closed window against the reference.",
+    "Drift score of a feature in the newest closed window against the reference, as the "
+    "test gives it: a p-value (drift when below the threshold) for ks, chisquare and z, "
+    "a distance (drift at or above the threshold) for the others.",
     (*_MV, "feature", "test"),
 )
 FEATURE_DRIFT_THRESHOLD = MetricName(
     "sidewatch_feature_drift_threshold",
     "gauge",
-    "Value of the drift statistic at or above which a feature counts as drifted.",
+    "Threshold of the feature's drift test (a p-value below it, or a distance at or above "
+    "it, is drift).",
     (*_MV, "feature", "test"),
 )
 FEATURE_DRIFTED = MetricName(
@@ -79,6 +82,18 @@ FEATURE_DRIFTED = MetricName(
     "gauge",
     "1 if the feature drifted in the newest closed window, else 0.",
     (*_MV, "feature", "test"),
+)
+WINDOW_DRIFTED_FEATURES = MetricName(
+    "sidewatch_window_drifted_features_ratio",
+    "gauge",
+    "Share of the scored features that drifted in the newest closed window.",
+    _MV,
+)
+WINDOW_DATASET_DRIFTED = MetricName(
+    "sidewatch_window_dataset_drifted",
+    "gauge",
+    "1 if the share of drifted features reached the dataset threshold, else 0.",
+    _MV,
 )
 FEATURE_LABELS_CUT = MetricName(
     "sidewatch_feature_series_cut",
@@ -114,6 +129,8 @@ ALL: dict[str, MetricName] = {
         FEATURE_DRIFT_SCORE,
         FEATURE_DRIFT_THRESHOLD,
         FEATURE_DRIFTED,
+        WINDOW_DRIFTED_FEATURES,
+        WINDOW_DATASET_DRIFTED,
         FEATURE_LABELS_CUT,
         SCORING_LAST_SUCCESS,
         SCORING_FAILURES,

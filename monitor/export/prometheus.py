@@ -96,6 +96,8 @@ class ResultsCollector(Collector):
         threshold = _gauge(names.FEATURE_DRIFT_THRESHOLD)
         drifted = _gauge(names.FEATURE_DRIFTED)
         cut = _gauge(names.FEATURE_LABELS_CUT)
+        share = _gauge(names.WINDOW_DRIFTED_FEATURES)
+        dataset = _gauge(names.WINDOW_DATASET_DRIFTED)
         for (name, version), result in sorted(self._latest().items()):
             mv = [name, version]
             predictions.add_metric(mv, result.predictions)
@@ -105,14 +107,21 @@ class ResultsCollector(Collector):
                 coverage.add_metric(mv, result.label_coverage)
             if result.accuracy is not None:
                 accuracy.add_metric(mv, result.accuracy)
-            kept = sorted(result.drift, key=lambda d: (-d.value, d.feature))[: self._cap]
+            # Under the cap, the drifted features first, then the nearest to drifting.
+            kept = sorted(result.drift, key=lambda d: (not d.drifted, -d.strength, d.feature))
+            kept = kept[: self._cap]
             for d in kept:
                 labels = [*mv, d.feature, d.test]
                 score.add_metric(labels, d.value)
                 threshold.add_metric(labels, d.threshold)
                 drifted.add_metric(labels, float(d.drifted))
             cut.add_metric(mv, len(result.drift) - len(kept))
+            if result.drift_share is not None:
+                share.add_metric(mv, result.drift_share)
+            if result.dataset_drifted is not None:
+                dataset.add_metric(mv, float(result.dataset_drifted))
         yield from (predictions, start, end, coverage, accuracy, score, threshold, drifted, cut)
+        yield from (share, dataset)
 
         last_success, failures = self._scoring_state()
         last = _gauge(names.SCORING_LAST_SUCCESS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-DEFINITION = "window-v1;psi-v1;accuracy-v1"
+DEFINITION = "window-v1;drift-profile-v1;accuracy-v1"
 """Names and versions of the metric definitions that produce a :class:`WindowResult`.
 
 Bump the matching part when a computation changes, so that stored results say which
@@ -19,13 +19,37 @@ class FeatureDrift:
 
     feature: str
     test: str
-    """The test used, e.g. ``psi``."""
+    """The test used, by its registry name (``ks``, ``chisquare``, ``z``, ``psi``,
+    ``jensenshannon``, ``wasserstein``, ``hellinger``)."""
     value: float
-    """The test's statistic (PSI: a distance, 0 when the distributions match)."""
+    """What is compared with the threshold, as Evidently's ``drift_score``: the p-value
+    of a p-value test (drift when small), the distance of a distance test (drift when
+    large)."""
     threshold: float
     drifted: bool
+    """The verdict; for p-value tests, after Benjamini-Hochberg across the window's
+    p-value tests when that control is on."""
     current_count: int
     """Non-missing values of the feature in the window."""
+    statistic: float | None = None
+    """The test statistic (KS: D; chi-squared: X²; Z: z; a distance: the distance)."""
+    adjusted_p_value: float | None = None
+    """Benjamini-Hochberg adjusted p-value (p-value tests, with the control on)."""
+    error_bound: float = 0.0
+    """How far ``statistic`` may be from its value on the raw events (see
+    :mod:`monitor.score.drift.profiled`)."""
+
+    @property
+    def is_p_value(self) -> bool:
+        """Whether ``value`` is a p-value (drift when below the threshold)."""
+        return self.test in ("ks", "chisquare", "z")
+
+    @property
+    def strength(self) -> float:
+        """How far past (above 1) or short of (below 1) its threshold the value is."""
+        if self.is_p_value:
+            return self.threshold / max(self.value, 1e-300)
+        return self.value / self.threshold if self.threshold > 0 else float("inf")
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (the feature name is the key around it)."""
@@ -35,11 +59,16 @@ class FeatureDrift:
             "threshold": self.threshold,
             "drifted": self.drifted,
             "current_count": self.current_count,
+            "statistic": self.statistic,
+            "adjusted_p_value": self.adjusted_p_value,
+            "error_bound": self.error_bound,
         }
 
     @classmethod
     def from_json(cls, feature: str, data: dict[str, Any]) -> FeatureDrift:
         """Rebuild from :meth:`as_json`."""
+        statistic = data.get("statistic")
+        adjusted = data.get("adjusted_p_value")
         return cls(
             feature=feature,
             test=str(data["test"]),
@@ -47,6 +76,9 @@ class FeatureDrift:
             threshold=float(data["threshold"]),
             drifted=bool(data["drifted"]),
             current_count=int(data["current_count"]),
+            statistic=None if statistic is None else float(statistic),
+            adjusted_p_value=None if adjusted is None else float(adjusted),
+            error_bound=float(data.get("error_bound", 0.0)),
         )
 
 
@@ -71,6 +103,10 @@ class WindowResult:
     """The reference revision drift was measured against; None without a reference."""
     drift: tuple[FeatureDrift, ...]
     scored_at: float
+    drift_share: float | None = None
+    """Share of the scored features that drifted; None when none was scored."""
+    dataset_drifted: bool | None = None
+    """Whether ``drift_share`` reached the dataset-level threshold (Evidently's rule)."""
 
     @property
     def label_coverage(self) -> float | None:

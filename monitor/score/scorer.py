@@ -1,48 +1,107 @@
-"""Scores one window of one model version from the rows the store holds."""
+"""Scores one window of one model version from stored profiles and rows.
+
+Drift reads the window's feature profiles (kept up to date at ingest) and the
+reference's profile, so it costs what the features and bins cost, not the events. The
+test of each feature is chosen as Evidently 0.7 chooses it, unless configured; the
+p-value tests of a window are then put under Benjamini-Hochberg control, and the
+share of drifted features gives the dataset verdict.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from collectors.contract import ModelDescription
-from monitor.score.psi import FittedPsi
+from monitor.errors import ConfigError
+from monitor.score.drift.base import DriftScore
+from monitor.score.drift.multiple import benjamini_hochberg
+from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, PROFILE_TESTS
+from monitor.score.drift.registry import choose_test
+from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
+from monitor.score.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
 from monitor.store import Store
 
+logger = logging.getLogger("sidewatch.score")
+
+AUTO = "auto"
+"""Choose each feature's test as Evidently does."""
+
 
 class WindowScorer:
-    """Computes a :class:`WindowResult`: counts, latency, PSI per feature, accuracy.
+    """Computes a :class:`WindowResult`: counts, latency, drift per feature, accuracy.
 
     Args:
-        store: Where events, labels and reference profiles are read.
-        psi_threshold: PSI at or above which a feature counts as drifted.
+        store: Where profiles, rows, labels and reference profiles are read.
+        window_seconds: Length of the windows whose profiles ingest keeps.
         min_window_events: Fewest non-missing values a feature needs in a window
             before its drift is scored; below it the feature is left out.
+        psi_threshold: Threshold of the ``psi`` test (the others use Evidently's).
+        psi_bins: Coarse reference-quantile bins of PSI, Jensen-Shannon and Hellinger.
+        drift_test: ``auto`` or a test name to use wherever it applies.
+        drift_tests: Feature name to the test for that feature.
+        fdr: Benjamini-Hochberg false discovery rate over a window's p-value tests;
+            None leaves each test's own threshold in charge.
+        drift_share: Share of drifted features at which the dataset counts as drifted.
+
+    Raises:
+        ConfigError: A configured test name is unknown.
     """
 
-    def __init__(self, store: Store, *, psi_threshold: float, min_window_events: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        window_seconds: int,
+        min_window_events: int,
+        psi_threshold: float = 0.2,
+        psi_bins: int = DEFAULT_COARSE_BINS,
+        drift_test: str = AUTO,
+        drift_tests: Mapping[str, str] | None = None,
+        fdr: float | None = 0.05,
+        drift_share: float = DEFAULT_DRIFT_SHARE,
+    ) -> None:
         self._store = store
-        self._threshold = psi_threshold
+        self._window = window_seconds
         self._min_events = min_window_events
-        self._fitted: dict[tuple[str, str, int], dict[str, FittedPsi]] = {}
+        self._psi_threshold = psi_threshold
+        self._psi_bins = psi_bins
+        self._drift_tests = dict(drift_tests or {})
+        for name in [drift_test, *self._drift_tests.values()]:
+            if name != AUTO and name not in PROFILE_TESTS:
+                valid = ", ".join([AUTO, *sorted(PROFILE_TESTS)])
+                raise ConfigError(f"unknown drift test {name!r}; valid tests: {valid}")
+        self._drift_test = drift_test
+        self._fdr = fdr
+        self._drift_share = drift_share
+        self._references: dict[tuple[str, str, int], ReferenceProfile | None] = {}
 
     def score(
         self, model: ModelDescription, version: str, start: float, end: float
     ) -> WindowResult:
         """Score ``[start, end)`` for ``model`` at ``version``."""
-        rows = self._store.predictions_in_window(model.name, version, start, end)
-        latencies = np.array([lat for _, _, lat in rows if lat is not None], dtype=float)
+        count, latencies = self._store.window_latencies(model.name, version, start, end)
         p50 = p95 = p99 = None
-        if latencies.size:
-            p50, p95, p99 = (float(q) for q in np.quantile(latencies, [0.5, 0.95, 0.99]))
+        if latencies:
+            quantiles = np.quantile(np.asarray(latencies, dtype=float), [0.5, 0.95, 0.99])
+            p50, p95, p99 = (float(q) for q in quantiles)
         reference = self._store.latest_reference(model.name, version)
         drift: tuple[FeatureDrift, ...] = ()
-        if reference is not None:
-            fitted = self._fitted_for(model.name, version, reference.revision, reference.profile)
-            drift = self._drift(fitted, [features for features, _, _ in rows])
+        if reference is not None and count:
+            fitted = self._reference(model.name, version, reference.revision, reference.profile)
+            if fitted is not None:
+                profiles = self._window_profiles(model, version, start, reference.revision, fitted)
+                drift = self.drift(fitted, profiles)
+        verdict = (
+            dataset_drift({d.feature: d.drifted for d in drift}, self._drift_share)
+            if drift
+            else None
+        )
         labelled = self._store.labelled_in_window(model.name, version, start, end)
         return WindowResult(
             model=model.name,
@@ -50,7 +109,7 @@ class WindowScorer:
             window_start=start,
             window_end=end,
             definition=DEFINITION,
-            predictions=len(rows),
+            predictions=count,
             labelled=len(labelled),
             accuracy=_accuracy(model, labelled),
             latency_p50_seconds=p50,
@@ -59,38 +118,99 @@ class WindowScorer:
             reference_revision=reference.revision if reference else None,
             drift=drift,
             scored_at=time.time(),
+            drift_share=verdict.share if verdict else None,
+            dataset_drifted=verdict.drifted if verdict else None,
         )
 
-    def _fitted_for(
-        self, model: str, version: str, revision: int, profile: dict[str, Any]
-    ) -> dict[str, FittedPsi]:
-        key = (model, version, revision)
-        if key not in self._fitted:
-            self._fitted[key] = {
-                name: FittedPsi.from_json(data) for name, data in profile["features"].items()
-            }
-        return self._fitted[key]
-
-    def _drift(
-        self, fitted: dict[str, FittedPsi], features: list[dict[str, Any]]
+    def drift(
+        self, reference: ReferenceProfile, window: Mapping[str, FeatureProfile]
     ) -> tuple[FeatureDrift, ...]:
-        results = []
-        for name, bins in fitted.items():
-            values = [v for row in features if (v := row.get(name)) is not None]
-            if len(values) < self._min_events:
+        """Each feature's drift from its window profile, under multiple-testing control."""
+        scores: dict[str, DriftScore] = {}
+        for name, ref in reference.features.items():
+            current = window.get(name)
+            if current is None or current.count < self._min_events:
                 continue
-            value = bins.score(values)
+            test_name = self._choose(name, ref)
+            test = PROFILE_TESTS[test_name]
+            threshold = self._psi_threshold if test_name == "psi" else test.default_threshold
+            scores[name] = test.score(ref, current, threshold, self._psi_bins)
+        adjusted: dict[str, tuple[float, bool]] = {}
+        p_values = {n: s.p_value for n, s in scores.items() if s.p_value is not None}
+        if self._fdr is not None and p_values:
+            control = benjamini_hochberg(p_values, self._fdr)
+            adjusted = {r.name: (r.adjusted_p_value, r.rejected) for r in control.results}
+        results = []
+        for name, s in scores.items():
+            adj, drifted = adjusted.get(name, (None, s.drifted))
             results.append(
                 FeatureDrift(
                     feature=name,
-                    test="psi",
-                    value=value,
-                    threshold=self._threshold,
-                    drifted=value >= self._threshold,
-                    current_count=len(values),
+                    test=s.test,
+                    value=s.drift_score,
+                    threshold=s.threshold,
+                    drifted=drifted,
+                    current_count=s.current_count,
+                    statistic=s.statistic,
+                    adjusted_p_value=adj,
+                    error_bound=s.error_bound,
                 )
             )
         return tuple(results)
+
+    def _choose(self, feature: str, ref: ReferenceFeature) -> str:
+        configured = self._drift_tests.get(feature)
+        if configured is None and self._drift_test != AUTO:
+            configured = self._drift_test
+        try:
+            return choose_test(ref.kind, ref.profile.count, ref.distinct, configured).test.name
+        except ConfigError:
+            if feature in self._drift_tests:
+                logger.warning(
+                    "the drift test %r does not apply to feature %r (%s); choosing one",
+                    configured,
+                    feature,
+                    ref.kind,
+                )
+            return choose_test(ref.kind, ref.profile.count, ref.distinct).test.name
+
+    def _reference(
+        self, model: str, version: str, revision: int, profile: dict[str, Any]
+    ) -> ReferenceProfile | None:
+        key = (model, version, revision)
+        if key not in self._references:
+            try:
+                self._references[key] = ReferenceProfile.from_json(profile)
+            except ValueError:
+                logger.warning(
+                    "reference %s/%s revision %d has a profile of an older format: upload "
+                    "it again to score drift against it",
+                    model,
+                    version,
+                    revision,
+                )
+                self._references[key] = None
+        return self._references[key]
+
+    def _window_profiles(
+        self,
+        model: ModelDescription,
+        version: str,
+        start: float,
+        revision: int,
+        reference: ReferenceProfile,
+    ) -> dict[str, FeatureProfile]:
+        stored = self._store.window_profiles(model.name, version, self._window, start)
+        wanted = reference.features
+        if all(name in stored and stored[name][0] == revision for name in wanted):
+            return {name: stored[name][1] for name in wanted}
+        # Profiles are missing (rows stored before this version of Sidewatch) or on an
+        # older reference's bins: profile the window again from its rows.
+        kinds: dict[str, Kind] = {spec.name: spec.type for spec in model.features}
+        bins = {name: f.bins for name, f in wanted.items()}
+        return self._store.rebuild_window_profiles(
+            model.name, version, self._window, start, kinds, bins, revision
+        )
 
 
 def _accuracy(model: ModelDescription, labelled: list[tuple[dict[str, Any], Any]]) -> float | None:

@@ -7,7 +7,7 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,10 @@ from sqlmodel import SQLModel
 
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
+from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.store.tables import (
+    FeatureProfileRow,
     LabelRow,
     ModelRow,
     ModelVersionRow,
@@ -45,6 +47,14 @@ _REFERENCES = _table(ReferenceRow)
 _PREDICTIONS = _table(PredictionRow)
 _LABELS = _table(LabelRow)
 _WINDOWS = _table(WindowResultRow)
+_PROFILES = _table(FeatureProfileRow)
+
+STALE_BINS = -1
+"""``bins_revision`` of a profile that merged histograms on different bins: its window
+is profiled again from its rows when scored."""
+
+ProfileDeltas = Mapping[ProfileKey, tuple[int, FeatureProfile]]
+"""Profiles of newly stored rows, by key, with the reference revision of their bins."""
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WAL_BACKSTOP_PAGES = 25_000
@@ -309,13 +319,22 @@ class Store:
 
     # -- events and labels -------------------------------------------------------------
 
-    def insert_predictions(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+    def insert_predictions(
+        self,
+        rows: Sequence[dict[str, Any]],
+        profiles: Callable[[list[dict[str, Any]]], ProfileDeltas] | None = None,
+    ) -> set[str]:
         """Insert prediction rows, skipping event ids already stored.
+
+        Args:
+            rows: Prediction rows.
+            profiles: Given the rows that are new, their feature profiles; these are
+                merged into the stored window profiles in the same transaction.
 
         Returns:
             The event ids that were new (the others were duplicates).
         """
-        return self._insert_new(PredictionRow, rows)
+        return self._insert_new(PredictionRow, rows, profiles)
 
     def insert_labels(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert label rows, skipping event ids already stored.
@@ -325,7 +344,12 @@ class Store:
         """
         return self._insert_new(LabelRow, rows)
 
-    def _insert_new(self, table: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
+    def _insert_new(
+        self,
+        table: Any,
+        rows: Sequence[dict[str, Any]],
+        profiles: Callable[[list[dict[str, Any]]], ProfileDeltas] | None = None,
+    ) -> set[str]:
         # The hot path of ingest: plain DB-API executemany with JSON encoded here, which
         # costs a fifth of SQLAlchemy's per-row parameter processing. Inside the write
         # transaction, ids found before the insert are the duplicates; ON CONFLICT keeps
@@ -361,7 +385,134 @@ class Store:
                         param[i] = _dumps(param[i])
                     params.append(tuple(param))
                 conn.exec_driver_sql(insert_sql, params)
+                if profiles is not None:
+                    self._merge_profiles(conn, profiles(new))
         return {r["event_id"] for r in new}
+
+    # -- feature profiles --------------------------------------------------------------
+
+    def _lock_windows(
+        self, conn: Connection, windows: Iterable[tuple[str, str, int, float]]
+    ) -> None:
+        # SQLite: the store's write lock already serialises writers. PostgreSQL: a
+        # transaction-scoped advisory lock per window, taken in one order, so that two
+        # writers never merge into the same profile at once (no lost update, no deadlock).
+        if self.dialect != "postgresql":
+            return
+        for window in sorted(set(windows)):
+            conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (orjson.dumps(window).decode(),)
+            )
+
+    def _merge_profiles(self, conn: Connection, deltas: ProfileDeltas) -> None:
+        if not deltas:
+            return
+        windows = {(k.model, k.model_version, k.window_seconds, k.window_start) for k in deltas}
+        self._lock_windows(conn, windows)
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        stored: dict[ProfileKey, tuple[int, bytes]] = {}
+        for model, version, seconds, start in sorted(windows):
+            found = conn.exec_driver_sql(
+                "SELECT segment, feature, bins_revision, profile FROM feature_profiles "
+                f"WHERE model = {mark} AND model_version = {mark} AND window_seconds = {mark} "
+                f"AND window_start = {mark}",
+                (model, version, seconds, start),
+            )
+            for segment, feature, revision, blob in found:
+                key = ProfileKey(model, version, seconds, start, segment, feature)
+                stored[key] = (revision, blob)
+        now = time.time()
+        params = []
+        for key, (revision, profile) in deltas.items():
+            old = stored.get(key)
+            if old is not None:
+                if old[0] == revision:
+                    profile = FeatureProfile.from_bytes(old[1]).merge(profile)
+                else:
+                    revision = STALE_BINS
+            params.append((*key, revision, profile.to_bytes(), now))
+        self._upsert_profiles(conn, params)
+
+    def _upsert_profiles(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        keys = "model, model_version, window_seconds, window_start, segment, feature"
+        conn.exec_driver_sql(
+            f"INSERT INTO feature_profiles ({keys}, bins_revision, profile, updated_at) "
+            f"VALUES ({', '.join([mark] * 9)}) ON CONFLICT ({keys}) DO UPDATE SET "
+            "bins_revision = excluded.bins_revision, profile = excluded.profile, "
+            "updated_at = excluded.updated_at",
+            params,
+        )
+
+    def window_profiles(
+        self, model: str, version: str, window_seconds: int, start: float, segment: str = ""
+    ) -> dict[str, tuple[int, FeatureProfile]]:
+        """The stored profiles of one window: feature to (bins revision, profile)."""
+        f = _PROFILES.c
+        stmt = select(f.feature, f.bins_revision, f.profile).where(
+            f.model == model,
+            f.model_version == version,
+            f.window_seconds == window_seconds,
+            f.window_start == start,
+            f.segment == segment,
+        )
+        with self.engine.connect() as conn:
+            return {
+                feature: (revision, FeatureProfile.from_bytes(blob))
+                for feature, revision, blob in conn.execute(stmt)
+            }
+
+    def rebuild_window_profiles(
+        self,
+        model: str,
+        version: str,
+        window_seconds: int,
+        start: float,
+        kinds: dict[str, Kind],
+        bins: dict[str, FeatureBins] | None,
+        revision: int,
+    ) -> dict[str, FeatureProfile]:
+        """Profile one window again from its stored rows, on ``bins``, and store that.
+
+        Used when the stored profiles are missing or on another reference's bins.
+        """
+        p = _PREDICTIONS.c
+        end = start + window_seconds
+        stmt = select(p.features).where(
+            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
+        )
+        with self._write() as conn:
+            self._lock_windows(conn, [(model, version, window_seconds, start)])
+            features = [f for (f,) in conn.execute(stmt)]
+            profiles = profile_rows(features, kinds, bins)
+            now = time.time()
+            params = [
+                (model, version, window_seconds, start, "", name, revision, prof.to_bytes(), now)
+                for name, prof in profiles.items()
+            ]
+            if params:
+                self._upsert_profiles(conn, params)
+        return profiles
+
+    def window_latencies(
+        self, model: str, version: str, start: float, end: float
+    ) -> tuple[int, list[float]]:
+        """How many predictions ``[start, end)`` holds, and their reported latencies."""
+        p = _PREDICTIONS.c
+        stmt = select(p.latency_seconds).where(
+            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
+        )
+        with self.engine.connect() as conn:
+            values = [lat for (lat,) in conn.execute(stmt)]
+        return len(values), [lat for lat in values if lat is not None]
+
+    def latest_reference_revision(self, model: str, version: str) -> int | None:
+        """The newest reference revision of a version, or None if none was uploaded."""
+        r = _REFERENCES.c
+        stmt = select(func.max(r.revision)).where(r.model == model, r.version == version)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).scalar()
+        return int(found) if found is not None else None
 
     def count_predictions(self, model: str | None = None) -> int:
         """How many predictions are stored, for one model or all."""
@@ -482,6 +633,8 @@ class Store:
             "latency_p99_seconds": result.latency_p99_seconds,
             "reference_revision": result.reference_revision,
             "drift": {d.feature: d.as_json() for d in result.drift},
+            "drift_share": result.drift_share,
+            "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
         }
         keys = ["model", "model_version", "window_start", "window_end"]
@@ -545,5 +698,7 @@ def _window_result(row: Any) -> WindowResult:
         latency_p99_seconds=row["latency_p99_seconds"],
         reference_revision=row["reference_revision"],
         drift=tuple(FeatureDrift.from_json(f, d) for f, d in row["drift"].items()),
+        drift_share=row["drift_share"],
+        dataset_drifted=row["dataset_drifted"],
         scored_at=row["scored_at"],
     )

@@ -135,4 +135,31 @@ class WindowResultRow(SQLModel, table=True):
     reference_revision: int | None = None
     drift: dict[str, Any] = _json()
     """Per feature: the test, its value, the threshold and the verdict."""
+    drift_share: float | None = None
+    """Share of the scored features that drifted; None when none was scored."""
+    dataset_drifted: bool | None = None
+    """Whether that share reached the dataset threshold."""
     scored_at: float
+
+
+class FeatureProfileRow(SQLModel, table=True):
+    """A feature's mergeable profile over one window, updated with every ingest batch.
+
+    ``bins_revision`` is the reference revision whose bins the histogram counts on (0:
+    none, the histogram is empty); a profile whose revision is not the newest is
+    rebuilt from the window's rows when it is scored.
+    """
+
+    __tablename__ = "feature_profiles"
+
+    model: str = Field(primary_key=True, max_length=128)
+    model_version: str = Field(primary_key=True, max_length=64)
+    window_seconds: int = Field(primary_key=True)
+    window_start: float = Field(primary_key=True)
+    segment: str = Field(default="", primary_key=True, max_length=256)
+    """Empty: every event of the window."""
+    feature: str = Field(primary_key=True, max_length=128)
+    bins_revision: int
+    profile: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """:meth:`~monitor.score.profile.FeatureProfile.to_bytes`: compact JSON."""
+    updated_at: float

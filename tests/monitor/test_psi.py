@@ -1,4 +1,5 @@
-"""PSI against an independent computation: pandas binning and scipy's relative entropy."""
+"""PSI, the one definition, against an independent computation (pandas bins, scipy's
+relative entropy), on the coarse reference-quantile bins that profiles score it on."""
 
 from __future__ import annotations
 
@@ -9,39 +10,66 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
-from monitor.score.psi import EMPTY_BIN_SHARE, fit_psi, psi
+from monitor.score.drift.profiled import PROFILE_TESTS
+from monitor.score.profile import FeatureProfile, ReferenceProfile, coarse_edges
+from monitor.score.psi import EMPTY_BIN_SHARE, fill_empty, psi
+
+
+def evidently_fill(shares: np.ndarray) -> np.ndarray:
+    """Evidently 0.7's rule, written out again: 1e-4, or the smallest share / 1e6."""
+    out = shares.copy()
+    if (out == 0).any():
+        smallest = out[out > 0].min()
+        out[out == 0] = smallest / 1e6 if smallest <= 1e-4 else 1e-4
+    return out
 
 
 def oracle_psi(reference: np.ndarray, current: np.ndarray, edges: list[float]) -> float:
-    """PSI as the symmetric Kullback-Leibler divergence, on bins cut by pandas."""
+    """PSI as the symmetric Kullback-Leibler divergence, on bins cut by pandas.
+
+    Bins empty in both samples are left out (as Evidently's union of observed values).
+    """
     cuts = [-np.inf, *edges, np.inf]
     n_bins = len(cuts) - 1
     r = np.bincount(pd.cut(reference, cuts, right=True, labels=False), minlength=n_bins)
     c = np.bincount(pd.cut(current, cuts, right=True, labels=False), minlength=n_bins)
-    r, c = r / r.sum(), c / c.sum()
-    r = np.where(r == 0, EMPTY_BIN_SHARE, r)
-    c = np.where(c == 0, EMPTY_BIN_SHARE, c)
+    seen = (r > 0) | (c > 0)
+    r, c = r[seen] / r.sum(), c[seen] / c.sum()
+    r, c = evidently_fill(r), evidently_fill(c)
     return float(np.sum(rel_entr(c, r) + rel_entr(r, c)))
 
 
-def test_numeric_psi_matches_the_oracle_on_decile_bins() -> None:
+def profile_psi(reference: np.ndarray, current: np.ndarray, coarse: int = 10) -> tuple[float, list]:
+    ref = ReferenceProfile.build({"x": ("numeric", reference)}, len(reference)).features["x"]
+    cur = FeatureProfile.of(current, "numeric", ref.bins)
+    score = PROFILE_TESTS["psi"].score(ref, cur, 0.2, coarse)
+    return score.statistic, coarse_edges(ref.bins, ref.profile.histogram, coarse).tolist()
+
+
+def test_the_fill_rule_is_evidentlys() -> None:
+    assert fill_empty(np.array([0.5, 0.5])).tolist() == [0.5, 0.5]
+    np.testing.assert_array_equal(fill_empty(np.array([0.0, 1.0])), [EMPTY_BIN_SHARE, 1.0])
+    tiny = np.array([0.0, 5e-5, 1 - 5e-5])
+    np.testing.assert_array_equal(fill_empty(tiny), evidently_fill(tiny))
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+def test_numeric_psi_is_on_reference_deciles() -> None:
     rng = np.random.default_rng(7)
-    reference = rng.normal(0, 1, 5000)
+    reference = rng.normal(0, 1, 50_000)
     current = rng.normal(0.5, 1.2, 3000)
-    fitted = fit_psi(reference, "numeric", 10)
-    expected_edges = np.quantile(reference, np.arange(1, 10) / 10)
-    np.testing.assert_allclose(fitted.edges, expected_edges, rtol=0, atol=0)
-    np.testing.assert_allclose(fitted.shares, np.full(10, 0.1), atol=1e-12)
-    assert fitted.score(current) == pytest.approx(
-        oracle_psi(reference, current, list(fitted.edges)), rel=1e-12
-    )
+    value, edges = profile_psi(reference, current)
+    # The coarse edges are fine-bin edges; each within one fine bin (0.1%) of a decile.
+    ranks = np.searchsorted(np.sort(reference), edges, "right") / reference.size
+    np.testing.assert_allclose(ranks, np.arange(1, 10) / 10, atol=1.5e-3)
+    assert value == pytest.approx(oracle_psi(reference, current, edges), rel=1e-12)
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
     rng = np.random.default_rng(1)
-    fitted = fit_psi(rng.normal(size=20_000), "numeric", 10)
-    assert fitted.score(rng.normal(size=20_000)) < 0.01
-    assert fitted.score(rng.normal(1.0, 1, size=20_000)) > 0.5
+    reference = rng.normal(size=20_000)
+    assert profile_psi(reference, rng.normal(size=20_000))[0] < 0.01
+    assert profile_psi(reference, rng.normal(1.0, 1, size=20_000))[0] > 0.5
 
 
 @settings(max_examples=200, deadline=None)
@@ -56,10 +84,8 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> N
 )
 def test_numeric_psi_matches_the_oracle_for_any_data(reference, current, bins) -> None:
     ref, cur = np.array(reference), np.array(current)
-    fitted = fit_psi(ref, "numeric", bins)
-    assert fitted.score(cur) == pytest.approx(
-        oracle_psi(ref, cur, list(fitted.edges)), rel=1e-9, abs=1e-12
-    )
+    value, edges = profile_psi(ref, cur, bins)
+    assert value == pytest.approx(oracle_psi(ref, cur, edges), rel=1e-9, abs=1e-12)
 
 
 @settings(max_examples=200, deadline=None)
@@ -68,34 +94,26 @@ def test_numeric_psi_matches_the_oracle_for_any_data(reference, current, bins) -
     current=st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=200),
 )
 def test_categorical_psi_matches_the_oracle(reference, current) -> None:
-    fitted = fit_psi(reference, "categorical", 10)
+    ref = ReferenceProfile.build({"x": ("categorical", reference)}, len(reference)).features["x"]
+    window = FeatureProfile.of(current, "categorical", ref.bins)
+    score = PROFILE_TESTS["psi"].score(ref, window, 0.2)
     seen = sorted(set(reference))
-    r = pd.Series(reference).value_counts(normalize=True).reindex(seen, fill_value=0).to_numpy()
     cur = pd.Series([v if v in seen else "<other>" for v in current])
-    c = cur.value_counts(normalize=True).reindex([*seen, "<other>"], fill_value=0).to_numpy()
-    expected = psi(np.append(r, 0.0), c)
-    shares_r = np.where(np.append(r, 0.0) == 0, EMPTY_BIN_SHARE, np.append(r, 0.0))
-    shares_c = np.where(c == 0, EMPTY_BIN_SHARE, c)
-    oracle = float(np.sum(rel_entr(shares_c, shares_r) + rel_entr(shares_r, shares_c)))
-    assert fitted.score(current) == pytest.approx(oracle, rel=1e-9, abs=1e-12)
-    assert expected == pytest.approx(oracle, rel=1e-9, abs=1e-12)
+    r = pd.Series(reference).value_counts(normalize=True).reindex([*seen, "<other>"], fill_value=0)
+    c = cur.value_counts(normalize=True).reindex([*seen, "<other>"], fill_value=0)
+    keep = (r > 0) | (c > 0)
+    r, c = evidently_fill(r[keep].to_numpy()), evidently_fill(c[keep].to_numpy())
+    oracle = float(np.sum(rel_entr(c, r) + rel_entr(r, c)))
+    assert score.statistic == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
 
 def test_booleans_from_json_and_csv_land_in_the_same_bins() -> None:
-    fitted = fit_psi([True, False, True, True], "boolean", 10)
-    assert fitted.categories == ("false", "true")
-    assert fitted.score(["true", "false", "true", "true"]) == pytest.approx(0.0)
-
-
-def test_fitted_bins_survive_their_stored_form() -> None:
-    rng = np.random.default_rng(3)
-    fitted = fit_psi(rng.exponential(size=1000), "numeric", 10)
-    again = type(fitted).from_json(fitted.as_json())
-    assert again == fitted
-    current = rng.exponential(2, size=500)
-    assert again.score(current) == fitted.score(current)
+    ref = ReferenceProfile.build({"b": ("boolean", [True, False, True, True])}, 4).features["b"]
+    assert ref.bins.categories == ("false", "true")
+    current = FeatureProfile.of(["true", "false", "true", "true"], "boolean", ref.bins)
+    assert PROFILE_TESTS["psi"].score(ref, current, 0.2).statistic == pytest.approx(0.0)
 
 
 def test_empty_reference_is_refused() -> None:
-    with pytest.raises(ValueError, match="no values"):
-        fit_psi([], "numeric", 10)
+    with pytest.raises(ValueError, match="no finite values"):
+        ReferenceProfile.build({"x": ("numeric", [])}, 0)

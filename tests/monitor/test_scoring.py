@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score
 
 from monitor.api import create_app
-from monitor.score.psi import fit_psi
+from monitor.score.profile import ReferenceProfile, coarse_edges
 from monitor.settings import MonitorSettings
 from tests.conftest import credit_model
 from tests.monitor.test_psi import oracle_psi
@@ -55,7 +55,11 @@ def reference_frame(rng: np.random.Generator, n: int = 2000) -> pd.DataFrame:
 def scored(sqlite_url):
     clock = Clock(T0 + 10)
     settings = MonitorSettings(
-        database_url=sqlite_url, window_seconds=W, min_window_events=30, max_feature_labels=100
+        database_url=sqlite_url,
+        window_seconds=W,
+        min_window_events=30,
+        max_feature_labels=100,
+        drift_test="psi",
     )
     with TestClient(create_app(settings, clock=clock)) as client:
         client.put("/v1/models/credit", json=credit_model().model_dump())
@@ -111,11 +115,12 @@ def test_psi_per_feature_is_exported_for_the_closed_window(scored) -> None:
     loop.run_once()
     scores = samples(client, "sidewatch_feature_drift_score")
     by_feature = {dict(k)["feature"]: v for k, v in scores.items()}
+    stored = client.app.state.store.latest_reference("credit", "v1").profile
+    profile = ReferenceProfile.from_json(stored)
     for feature in ("income", "age"):
-        fitted = fit_psi(reference[feature].to_numpy(), "numeric", 10)
-        expected = oracle_psi(
-            reference[feature].to_numpy(), current[feature].to_numpy(), list(fitted.edges)
-        )
+        ref = profile.features[feature]
+        edges = coarse_edges(ref.bins, ref.profile.histogram, 10).tolist()
+        expected = oracle_psi(reference[feature].to_numpy(), current[feature].to_numpy(), edges)
         assert by_feature[feature] == pytest.approx(expected, rel=1e-9)
     assert by_feature["income"] > 0.5
     assert by_feature["age"] < 0.1 and by_feature["region"] < 0.1 and by_feature["has_card"] < 0.1

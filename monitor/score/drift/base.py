@@ -56,6 +56,12 @@ class DriftScore:
     """Non-missing reference values the test used."""
     current_count: int
     """Non-missing current values the test used."""
+    error_bound: float = 0.0
+    """How far ``statistic`` may be from its value on the raw data: 0 for a test on
+    raw values; for one computed from profiles, the bound stated in
+    :mod:`monitor.score.drift.profiled` (the exact value lies in
+    ``[statistic, statistic + error_bound]`` for KS, within ``± error_bound`` for
+    Wasserstein)."""
 
     @property
     def drift_score(self) -> float:

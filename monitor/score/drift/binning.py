@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.score.drift.base import FloatArray, NumericSample
+from monitor.score.psi import fill_empty
 
 __all__ = [
     "MAX_DISCRETE_VALUES",
@@ -31,8 +32,6 @@ __all__ = [
 
 MAX_DISCRETE_VALUES = 20
 """A numeric reference with at most this many distinct values is counted by value."""
-
-EMPTY_SHARE = 1e-4
 
 
 def sturges_edges(low: float, high: float, count: int, integer: bool) -> FloatArray:
@@ -108,16 +107,6 @@ def shares_by_value(
     ref = np.array([reference.get(k, 0) for k in keys], dtype=np.float64)
     cur = np.array([current.get(k, 0) for k in keys], dtype=np.float64)
     return ref / ref.sum(), cur / cur.sum()
-
-
-def fill_empty(shares: FloatArray) -> FloatArray:
-    """Replace empty bins' shares as Evidently's PSI does, so that logarithms stay finite."""
-    empty = shares == 0
-    if not empty.any():
-        return shares
-    smallest = float(shares[~empty].min())
-    filler = smallest / 10**6 if smallest <= EMPTY_SHARE else EMPTY_SHARE
-    return np.where(empty, filler, shares)
 
 
 def _value_counts(sorted_values: FloatArray) -> dict[Hashable, int]:

@@ -29,13 +29,13 @@ from monitor.score.drift.base import (
     numeric_sample,
 )
 from monitor.score.drift.binning import (
-    fill_empty,
     histogram_counts,
     is_discrete,
     numeric_shares,
     shares_by_value,
     sturges_edges,
 )
+from monitor.score.psi import psi
 
 __all__ = ["Hellinger", "JensenShannon", "Psi", "Wasserstein"]
 
@@ -81,8 +81,7 @@ class FittedBinned:
         """
         ref, cur, n_cur = self.shares(current)
         if self.test == "psi":
-            ref, cur = fill_empty(ref), fill_empty(cur)
-            value = float(np.sum((ref - cur) * np.log(ref / cur)))
+            value = psi(ref, cur)
         elif self.test == "jensenshannon":
             value = jensen_shannon(ref, cur)
         else:

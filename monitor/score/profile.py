@@ -1,0 +1,461 @@
+"""Mergeable feature profiles: a feature's values in, a fixed-size summary out.
+
+Stage: score. Built at ingest (one per model version, window and feature, merged into
+the stored one in the same transaction as the rows) and once for a reference at
+upload; read by scoring, which then costs what features and bins cost, not events.
+
+One binning, fitted to the reference (:func:`fit_bins`):
+
+- numeric: the reference's distinct values when it has at most :data:`FINE_BINS` of
+  them, otherwise its minimum, maximum and the ``k / FINE_BINS`` quantiles. Bin ``i``
+  holds ``(edges[i-1], edges[i]]``; the first bin everything up to the reference's
+  minimum, the last everything above its maximum. This fine histogram is the quantile
+  sketch: a rank (cumulative share) read at a bin edge is exact; between edges it is
+  off by at most the share of the bin it falls in, which for the reference is at most
+  ``1 / FINE_BINS`` (0.1%) of the values plus the ties at one edge, and for a window is
+  that bin's share of the window (reported by each test as its error bound).
+  PSI, Jensen-Shannon and Hellinger read coarser bins made of whole fine bins
+  (:func:`coarse_groups`), each holding about ``1 / coarse`` of the reference.
+- categorical and boolean: the reference's :data:`MAX_CATEGORIES` most frequent
+  values, spelled as strings, and one bin for every other value.
+
+A :class:`FeatureProfile` holds the count of non-missing values, the missing ones, and
+for numeric features the minimum, maximum, mean and ``M2`` (sum of squared deviations
+from the mean, merged with Chan et al.'s parallel formula), plus the histogram on the
+bins. ``merge`` is exact for counts, histograms, minimum and maximum, and agrees with
+the profile of the whole to rounding for the moments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+__all__ = [
+    "FINE_BINS",
+    "MAX_CATEGORIES",
+    "Kind",
+    "ProfileKey",
+    "FeatureBins",
+    "FeatureProfile",
+    "ReferenceFeature",
+    "ReferenceProfile",
+    "category",
+    "coarse_edges",
+    "coarse_groups",
+    "fit_bins",
+    "profile_columns",
+    "profile_rows",
+]
+
+Kind = Literal["numeric", "categorical", "boolean"]
+
+FINE_BINS = 1000
+"""Quantile bins of a numeric feature's fine histogram (its quantile sketch)."""
+
+MAX_CATEGORIES = 100
+"""Most categories of a feature counted one by one; the rest share the "other" bin."""
+
+FORMAT = "profile-v1"
+"""The stored form of profiles and reference profiles; bump it when either changes."""
+
+IntArray: TypeAlias = npt.NDArray[np.int64]
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+_EMPTY_EDGES: FloatArray = np.zeros(0, dtype=np.float64)
+
+
+def category(value: Any) -> str:
+    """The one spelling of a categorical value (JSON booleans and CSV ones alike)."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        # A CSV column with a missing value reads as floats: 3.0 is the category 3.
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeatureBins:
+    """The bins fitted to one feature's reference."""
+
+    kind: Kind
+    edges: FloatArray = field(default_factory=lambda: _EMPTY_EDGES)
+    """Numeric: sorted inner edges; ``len(edges) + 1`` bins."""
+    categories: tuple[str, ...] = ()
+    """Categorical and boolean: the counted values; one more bin holds the others."""
+    discrete: bool = False
+    """Numeric: the edges are all of the reference's distinct values."""
+
+    @property
+    def size(self) -> int:
+        """Number of bins."""
+        if self.kind == "numeric":
+            return int(self.edges.size) + 1
+        return len(self.categories) + 1
+
+    def index(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        """The bin of each (non-missing) value."""
+        if self.kind == "numeric":
+            return np.searchsorted(self.edges, np.asarray(values, dtype=np.float64), "left")
+        position = {c: i for i, c in enumerate(self.categories)}
+        other = len(self.categories)
+        return np.fromiter(
+            (position.get(category(v), other) for v in values), dtype=np.intp, count=len(values)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FeatureBins)
+            and self.kind == other.kind
+            and self.categories == other.categories
+            and self.discrete == other.discrete
+            and np.array_equal(self.edges, other.edges)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.categories, self.discrete, self.edges.tobytes()))
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "kind": self.kind,
+            "edges": self.edges.tolist(),
+            "categories": list(self.categories),
+            "discrete": self.discrete,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureBins:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            kind=data["kind"],
+            edges=np.asarray(data["edges"], dtype=np.float64),
+            categories=tuple(data["categories"]),
+            discrete=bool(data["discrete"]),
+        )
+
+
+def _finite(values: Sequence[Any] | npt.NDArray[Any]) -> tuple[FloatArray, int]:
+    """The finite values as floats, and how many were missing (None, NaN, infinite)."""
+    arr = np.asarray(values, dtype=np.float64) if len(values) else np.zeros(0)
+    ok = np.isfinite(arr)
+    finite = arr if ok.all() else arr[ok]
+    return finite, int(arr.size - finite.size)
+
+
+def _present(values: Sequence[Any] | npt.NDArray[Any]) -> tuple[list[Any], int]:
+    present = [v for v in values if not _is_missing(v)]
+    return present, len(values) - len(present)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def fit_bins(
+    reference: Sequence[Any] | npt.NDArray[Any],
+    kind: Kind,
+    fine_bins: int = FINE_BINS,
+    max_categories: int = MAX_CATEGORIES,
+) -> FeatureBins:
+    """Fit the bins of one feature on its reference values (missing ones allowed).
+
+    Raises:
+        ValueError: The reference has no non-missing value for the feature.
+    """
+    if kind == "numeric":
+        values, _ = _finite(reference)
+        if values.size == 0:
+            raise ValueError("the reference has no finite values for this feature")
+        distinct = np.unique(values)
+        if distinct.size <= fine_bins:
+            return FeatureBins(kind, distinct, discrete=True)
+        inner = np.quantile(values, np.arange(1, fine_bins) / fine_bins)
+        edges = np.unique(np.concatenate(([distinct[0]], inner, [distinct[-1]])))
+        return FeatureBins(kind, edges)
+    present, _ = _present(reference)
+    if not present:
+        raise ValueError("the reference has no values for this feature")
+    counts = Counter(category(v) for v in present)
+    top = sorted(counts, key=lambda c: (-counts[c], c))[:max_categories]
+    return FeatureBins(kind, categories=tuple(sorted(top)))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeatureProfile:
+    """A mergeable summary of one feature's values over a window or a reference.
+
+    ``histogram`` is empty when the profile was built without bins (no reference yet).
+    The numeric statistics are NaN when there is no value (and for non-numeric features).
+    """
+
+    count: int
+    """Non-missing values."""
+    missing: int
+    minimum: float
+    maximum: float
+    mean: float
+    m2: float
+    """Sum of squared deviations from the mean."""
+    histogram: IntArray
+
+    @classmethod
+    def zero(cls, bins: FeatureBins | None) -> FeatureProfile:
+        """The profile of no values (the identity of :meth:`merge`)."""
+        size = 0 if bins is None else bins.size
+        nan = math.nan
+        return cls(0, 0, nan, nan, nan, nan, np.zeros(size, dtype=np.int64))
+
+    @classmethod
+    def of(
+        cls, values: Sequence[Any] | npt.NDArray[Any], kind: Kind, bins: FeatureBins | None
+    ) -> FeatureProfile:
+        """The profile of a batch of values (missing ones counted, not binned)."""
+        size = 0 if bins is None else bins.size
+        nan = math.nan
+        if kind != "numeric":
+            present, missing = _present(values)
+            histogram = (
+                np.bincount(bins.index(present), minlength=size).astype(np.int64)
+                if bins is not None
+                else np.zeros(0, dtype=np.int64)
+            )
+            return cls(len(present), missing, nan, nan, nan, nan, histogram)
+        finite, missing = _finite(values)
+        if finite.size == 0:
+            return cls(0, missing, nan, nan, nan, nan, np.zeros(size, dtype=np.int64))
+        mean = float(finite.mean())
+        m2 = float(np.dot(finite - mean, finite - mean))
+        histogram = (
+            np.bincount(bins.index(finite), minlength=size).astype(np.int64)
+            if bins is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+        return cls(
+            int(finite.size),
+            missing,
+            float(finite.min()),
+            float(finite.max()),
+            mean,
+            m2,
+            histogram,
+        )
+
+    @property
+    def variance(self) -> float:
+        """Population variance (NaN without values)."""
+        return self.m2 / self.count if self.count else math.nan
+
+    def merge(self, other: FeatureProfile) -> FeatureProfile:
+        """The profile of both profiles' values together.
+
+        Raises:
+            ValueError: The histograms were built on different bins.
+        """
+        if self.histogram.size != other.histogram.size:
+            raise ValueError("profiles on different bins cannot be merged")
+        n = self.count + other.count
+        if other.count == 0 or math.isnan(other.mean):
+            stats = (self.minimum, self.maximum, self.mean, self.m2)
+        elif self.count == 0 or math.isnan(self.mean):
+            stats = (other.minimum, other.maximum, other.mean, other.m2)
+        else:
+            # Chan, Golub and LeVeque's pairwise update: stable for any split.
+            delta = other.mean - self.mean
+            mean = self.mean + delta * (other.count / n)
+            m2 = self.m2 + other.m2 + delta * delta * (self.count * other.count / n)
+            stats = (min(self.minimum, other.minimum), max(self.maximum, other.maximum), mean, m2)
+        return FeatureProfile(
+            n, self.missing + other.missing, *stats, self.histogram + other.histogram
+        )
+
+    def to_bytes(self) -> bytes:
+        """The stored form: compact JSON (NaN as null)."""
+        return orjson.dumps(
+            {
+                "n": self.count,
+                "missing": self.missing,
+                "min": _or_none(self.minimum),
+                "max": _or_none(self.maximum),
+                "mean": _or_none(self.mean),
+                "m2": _or_none(self.m2),
+                "h": self.histogram,
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> FeatureProfile:
+        """Rebuild from :meth:`to_bytes`."""
+        d = orjson.loads(data)
+        return cls(
+            int(d["n"]),
+            int(d["missing"]),
+            _or_nan(d["min"]),
+            _or_nan(d["max"]),
+            _or_nan(d["mean"]),
+            _or_nan(d["m2"]),
+            np.asarray(d["h"], dtype=np.int64),
+        )
+
+
+def _or_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _or_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceFeature:
+    """What scoring keeps of one feature's reference: its bins and its profile."""
+
+    bins: FeatureBins
+    profile: FeatureProfile
+    distinct: int
+    """Distinct non-missing values (capped at ``FINE_BINS + 1`` for numeric features);
+    the automatic test choice reads it."""
+
+    @property
+    def kind(self) -> Kind:
+        """The feature's kind."""
+        return self.bins.kind
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceProfile:
+    """A reference's profile: its rows and each feature's bins and profile."""
+
+    rows: int
+    features: dict[str, ReferenceFeature]
+
+    @classmethod
+    def build(
+        cls,
+        columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]],
+        rows: int,
+        fine_bins: int = FINE_BINS,
+    ) -> ReferenceProfile:
+        """Fit bins and profile every feature of a reference.
+
+        Args:
+            columns: Feature name to its kind and reference values.
+            rows: Rows in the reference.
+            fine_bins: Quantile bins of a numeric feature.
+
+        Raises:
+            ValueError: A feature has no non-missing value.
+        """
+        features = {}
+        for name, (kind, values) in columns.items():
+            bins = fit_bins(values, kind, fine_bins)
+            profile = FeatureProfile.of(values, kind, bins)
+            if kind == "numeric":
+                distinct = int(bins.edges.size) if bins.discrete else fine_bins + 1
+            else:
+                distinct = len({category(v) for v in _present(values)[0]})
+            features[name] = ReferenceFeature(bins, profile, distinct)
+        return cls(rows, features)
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document)."""
+        return {
+            "format": FORMAT,
+            "rows": self.rows,
+            "features": {
+                name: {
+                    "bins": f.bins.as_json(),
+                    "profile": orjson.loads(f.profile.to_bytes()),
+                    "distinct": f.distinct,
+                }
+                for name, f in self.features.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReferenceProfile:
+        """Rebuild from :meth:`as_json`.
+
+        Raises:
+            ValueError: The document is not a profile of this format (an older one).
+        """
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} reference profile")
+        return cls(
+            int(data["rows"]),
+            {
+                name: ReferenceFeature(
+                    FeatureBins.from_json(f["bins"]),
+                    FeatureProfile.from_bytes(orjson.dumps(f["profile"])),
+                    int(f["distinct"]),
+                )
+                for name, f in data["features"].items()
+            },
+        )
+
+
+def profile_columns(
+    columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]],
+    bins: dict[str, FeatureBins] | None,
+) -> dict[str, FeatureProfile]:
+    """Each feature's profile of a batch given column by column."""
+    return {
+        name: FeatureProfile.of(values, kind, None if bins is None else bins.get(name))
+        for name, (kind, values) in columns.items()
+    }
+
+
+def profile_rows(
+    features: Iterable[dict[str, Any]],
+    kinds: dict[str, Kind],
+    bins: dict[str, FeatureBins] | None,
+) -> dict[str, FeatureProfile]:
+    """Each feature's profile of a batch of events' feature dicts (the ingest path)."""
+    rows = list(features)
+    return profile_columns(
+        {name: (kind, [row.get(name) for row in rows]) for name, kind in kinds.items()}, bins
+    )
+
+
+def coarse_groups(reference_histogram: IntArray, coarse: int) -> npt.NDArray[np.intp]:
+    """For each fine bin, the coarse bin it belongs to.
+
+    Coarse bins are runs of whole fine bins; a coarse bin closes at the first fine bin
+    where the reference's cumulative share reaches ``j / coarse``, so each holds about
+    ``1 / coarse`` of the reference (a value that many share, more).
+    """
+    total = int(reference_histogram.sum())
+    cumulative = np.cumsum(reference_histogram) / total
+    closes = np.unique(np.searchsorted(cumulative, np.arange(1, coarse) / coarse, "left"))
+    return np.searchsorted(closes, np.arange(reference_histogram.size), "left")
+
+
+class ProfileKey(NamedTuple):
+    """Where a stored profile belongs."""
+
+    model: str
+    model_version: str
+    window_seconds: int
+    window_start: float
+    segment: str
+    """Empty: every event of the window."""
+    feature: str
+
+
+def coarse_edges(bins: FeatureBins, reference_histogram: IntArray, coarse: int) -> FloatArray:
+    """The inner edges, as values, of the coarse bins of a numeric feature.
+
+    Coarse bin ``j`` holds ``(edges[j-1], edges[j]]``, as the fine bins do.
+    """
+    groups = coarse_groups(reference_histogram, coarse)
+    last_fine_of_group = np.flatnonzero(np.diff(groups))
+    return bins.edges[last_fine_of_group]
