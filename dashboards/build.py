@@ -13,6 +13,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'model=~"$model", model_version=~"$model_version"'
+MONITOR_URL = "http://localhost:8700"
+"""Where browsers reach the monitor (docker-compose.yml publishes it on 8700): the
+``monitor_url`` constant of the model dashboard, used by its links to the report."""
+REPORT_PATH = "/v1/models/{model}/versions/{version}/report"
 
 Panel = tuple[str, str, str, str, list[tuple[str, str]]]
 """(type, title, description, unit, [(PromQL, legend)])."""
@@ -52,7 +56,54 @@ def variable(name: str, query: str) -> dict[str, Any]:
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Panel]) -> dict[str, Any]:
+def report_url(model: str, version: str) -> str:
+    """The monitor's HTML report of the newest window, as a Grafana link URL."""
+    return "${monitor_url}" + REPORT_PATH.format(model=model, version=version)
+
+
+REPORT_VARIABLE = {
+    "name": "monitor_url",
+    "label": "monitor URL",
+    "type": "constant",
+    "query": MONITOR_URL,
+    "hide": 2,
+}
+
+REPORT_DASHBOARD_LINK = {
+    "title": "Evidently report: newest window",
+    "tooltip": "The monitor's HTML drift report of the selected model and version "
+    "(pick one of each)",
+    "type": "link",
+    "icon": "doc",
+    "url": report_url("${model}", "${model_version}"),
+    "targetBlank": True,
+    "asDropdown": False,
+    "includeVars": False,
+    "keepTime": False,
+    "tags": [],
+}
+
+REPORT_DATA_LINK = {
+    "title": "Evidently report of ${__field.labels.model} ${__field.labels.model_version}",
+    "url": report_url("${__field.labels.model}", "${__field.labels.model_version}"),
+    "targetBlank": True,
+}
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Panel],
+    *,
+    report_links: bool = False,
+) -> dict[str, Any]:
+    built = [panel(i, p) for i, p in enumerate(panels)]
+    if report_links:
+        # Every series of the model dashboard names its model and version: a click on
+        # one opens that version's report.
+        for p in built:
+            p["fieldConfig"]["defaults"]["links"] = [REPORT_DATA_LINK]
     return {
         "uid": uid,
         "title": title,
@@ -78,9 +129,11 @@ def dashboard(uid: str, title: str, description: str, panels: list[Panel]) -> di
                     "model_version",
                     'label_values(sidewatch_window_predictions{model=~"$model"}, model_version)',
                 ),
+                *([REPORT_VARIABLE] if report_links else []),
             ]
         },
-        "panels": [panel(i, p) for i, p in enumerate(panels)],
+        "links": [REPORT_DASHBOARD_LINK] if report_links else [],
+        "panels": built,
     }
 
 
@@ -271,8 +324,9 @@ DASHBOARDS = {
     "model.json": dashboard(
         "sidewatch-model",
         "Sidewatch: model deep dive",
-        "For data scientists: drift per input, windows, latency.",
+        "For data scientists: drift per input, windows, latency; links to the report.",
         MODEL,
+        report_links=True,
     ),
     "operations.json": dashboard(
         "sidewatch-operations",

@@ -101,3 +101,27 @@ def test_provisioning_files() -> None:
     assert datasources["apiVersion"] == providers["apiVersion"] == 1
     assert datasources["datasources"][0]["type"] == "prometheus"
     assert providers["providers"][0]["type"] == "file"
+
+
+def test_the_model_dashboard_links_to_the_monitors_report(tmp_path: Path) -> None:
+    from monitor.api import create_app
+    from monitor.settings import MonitorSettings
+
+    board = load(ROOT / "dashboards" / "model.json")
+    app = create_app(MonitorSettings(database_url=f"sqlite:///{tmp_path / 'm.db'}"))
+    routes = set(app.openapi()["paths"])
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["monitor_url"]["type"] == "constant"
+    assert variables["monitor_url"]["query"].startswith("http")
+    urls = [link["url"] for link in board["links"]] + [
+        link["url"] for p in board["panels"] for link in p["fieldConfig"]["defaults"]["links"]
+    ]
+    assert len(urls) == 1 + len(board["panels"])
+    for url in urls:
+        assert url.startswith("${monitor_url}/"), url
+        path = url.removeprefix("${monitor_url}")
+        # ${model}, ${__field.labels.model}, ... stand where the route has {name}, {version}
+        template = re.sub(r"/models/\$\{[^}]+\}", "/models/{name}", path)
+        template = re.sub(r"/versions/\$\{[^}]+\}", "/versions/{version}", template)
+        assert template in routes, f"{url} is not a route of the monitor"
+        assert "model" in path.split("/versions/")[0] and "model_version" in path
