@@ -2,24 +2,90 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
+import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import jsonschema
+import pytest
 import yaml
 
 from monitor.settings import MonitorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "tests" / "data" / "compose_spec.json"
+SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
 
 
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
+def schema_errors(document: dict) -> list[str]:
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+def test_the_vendored_schema_is_the_one_the_readme_names() -> None:
+    assert hashlib.sha256(SCHEMA.read_bytes()).hexdigest() == SCHEMA_SHA256
+    assert SCHEMA_SHA256 in (SCHEMA.parent / "README.md").read_text()
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["title"] == "Compose Specification"
+    jsonschema.Draft7Validator.check_schema(schema)
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    assert schema_errors(compose()) == []
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda c: c["services"]["monitor"].update(port=["8700:8700"]),  # "ports" misspelt
+        lambda c: c["services"]["sidecar"].update(depends_on={"model": {}}),  # no condition
+        lambda c: c["services"]["prometheus"].update(volumes="./deploy"),  # not a list
+        lambda c: c.update(service={}),  # unknown top-level key
+    ],
+)
+def test_the_schema_catches_mistakes(breakage) -> None:
+    broken = copy.deepcopy(compose())
+    breakage(broken)
+    assert schema_errors(broken) != []
+
+
+def test_the_sidecar_fronts_the_demo_model_and_ships_to_the_monitor() -> None:
+    from monitor.cli import build_parser
+    from monitor.demo.data import MODEL_NAME, MODEL_VERSION
+
+    services = compose()["services"]
+    sidecar = services["sidecar"]
+    command = sidecar["command"]
+    assert command[:2] == ["sidewatch", "sidecar"]
+    args = build_parser().parse_args(command[1:])
+    upstream, monitor_url = urlsplit(args.upstream), urlsplit(args.monitor_url)
+    assert upstream.hostname == "model"
+    model_command = services["model"]["command"]
+    assert str(upstream.port) == model_command[model_command.index("--port") + 1]
+    assert monitor_url.hostname == "monitor"
+    assert str(monitor_url.port) == services["monitor"]["environment"]["SIDEWATCH_PORT"]
+    assert (args.model, args.version) == (MODEL_NAME, MODEL_VERSION)
+    assert {"8081:8081", "9402:9402"} <= set(sidecar["ports"])
+    assert "model" in sidecar["depends_on"]
+    assert "9402/readyz" in " ".join(sidecar["healthcheck"]["test"])
+    assert "SIDEWATCH_ADMIN_TOKEN" in sidecar["environment"]["SIDEWATCH_TOKEN"]
+
+
 def test_services_build_from_files_that_exist() -> None:
     services = compose()["services"]
     assert {"postgres", "monitor", "model"} <= set(services)
-    for name in ("monitor", "model"):
+    for name in ("monitor", "model", "sidecar"):
         assert (ROOT / services[name]["build"] / "Dockerfile").is_file()
     assert importlib.util.find_spec(services["model"]["command"][2]) is not None
 
