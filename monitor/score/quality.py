@@ -280,36 +280,54 @@ class FittedDataQuality:
 
     def counts(self, name: str, kind: FeatureType, values: Sequence[Any]) -> FeatureQualityCounts:
         """Count one feature's quality over a window's values (``None`` where absent)."""
-        missing = type_errors = 0
-        valid: list[Any] = []
-        for v in values:
-            if _is_missing(v):
-                missing += 1
-            elif _valid(kind, v):
-                valid.append(v)
-            else:
-                type_errors += 1
+        types = set(map(type, values))
+        accepted: list[tuple[Any, int]] = []
+        if kind == "numeric" and types <= {float, int, type(None)}:
+            # The common case, vectorised: numbers and None only (numpy reads None as NaN).
+            numbers = np.array(values, dtype=np.float64)
+            present = ~np.isnan(numbers)
+            missing, type_errors = int(numbers.size - np.count_nonzero(present)), 0
+            numbers = numbers[present]
+            valid = int(numbers.size)
+        else:
+            # Each distinct (type, value) once: 1, 1.0 and True are equal keys in a dict,
+            # but not the same value here.
+            distinct = Counter(zip(map(type, values), values, strict=True))
+            missing = type_errors = valid = 0
+            for (_, v), n in distinct.items():
+                if _is_missing(v):
+                    missing += n
+                elif _valid(kind, v):
+                    valid += n
+                    accepted.append((v, n))
+                else:
+                    type_errors += n
+            numbers = np.empty(0)
+            if kind == "numeric" and accepted:
+                numbers = np.repeat(
+                    np.array([v for v, _ in accepted], dtype=np.float64), [n for _, n in accepted]
+                )
         out_of_range = new_values = 0
         new: Counter[str] = Counter()
         untracked = False
-        if kind == "numeric" and valid and name in self.ranges:
+        if kind == "numeric" and numbers.size and name in self.ranges:
             low, high = self.ranges[name]
-            numbers = np.asarray(valid, dtype=np.float64)
             out_of_range = int(np.count_nonzero((numbers < low) | (numbers > high)))
         elif kind == "categorical" and name in self.categories:
             known = self.categories[name]
-            for key in map(category_key, valid):
+            for v, n in accepted:
+                key = category_key(v)
                 if key not in known:
-                    new_values += 1
+                    new_values += n
                     if key in new or len(new) < self.settings.max_tracked:
-                        new[key] += 1
+                        new[key] += n
                     else:
                         untracked = True
         return FeatureQualityCounts(
             len(values),
             missing,
             type_errors,
-            len(valid),
+            valid,
             out_of_range,
             new_values,
             dict(new),
