@@ -36,6 +36,7 @@ from monitor.score.drift.multiple import adjust_bh
 
 __all__ = [
     "CorrelationDrift",
+    "CorrelationMoments",
     "CorrelationDriftResult",
     "FittedCorrelationDrift",
     "PairCorrelationDrift",
@@ -192,13 +193,32 @@ class FittedCorrelationDrift:
         if missing:
             raise ValueError(f"the window lacks features {missing}")
         matrix = _complete_rows(current, list(self.features))
-        current_r = _correlation(matrix, self.method)
+        return self._compare(_correlation(matrix, self.method), matrix.shape[0])
+
+    def score_moments(self, current: CorrelationMoments) -> CorrelationDriftResult:
+        """As :meth:`score`, from a window's (merged) :class:`CorrelationMoments`.
+
+        Raises:
+            ValueError: The method is not ``pearson`` (ranks do not merge), a kept
+                feature is absent from the moments, or they hold fewer than 4 rows.
+        """
+        if self.method != "pearson":
+            raise ValueError("only Pearson correlations can be scored from moments")
+        missing = [n for n in self.features if n not in current.features]
+        if missing:
+            raise ValueError(f"the window lacks features {missing}")
+        if current.count < 4:
+            raise ValueError("correlation drift needs at least 4 rows with every feature present")
+        index = [current.features.index(n) for n in self.features]
+        return self._compare(current.correlation()[np.ix_(index, index)], current.count)
+
+    def _compare(self, current_r: FloatArray, current_count: int) -> CorrelationDriftResult:
         a, b = np.triu_indices(len(self.features), k=1)
         z, p = fisher_z(
             self.reference_r[a, b],
             self.reference_count,
             current_r[a, b],
-            matrix.shape[0],
+            current_count,
             _VARIANCE_FACTOR[self.method],
         )
         moved = np.abs(current_r[a, b] - self.reference_r[a, b]) >= self.min_difference
@@ -224,10 +244,81 @@ class FittedCorrelationDrift:
             self.fdr,
             self.min_difference,
             self.reference_count,
-            matrix.shape[0],
+            current_count,
             self.features_cut,
             self.pairs_cut,
         )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CorrelationMoments:
+    """Mergeable sums behind the Pearson correlations of some rows.
+
+    Only rows with every feature present count (listwise deletion, as :meth:`score`
+    does). Partitions merge by Chan et al.'s pairwise update of the means and
+    co-moments, so a window's moments can be built from per-batch ones at ingest.
+    """
+
+    features: tuple[str, ...]
+    count: int
+    mean: FloatArray
+    comoment: FloatArray
+    """``sum((x - mean)(x - mean)^T)`` over the rows."""
+
+    @classmethod
+    def zero(cls, features: tuple[str, ...]) -> CorrelationMoments:
+        """The moments of no rows."""
+        k = len(features)
+        return cls(features, 0, np.zeros(k), np.zeros((k, k)))
+
+    @classmethod
+    def of(cls, data: Mapping[str, Values], features: tuple[str, ...]) -> CorrelationMoments:
+        """The moments of ``data``'s complete rows over ``features``.
+
+        Raises:
+            ValueError: A feature is absent or the columns differ in length.
+        """
+        missing = [n for n in features if n not in data]
+        if missing:
+            raise ValueError(f"the data lacks features {missing}")
+        columns = [np.asarray(data[n], dtype=np.float64) for n in features]
+        if len({c.shape for c in columns}) > 1 or columns[0].ndim != 1:
+            raise ValueError("every feature needs one value per row")
+        matrix = np.column_stack(columns)
+        matrix = matrix[np.isfinite(matrix).all(axis=1)]
+        if matrix.shape[0] == 0:
+            return cls.zero(features)
+        mean = matrix.mean(axis=0)
+        centred = matrix - mean
+        return cls(features, matrix.shape[0], mean, centred.T @ centred)
+
+    def merge(self, other: CorrelationMoments) -> CorrelationMoments:
+        """The moments of both sets of rows.
+
+        Raises:
+            ValueError: The moments are over different features.
+        """
+        if other.features != self.features:
+            raise ValueError("moments over different features do not merge")
+        if not other.count or not self.count:
+            return other if not self.count else self
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        return CorrelationMoments(
+            self.features,
+            n,
+            self.mean + delta * (other.count / n),
+            self.comoment
+            + other.comoment
+            + np.outer(delta, delta) * (self.count * other.count / n),
+        )
+
+    def correlation(self) -> FloatArray:
+        """Pearson's r between every two features (NaN where a feature is constant)."""
+        norms = np.sqrt(np.diag(self.comoment))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r: FloatArray = np.clip(self.comoment / np.outer(norms, norms), -1.0, 1.0)
+        return r
 
 
 def _complete_rows(data: Mapping[str, Values], names: list[str]) -> FloatArray:

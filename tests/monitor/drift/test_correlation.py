@@ -19,6 +19,7 @@ from monitor.score.drift import (
     dataset_drift,
     fisher_z,
 )
+from monitor.score.drift.correlation import CorrelationMoments
 
 
 def correlated(rng: np.random.Generator, rho: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,3 +171,49 @@ def test_a_feature_beyond_the_bound_cannot_break_the_fit() -> None:
         CorrelationDrift(method="kendall").fit(ref)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_difference"):
         CorrelationDrift(min_difference=-0.1).fit(ref)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(4, 300),
+    cuts=st.lists(st.floats(0, 1), max_size=4),
+)
+def test_moments_merged_from_any_split_score_as_the_rows_do(seed, rows, cuts) -> None:
+    rng = np.random.default_rng(seed)
+    names = ("a", "b", "c")
+    ref = dict(zip(names, rng.normal(size=(3, 400)), strict=True))
+    x = rng.normal(size=rows)
+    cur = {"a": x, "b": -0.5 * x + rng.normal(size=rows), "c": rng.normal(size=rows) * 100 + 5}
+    cur["c"][rng.random(rows) < 0.1] = np.nan  # incomplete rows drop out of both routes
+    bounds = sorted({0, rows, *(int(c * rows) for c in cuts)})
+    merged = CorrelationMoments.zero(names)
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        merged = merged.merge(CorrelationMoments.of({n: v[lo:hi] for n, v in cur.items()}, names))
+    complete = np.isfinite(cur["c"])
+    assert merged.count == int(complete.sum())
+    if merged.count < 4:
+        return
+    expected = np.corrcoef(np.vstack([cur[n][complete] for n in names]))
+    np.testing.assert_allclose(merged.correlation(), expected, rtol=0, atol=1e-12)
+    fitted = CorrelationDrift().fit(ref)
+    by_rows, by_moments = fitted.score(cur), fitted.score_moments(merged)
+    assert by_moments.current_count == by_rows.current_count
+    for ours, theirs in zip(by_moments.pairs, by_rows.pairs, strict=True):
+        assert ours.current_r == pytest.approx(theirs.current_r, abs=1e-12)
+        assert ours.p_value == pytest.approx(theirs.p_value, rel=1e-9, abs=1e-300)
+        assert ours.drifted == theirs.drifted
+
+
+def test_moments_refuse_what_cannot_be_scored() -> None:
+    fitted = CorrelationDrift(method="spearman").fit({"a": [1.0, 2, 3, 4], "b": [2.0, 1, 4, 3]})
+    moments = CorrelationMoments.of({"a": [1.0, 2, 3, 4], "b": [1.0, 2, 3, 5]}, ("a", "b"))
+    with pytest.raises(ValueError, match="Pearson"):
+        fitted.score_moments(moments)
+    pearson = CorrelationDrift().fit({"a": [1.0, 2, 3, 4], "b": [2.0, 1, 4, 3]})
+    with pytest.raises(ValueError, match="lacks features"):
+        pearson.score_moments(CorrelationMoments.zero(("a",)))
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        pearson.score_moments(CorrelationMoments.zero(("a", "b")))
+    with pytest.raises(ValueError, match="different features"):
+        moments.merge(CorrelationMoments.zero(("b", "a")))
