@@ -217,3 +217,16 @@ def test_moments_refuse_what_cannot_be_scored() -> None:
         pearson.score_moments(CorrelationMoments.zero(("a", "b")))
     with pytest.raises(ValueError, match="different features"):
         moments.merge(CorrelationMoments.zero(("b", "a")))
+
+
+def test_benjamini_yekutieli_adjusts_the_pairs_as_scipy_does() -> None:
+    rng = np.random.default_rng(6)
+    ref = {f"f{i}": rng.normal(size=300) for i in range(6)}
+    cur = {f"f{i}": rng.normal(size=200) for i in range(6)}
+    cur["f1"] = cur["f0"] * 0.5 + rng.normal(size=200)
+    result = CorrelationDrift(fdr_method="by").fit(ref).score(cur)
+    expected = stats.false_discovery_control([p.p_value for p in result.pairs], method="by")
+    assert [p.adjusted_p_value for p in result.pairs] == pytest.approx(expected, rel=1e-13)
+    assert result.drifted_pairs == (("f0", "f1"),)
+    with pytest.raises(ValueError, match="fdr_method"):
+        CorrelationDrift(fdr_method="holm").fit(ref)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from monitor.score.drift import (
     benjamini_hochberg,
     dataset_drift,
 )
+from monitor.score.drift.multiple import adjust_by
 
 p_values = st.lists(
     st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.01, 0.05, 1.0])), min_size=1, max_size=60
@@ -27,6 +28,17 @@ def test_adjusted_p_values_equal_scipys(p) -> None:
     np.testing.assert_allclose(
         adjust_bh(p), stats.false_discovery_control(p, method="bh"), rtol=1e-15, atol=0
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=p_values, q=st.sampled_from([0.01, 0.05, 0.1, 0.2]))
+def test_benjamini_yekutieli_equals_scipys(p, q) -> None:
+    np.testing.assert_allclose(
+        adjust_by(p), stats.false_discovery_control(p, method="by"), rtol=1e-13, atol=0
+    )
+    by = benjamini_hochberg({f"f{i}": v for i, v in enumerate(p)}, fdr=q, method="by")
+    bh = benjamini_hochberg({f"f{i}": v for i, v in enumerate(p)}, fdr=q)
+    assert set(by.rejected) <= set(bh.rejected)  # BY is the stricter of the two
 
 
 @settings(max_examples=300, deadline=None)
@@ -49,6 +61,8 @@ def test_invalid_input_is_refused() -> None:
         adjust_bh([1.5])
     with pytest.raises(ValueError, match="fdr"):
         benjamini_hochberg({"a": 0.1}, fdr=0)
+    with pytest.raises(ValueError, match="valid methods: bh, by"):
+        benjamini_hochberg({"a": 0.1}, method="holm")  # type: ignore[arg-type]
     assert benjamini_hochberg({}).rejected == ()
 
 
