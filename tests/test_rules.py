@@ -50,12 +50,10 @@ def test_every_rule_file_has_a_unit_test() -> None:
 
 def known_metric_names() -> set[str]:
     """Metric names Sidewatch defines, as series names (counters with ``_total``)."""
-    known = set(names.ALL)
-    try:
-        from collectors.accelerators import names as accelerator_names
-    except ImportError:
-        return known
-    return known | set(accelerator_names.ALL)
+    from collectors.accelerators import names as accelerator_names
+    from collectors.sidecar import names as sidecar_names
+
+    return set(names.ALL) | set(accelerator_names.ALL) | set(sidecar_names.ALL)
 
 
 def test_rules_use_only_defined_metric_names() -> None:
