@@ -19,7 +19,8 @@ categorical feature's categories. ``score(rows)`` then counts, per feature:
 - **out of range** (numeric): a valid value below the reference's minimum or above its
   maximum (infinities included). Share over the valid numeric values.
 - **new categories** (categorical): valid values whose category the reference never
-  had, compared by spelling (``3``, ``3.0`` and ``"3"`` are one category). Share over
+  had, compared by the profiles' one spelling (:func:`monitor.score.profile.category`:
+  ``3``, ``3.0`` and ``"3"`` are one category, booleans are ``true``/``false``). Share over
   the valid values, the number of distinct new categories, and the most frequent of them
   (at most ``max_listed``, for the API and reports; raw values never become metric
   labels).
@@ -40,6 +41,7 @@ from typing import Any, Final
 import numpy as np
 
 from collectors.contract import FeatureType, ModelDescription
+from monitor.score.profile import category as category_key
 
 __all__ = [
     "DEFAULT_MAX_LISTED",
@@ -62,14 +64,6 @@ DEFAULT_MAX_REFERENCE_CATEGORIES: Final = 10_000
 """Most categories kept of a reference feature; with more, new categories are not judged."""
 
 _MISSING: Final = object()
-
-
-def category_key(value: object) -> str:
-    """The spelling categories are compared by: integral numbers without a decimal point,
-    booleans as ``True``/``False``, anything else by ``str``."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _is_missing(value: object) -> bool:

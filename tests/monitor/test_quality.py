@@ -205,4 +205,4 @@ def test_columns_and_bad_input() -> None:
         DataQuality(max_listed=0).fit(MODEL, {})
     empty = fitted.score([])
     assert empty.rows == 0 and empty.feature("income").missing_share is None
-    assert [category_key(v) for v in (3, 3.0, "3", True, 2.5)] == ["3", "3", "3", "True", "2.5"]
+    assert [category_key(v) for v in (3, 3.0, "3", True, 2.5)] == ["3", "3", "3", "true", "2.5"]
