@@ -7,8 +7,9 @@ the data); ``score(current)`` compares each pair's correlation with Fisher's z-t
 
 two-sided, with ``c = 1`` for Pearson's r and ``c = 1.06`` for Spearman's rank
 correlation (Fieller, Hartley and Pearson, 1957), which is less moved by outliers and
-heavy tails. A pair is flagged when its p-value survives Benjamini-Hochberg across the
-window's pairs at ``fdr`` (so that 190 pairs do not raise ten false alarms) **and** its
+heavy tails. A pair is flagged when its p-value survives Benjamini-Hochberg (or, with
+``fdr_method="by"``, Benjamini-Yekutieli) across the window's pairs at ``fdr`` (so that
+190 pairs do not raise ten false alarms) **and** its
 correlation moved by at least ``min_difference`` (an effect size, so that a window of a
 million rows does not flag a change from 0.50 to 0.51).
 
@@ -18,7 +19,9 @@ configured list), ``k (k - 1) / 2`` pairs; the result says which features and ho
 pairs were cut. The order given is the choice rather than, say, the features of highest
 variance, because variance depends on each feature's unit and says nothing about its
 importance. Rows where a kept feature is missing are left out of both samples'
-correlations (listwise deletion).
+correlations (listwise deletion). :class:`CorrelationMoments` holds the mergeable sums
+behind Pearson's r, so a window can be scored from moments merged at ingest
+(:meth:`FittedCorrelationDrift.score_moments`); Spearman's ranks do not merge.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from monitor.score.drift.multiple import FdrMethod, adjust_bh, adjust_by
 
 __all__ = [
     "CorrelationDrift",
-    "CorrelationMoments",
     "CorrelationDriftResult",
+    "CorrelationMethod",
+    "CorrelationMoments",
     "FittedCorrelationDrift",
     "PairCorrelationDrift",
     "fisher_z",
