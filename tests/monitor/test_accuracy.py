@@ -352,3 +352,18 @@ def test_roc_auc_equals_scikit_learns_with_ties(data) -> None:
 def test_roc_auc_leaves_rows_without_a_score_out() -> None:
     assert roc_auc([True, False, True, False], [0.9, 0.1, math.nan, math.nan]) == 1.0
     assert roc_auc([True, False], [math.nan, 0.2]) is None
+
+
+def test_the_public_names_are_the_intended_ones() -> None:
+    import monitor.score.accuracy as module
+
+    assert sorted(module.__all__) == sorted(
+        [
+            "DEFAULT_MAX_CLASSES", "DEFAULT_THRESHOLD", "NEGATIVE", "OTHER_CLASSES", "POSITIVE",
+            "ClassificationAccuracy", "ClassificationRows", "ClassificationState",
+            "ConfusionCell", "RegressionAccuracy", "RegressionState", "accuracy_from_state",
+            "class_key", "classification_rows", "roc_auc", "score_accuracy",
+            "score_classification", "score_regression",
+        ]
+    )  # fmt: skip
+    assert all(hasattr(module, name) for name in module.__all__)

@@ -194,3 +194,16 @@ def test_unusable_input_is_refused() -> None:
         fitted.score({"a": np.arange(50.0)})
     with pytest.raises(ValueError, match="at least 10 rows"):
         fitted.score({"a": np.arange(5.0), "b": np.arange(5.0)})
+
+
+def test_the_public_names_are_the_intended_ones() -> None:
+    import monitor.score.multivariate as module
+
+    assert sorted(module.__all__) == [
+        "DomainClassifier",
+        "FittedDomainClassifier",
+        "FittedPcaReconstruction",
+        "MultivariateDrift",
+        "PcaReconstruction",
+    ]
+    assert all(hasattr(module, name) for name in module.__all__)

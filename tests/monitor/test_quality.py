@@ -206,3 +206,16 @@ def test_columns_and_bad_input() -> None:
     empty = fitted.score([])
     assert empty.rows == 0 and empty.feature("income").missing_share is None
     assert [category_key(v) for v in (3, 3.0, "3", True, 2.5)] == ["3", "3", "3", "true", "2.5"]
+
+
+def test_the_public_names_are_the_intended_ones() -> None:
+    import monitor.score.quality as module
+
+    assert sorted(module.__all__) == sorted(
+        [
+            "DEFAULT_MAX_LISTED", "DEFAULT_MAX_REFERENCE_CATEGORIES", "DEFAULT_MAX_TRACKED",
+            "DataQuality", "DataQualityResult", "FeatureQuality", "FeatureQualityCounts",
+            "FittedDataQuality", "NewCategory", "category_key",
+        ]
+    )  # fmt: skip
+    assert all(hasattr(module, name) for name in module.__all__)
