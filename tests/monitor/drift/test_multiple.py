@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from monitor.score.drift import (
-    DRIFT_TESTS,
     adjust_bh,
     benjamini_hochberg,
     dataset_drift,
@@ -66,32 +65,7 @@ def test_invalid_input_is_refused() -> None:
     assert benjamini_hochberg({}).rejected == ()
 
 
-FEATURES, WINDOWS, FDR = 100, 50, 0.05
-
-
-def test_bh_keeps_undrifted_windows_quiet_where_raw_p_values_do_not() -> None:
-    rng = np.random.default_rng(42)
-    ks = DRIFT_TESTS["ks"]
-    fitted = [ks.fit(rng.normal(size=500), "numeric") for _ in range(FEATURES)]
-    windows_alarmed_bh = windows_alarmed_raw = raw_alarms = 0
-    for _ in range(WINDOWS):
-        scores = {f"f{i}": f.score(rng.normal(size=200)) for i, f in enumerate(fitted)}
-        p = {name: s.p_value for name, s in scores.items()}
-        raw = sum(s.drifted for s in scores.values())
-        raw_alarms += raw
-        windows_alarmed_raw += raw > 0
-        windows_alarmed_bh += bool(benjamini_hochberg(p, fdr=FDR).rejected)
-    # Nothing drifted, so any BH rejection is a false discovery: P(any) <= q per window.
-    # The count over independent windows is then at most Binomial(WINDOWS, q); allow its
-    # upper 99.9% quantile.
-    bh_bound = stats.binom.ppf(0.999, WINDOWS, FDR)
-    assert windows_alarmed_bh <= bh_bound, (windows_alarmed_bh, bh_bound)
-    # Testing each feature at p < 0.05 instead alarms in almost every window (expected
-    # share 1 - 0.95^100 = 99.4%), about five features a window.
-    assert windows_alarmed_raw > bh_bound
-    assert windows_alarmed_raw >= stats.binom.ppf(0.001, WINDOWS, 1 - (1 - FDR) ** FEATURES)
-    low, high = stats.binom.interval(0.998, FEATURES * WINDOWS, FDR)
-    assert low <= raw_alarms <= high, raw_alarms
+# The false-alarm rate over many windows: tests/monitor/test_false_alarms.py.
 
 
 def test_the_dataset_drifts_when_half_its_features_do() -> None:
