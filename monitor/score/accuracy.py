@@ -25,8 +25,10 @@ Classification (``binary`` and ``multiclass``):
   value that divides by zero counted as 0 (scikit-learn's ``zero_division=0``). ROC AUC
   is one-vs-rest from ``probabilities`` (a class missing from a row's probabilities
   has probability 0), averaged over the classes whose AUC is defined (macro, and weighted
-  by support). Log loss is the mean of ``-ln p(true class)`` over rows with
-  probabilities, ``p`` clipped to ``[eps, 1 - eps]`` as scikit-learn clips it.
+  by support); with more than :data:`MAX_AUC_CLASSES` label classes in the window it is
+  None, which bounds its cost to that many passes over the rows. Log loss is the mean
+  of ``-ln p(true class)`` over rows with probabilities, ``p`` clipped to
+  ``[eps, 1 - eps]`` as scikit-learn clips it.
 
 Regression: MAE, RMSE, R² over rows with a numeric ``value`` and a numeric label;
 R² is None with fewer than 2 rows or constant labels. MAPE is the mean of
@@ -57,6 +59,7 @@ from collectors.contract import ModelDescription
 __all__ = [
     "DEFAULT_MAX_CLASSES",
     "DEFAULT_THRESHOLD",
+    "MAX_AUC_CLASSES",
     "NEGATIVE",
     "OTHER_CLASSES",
     "POSITIVE",
@@ -83,6 +86,8 @@ OTHER_CLASSES: Final = "__other__"
 """Where the confusion counts of classes beyond ``max_classes`` are summed."""
 DEFAULT_MAX_CLASSES: Final = 20
 """Most classes the reported confusion counts name (their cells are bounded by its square)."""
+MAX_AUC_CLASSES: Final = 100
+"""Multiclass ROC AUC is left undefined (None) beyond this many label classes."""
 DEFAULT_THRESHOLD: Final = 0.5
 """A binary model that served only a score predicted the positive class at or above it."""
 
@@ -450,6 +455,8 @@ def _ovr_roc_auc(rows: ClassificationRows) -> tuple[float | None, float | None, 
     y_true = [rows.y_true[i] for i in used]
     dists = [rows.probabilities[i] for i in used]
     support = Counter(y_true)
+    if len(support) > MAX_AUC_CLASSES:
+        return None, None, len(used)
     aucs: list[float] = []
     weights: list[int] = []
     for cls in sorted(support):

@@ -14,6 +14,7 @@ from sklearn import metrics
 
 from collectors.contract import ModelDescription
 from monitor.score.accuracy import (
+    MAX_AUC_CLASSES,
     NEGATIVE,
     OTHER_CLASSES,
     POSITIVE,
@@ -231,6 +232,18 @@ def test_confusion_counts_name_at_most_max_classes() -> None:
         score_classification(MULTICLASS, labelled, predictions=1, max_classes=1)
 
 
+def test_multiclass_auc_is_left_out_beyond_its_class_bound() -> None:
+    def window(classes: int) -> list[tuple[dict[str, Any], str]]:
+        names = [f"k{i}" for i in range(classes)]
+        return [({"probabilities": {c: 1 / classes for c in names}}, c) for c in names * 2]
+
+    at_bound = score_classification(MULTICLASS, window(MAX_AUC_CLASSES), predictions=1)
+    assert at_bound.roc_auc == 0.5  # every probability equal: ties all round
+    beyond = score_classification(MULTICLASS, window(MAX_AUC_CLASSES + 1), predictions=1)
+    assert (beyond.roc_auc, beyond.roc_auc_weighted) == (None, None)
+    assert beyond.log_loss == pytest.approx(math.log(MAX_AUC_CLASSES + 1))
+
+
 # -------------------------------------------------------------------------- regression
 
 finite = st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: round(v, 3))
@@ -359,7 +372,8 @@ def test_the_public_names_are_the_intended_ones() -> None:
 
     assert sorted(module.__all__) == sorted(
         [
-            "DEFAULT_MAX_CLASSES", "DEFAULT_THRESHOLD", "NEGATIVE", "OTHER_CLASSES", "POSITIVE",
+            "DEFAULT_MAX_CLASSES", "DEFAULT_THRESHOLD", "MAX_AUC_CLASSES", "NEGATIVE",
+            "OTHER_CLASSES", "POSITIVE",
             "ClassificationAccuracy", "ClassificationRows", "ClassificationState",
             "ConfusionCell", "RegressionAccuracy", "RegressionState", "accuracy_from_state",
             "class_key", "classification_rows", "roc_auc", "score_accuracy",
