@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install tools demo test lint bench-ingest bench-accelerators gpu-check lock clean
+.PHONY: install tools demo test lint bench-ingest bench-accelerators bench-report gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-ingest: $(STAMP)
 
 bench-accelerators: $(STAMP)
 	$(BIN)/python bench/accelerators.py
+
+bench-report: $(STAMP)
+	$(BIN)/python bench/report.py
 
 # On a machine with an NVIDIA GPU (and PyTorch): known loads against the real collector.
 gpu-check: $(STAMP)

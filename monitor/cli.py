@@ -107,6 +107,7 @@ def _report(args: argparse.Namespace) -> None:
             window_seconds=settings.window_seconds,
             window_start=args.window_start,
             max_rows=args.max_rows or settings.report_max_rows,
+            max_features=settings.report_max_features,
         )
     except SQLAlchemyError as exc:
         raise CliError(

@@ -60,6 +60,8 @@ class MonitorSettings(BaseSettings):
     """Most features exported per model version; the rest are counted as cut."""
     report_max_rows: int = Field(default=5_000, ge=100, le=1_000_000)
     """Most rows an HTML report samples from a window, and from the reference."""
+    report_max_features: int = Field(default=30, ge=1, le=1_000)
+    """Most features an HTML report compares (Evidently takes about 0.5 s for each)."""
     log_level: str = "info"
 
     @model_validator(mode="after")

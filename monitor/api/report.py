@@ -57,8 +57,9 @@ def report_router(settings: MonitorSettings, store: Store) -> APIRouter:
         """Evidently's data-drift and data-summary report on one window's predictions.
 
         The window's predictions and the newest reference are each sampled at random
-        down to ``SIDEWATCH_REPORT_MAX_ROWS``. The page is self-contained (inline
-        scripts), so it can be saved and opened offline.
+        down to ``SIDEWATCH_REPORT_MAX_ROWS``; at most ``SIDEWATCH_REPORT_MAX_FEATURES``
+        features are compared, those the monitor found drifted first. The page is
+        self-contained (inline scripts), so it can be saved and opened offline.
         """
         with one_at_a_time:
             built = build_report(
@@ -68,6 +69,7 @@ def report_router(settings: MonitorSettings, store: Store) -> APIRouter:
                 window_seconds=settings.window_seconds,
                 window_start=window_start,
                 max_rows=settings.report_max_rows,
+                max_features=settings.report_max_features,
             )
         headers = {"Cache-Control": "no-store"}
         if download:

@@ -2,6 +2,9 @@
 
 Both sides are bounded samples (``max_rows`` each, drawn uniformly without
 replacement), so a report costs about the same for a busy window as for a quiet one.
+Evidently's cost grows with the number of columns instead (about half a second per
+feature on two cores), so at most ``max_features`` are compared: those the monitor
+itself found drifted in the window first, then the others in the order declared.
 Nothing here logs or puts into error messages a feature's value: only names, counts
 and times.
 """
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collectors.contract import ModelDescription
+from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import MissingDependencyError, NotFoundError
 from monitor.score.loop import window_start as _window_of
 from monitor.store import Store
@@ -31,6 +34,7 @@ from monitor.store import Store
 logger = logging.getLogger("sidewatch.report")
 
 DEFAULT_MAX_ROWS = 5_000
+DEFAULT_MAX_FEATURES = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,10 @@ class DriftReport:
     reference_revision: int
     reference_rows: int
     sampled_reference_rows: int
+    features: tuple[str, ...]
+    """The features compared, in the page's order."""
+    features_declared: int
+    """How many features the model declares."""
     build_seconds: float
     html: str
     """A complete HTML document; its scripts are inline, it needs no network."""
@@ -68,6 +76,7 @@ def build_report(
     window_seconds: int,
     window_start: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    max_features: int = DEFAULT_MAX_FEATURES,
     seed: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> DriftReport:
@@ -81,6 +90,7 @@ def build_report(
         window_start: Any time (epoch seconds) inside the window to report on; by
             default the window of the version's newest stored prediction.
         max_rows: Most rows sampled from the window and from the reference each.
+        max_features: Most features compared; the monitor's drifted ones come first.
         seed: Seeds the reference sample (the window sample is drawn by the database).
         clock: Current epoch time, for the page's "generated at" line.
 
@@ -125,14 +135,15 @@ def build_report(
             "predictions; leave window_start out for the newest window with data"
         )
 
-    names = [spec.name for spec in description.features]
-    current = _typed(pd.DataFrame.from_records([f for f, _ in rows], columns=names), description)
+    specs = _chosen(store, description, version, start, max_features)
+    names = [spec.name for spec in specs]
+    current = _typed(pd.DataFrame.from_records([f for f, _ in rows], columns=names), specs)
     reference = pd.read_parquet(io.BytesIO(data), columns=names, engine="pyarrow")
     if len(reference) > max_rows:
         reference = reference.sample(n=max_rows, random_state=np.random.default_rng(seed))
-    reference = _typed(reference.reset_index(drop=True), description)
+    reference = _typed(reference.reset_index(drop=True), specs)
 
-    page = _render(current, reference, description)
+    page = _render(current, reference, specs)
     seconds = time.perf_counter() - started
     report = DriftReport(
         model=model,
@@ -144,6 +155,8 @@ def build_report(
         reference_revision=info.revision,
         reference_rows=info.rows,
         sampled_reference_rows=len(reference),
+        features=tuple(names),
+        features_declared=len(description.features),
         build_seconds=seconds,
         html="",
     )
@@ -163,10 +176,25 @@ def build_report(
     return replace(report, html=_wrap(page, report, clock()))
 
 
-def _typed(frame: pd.DataFrame, model: ModelDescription) -> pd.DataFrame:
+def _chosen(
+    store: Store, model: ModelDescription, version: str, start: float, cap: int
+) -> list[FeatureSpec]:
+    """At most ``cap`` features: the ones drifted in the window's stored result first."""
+    specs = list(model.features)
+    if len(specs) <= cap:
+        return specs
+    drifted: set[str] = set()
+    for result in store.window_results(model.name, version, since=start, limit=10):
+        if result.window_start == start:
+            drifted = {d.feature for d in result.drift if d.drifted}
+    ordered = [s for s in specs if s.name in drifted] + [s for s in specs if s.name not in drifted]
+    return ordered[:cap]
+
+
+def _typed(frame: pd.DataFrame, specs: Sequence[FeatureSpec]) -> pd.DataFrame:
     """Numbers as float64, categories and booleans as strings, missing as NaN/None."""
     columns: dict[str, pd.Series[Any]] = {}
-    for spec in model.features:
+    for spec in specs:
         column = frame[spec.name]
         if spec.type == "numeric":
             columns[spec.name] = pd.to_numeric(column, errors="coerce").astype("float64")
@@ -182,10 +210,10 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _render(current: pd.DataFrame, reference: pd.DataFrame, model: ModelDescription) -> str:
+def _render(current: pd.DataFrame, reference: pd.DataFrame, specs: Sequence[FeatureSpec]) -> str:
     ev = _evidently()
-    numeric = [s.name for s in model.features if s.type == "numeric"]
-    categorical = [s.name for s in model.features if s.type != "numeric"]
+    numeric = [s.name for s in specs if s.type == "numeric"]
+    categorical = [s.name for s in specs if s.type != "numeric"]
     definition = ev["DataDefinition"](numerical_columns=numeric, categorical_columns=categorical)
     report = ev["Report"]([ev["DataDriftPreset"](), ev["DataSummaryPreset"]()])
     snapshot = report.run(
@@ -233,6 +261,10 @@ def _wrap(page: str, report: DriftReport, now: float) -> str:
         f"{report.window_predictions:,} in the window.",
         f"Reference: revision {report.reference_revision}, {report.sampled_reference_rows:,} "
         f"of its {report.reference_rows:,} rows.",
+        f"Features: all {report.features_declared}."
+        if len(report.features) == report.features_declared
+        else f"Features: {len(report.features)} of {report.features_declared}, those the "
+        "monitor found drifted in this window first (SIDEWATCH_REPORT_MAX_FEATURES).",
         "Evidently picks its own test per column, so its verdicts can differ from the "
         "monitor's drift scores on the dashboards.",
         f"Generated {_iso(now)} in {report.build_seconds:.1f} s.",
