@@ -8,7 +8,8 @@ monitor is down, slow or restarting. The monitor's idempotent ingest turns the
 redeliveries into storage exactly once.
 
 A spool record is one encoded event, prefixed by its kind: ``p`` (prediction) or
-``l`` (label).
+``l`` (label); or ``x``, a raw exchange that the sidecar captured, which an
+``expand`` function turns into prediction records when it is shipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gzip
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collectors.contract import SCHEMA_VERSION
@@ -27,6 +29,7 @@ logger = logging.getLogger("sidewatch.forward")
 
 PREDICTION = b"p"
 LABEL = b"l"
+EXCHANGE = b"x"
 _KINDS: dict[bytes, Kind] = {PREDICTION: "predictions", LABEL: "labels"}
 
 
@@ -63,6 +66,8 @@ class Forwarder:
         retry_initial_seconds: First backoff after a failure.
         retry_max_seconds: Longest backoff.
         compress: Whether to gzip batches (the monitor accepts ``Content-Encoding: gzip``).
+        expand: Turns an ``x`` record into prediction records (the sidecar's decoding);
+            without it ``x`` records count as malformed.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Forwarder:
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 30.0,
         compress: bool = True,
+        expand: Callable[[bytes], list[bytes]] | None = None,
     ) -> None:
         self._spool = spool
         self._shipper = shipper
@@ -83,6 +89,7 @@ class Forwarder:
         self._retry_initial = retry_initial_seconds
         self._retry_max = retry_max_seconds
         self._compress = compress
+        self._expand = expand
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,7 +129,13 @@ class Forwarder:
         records, position = self._spool.read(self._batch)
         if not records:
             return 0
+        count = len(records)
         groups: dict[Kind, list[bytes]] = {"predictions": [], "labels": []}
+        if self._expand is not None:
+            expand = self._expand
+            records = [
+                r for rec in records for r in (expand(rec) if rec[:1] == EXCHANGE else (rec,))
+            ]
         for record in records:
             kind = _KINDS.get(record[:1])
             if kind is None:
@@ -135,10 +148,10 @@ class Forwarder:
                 self._count("failures", 1)
                 if self._stop.wait(random.uniform(0, delay)):
                     self._spool.rewind()
-                    return len(records)
+                    return count
                 delay = min(delay * 2, self._retry_max)
         self._spool.ack(position)
-        return len(records)
+        return count
 
     def _deliver(self, kind: Kind, events: list[bytes]) -> bool:
         key = b"events" if kind == "predictions" else b"labels"

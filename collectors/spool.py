@@ -163,41 +163,49 @@ class Spool:
         Reading does not acknowledge: pass the position to :meth:`ack` once the records
         are delivered, or call :meth:`rewind` to read them again after a failure.
         """
+        # Only the writer's position is taken under the lock: the files are read without
+        # it, so a reader never holds up ``append`` (called on the proxy's event loop).
         with self._lock:
-            self._file.flush()
-            records: list[bytes] = []
-            size = 0
+            write_seq, write_end = self._write_seq, self._file.tell()
             position = self._read
-            while len(records) < max_records and size < max_bytes:
-                path = self._path(position.segment)
-                if not path.exists():
-                    later = [seq for seq in self._segments() if seq > position.segment]
-                    if not later:
+        records: list[bytes] = []
+        size = 0
+        corrupt = 0
+        while len(records) < max_records and size < max_bytes:
+            path = self._path(position.segment)
+            if not path.exists():
+                later = [seq for seq in self._segments() if seq > position.segment]
+                if not later or later[0] > write_seq:
+                    break
+                position = Position(later[0], 0)
+                continue
+            limit = write_end if position.segment == write_seq else None
+            with open(path, "rb") as f:
+                f.seek(position.offset)
+                while len(records) < max_records and size < max_bytes:
+                    if limit is not None and f.tell() >= limit:
                         break
-                    position = Position(later[0], 0)
-                    continue
-                with open(path, "rb") as f:
-                    f.seek(position.offset)
-                    while len(records) < max_records and size < max_bytes:
-                        payload = _read_record(f)
-                        if payload is None:
-                            break
-                        records.append(payload)
-                        size += len(payload)
-                        position = Position(position.segment, f.tell())
-                    at_end = f.tell() == position.offset and not f.read(1)
-                if len(records) >= max_records or size >= max_bytes:
-                    break
-                if position.segment >= self._write_seq:
-                    break
-                if not at_end:
-                    # Corrupt: skip the rest of the segment rather than guess at a frame.
-                    self._counts["corrupt_skipped"] += 1
-                    logger.warning("corrupt spool record in %s at %d: rest of the segment "
-                                   "skipped", path.name, position.offset)  # fmt: skip
-                position = Position(position.segment + 1, 0)
+                    payload = _read_record(f)
+                    if payload is None:
+                        break
+                    records.append(payload)
+                    size += len(payload)
+                    position = Position(position.segment, f.tell())
+                at_end = f.tell() == position.offset and not f.read(1)
+            if len(records) >= max_records or size >= max_bytes:
+                break
+            if position.segment >= write_seq:
+                break
+            if not at_end:
+                # Corrupt: skip the rest of the segment rather than guess at a frame.
+                corrupt += 1
+                logger.warning("corrupt spool record in %s at %d: rest of the segment "
+                               "skipped", path.name, position.offset)  # fmt: skip
+            position = Position(position.segment + 1, 0)
+        with self._lock:
             self._read = position
-            return records, position
+            self._counts["corrupt_skipped"] += corrupt
+        return records, position
 
     def rewind(self) -> None:
         """Read again from the last acknowledged position (after a failed delivery)."""

@@ -83,6 +83,29 @@ def _accelerators(args: argparse.Namespace) -> None:
         poller.stop()
 
 
+def _sidecar(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from collectors.settings import ClientSettings
+    from collectors.sidecar import Sidecar, SidecarSettings
+
+    flags = {
+        "upstream": args.upstream,
+        "listen": args.listen,
+        "admin_listen": args.admin_listen,
+        "tap_listen": args.tap_listen,
+        "model": args.model,
+        "model_version": args.version,
+        "spool_dir": args.spool_dir,
+    }
+    try:
+        settings = SidecarSettings(**{k: v for k, v in flags.items() if v is not None})
+        client = ClientSettings(**({"monitor_url": args.monitor_url} if args.monitor_url else {}))
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
+    Sidecar(settings, client).run()
+
+
 def _report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -163,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     acc.add_argument("--port", type=int, default=9400, help="metrics port (default 9400)")
     acc.set_defaults(func=_accelerators)
+
+    car = sub.add_parser(
+        "sidecar",
+        help="proxy a model server and capture its predictions "
+        "(more settings from SIDEWATCH_SIDECAR_* variables)",
+    )
+    car.add_argument("--upstream", help="the model server, http://host:port")
+    car.add_argument("--listen", help="proxy address (default 0.0.0.0:8081)")
+    car.add_argument("--admin-listen", help="metrics and health (default 0.0.0.0:9402)")
+    car.add_argument("--tap-listen", help="receive KServe payload-logger CloudEvents here")
+    car.add_argument("--monitor-url", help="default: SIDEWATCH_MONITOR_URL")
+    car.add_argument("--model", help="model name (default: from the request path)")
+    car.add_argument("--version", help="model version (default: from the path or response)")
+    car.add_argument("--spool-dir", help="default var/sidecar-spool")
+    car.set_defaults(func=_sidecar)
 
     report = sub.add_parser(
         "report", help="write the HTML drift report (Evidently) of one window to a file"

@@ -1,0 +1,12 @@
+"""The sidecar: capture beside any model server, without touching it.
+
+Stages, each a module: ``proxy`` (caller bytes to the model and back, a copy kept) or
+``tap`` (KServe's payload logger) → ``capture`` (decode off the request path, with
+``decode`` and ``policy``) → the spool (``collectors.spool``) → the forwarder
+(``collectors.forward``) → the monitor. ``admin`` serves health and metrics.
+"""
+
+from collectors.sidecar.run import Sidecar
+from collectors.sidecar.settings import SidecarSettings
+
+__all__ = ["Sidecar", "SidecarSettings"]

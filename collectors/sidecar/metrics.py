@@ -1,0 +1,113 @@
+"""Export: the sidecar's counters in, Prometheus metric families out.
+
+A custom collector on the sidecar's own registry reads the capture worker's, the
+proxy's, the spool's and the forwarder's counters at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from collectors.forward import Forwarder
+from collectors.naming import MetricName
+from collectors.sidecar import names
+from collectors.sidecar.capture import LATENCY_BUCKETS, ExchangeDecoder, RequestStats
+from collectors.sidecar.proxy import ProxyStats
+from collectors.spool import Spool
+
+
+def _counter(m: MetricName) -> CounterMetricFamily:
+    return CounterMetricFamily(m.name.removesuffix("_total"), m.help, labels=m.labels)
+
+
+def _gauge(m: MetricName, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(m.name, m.help, value=value)
+
+
+class SidecarCollector(Collector):
+    """Prometheus view of a running sidecar."""
+
+    def __init__(
+        self,
+        requests: Callable[[], list[RequestStats]],
+        decoder: ExchangeDecoder,
+        proxy: ProxyStats,
+        spool: Spool,
+        spool_capacity: int,
+        forwarder: Forwarder,
+        extra_dropped: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self._requests = requests
+        self._decoder = decoder
+        self._proxy = proxy
+        self._spool = spool
+        self._capacity = spool_capacity
+        self._forwarder = forwarder
+        self._extra_dropped = extra_dropped
+
+    def collect(self) -> Iterator[Metric]:
+        """Families from the current counters (called on each scrape)."""
+        stats = self._requests()
+        captured_by_model, dropped_by_reason = self._decoder.counts()
+        spool = self._spool.stats()
+        ship = self._forwarder.stats()
+        counts: dict[tuple[str, str], int] = {}
+        buckets: dict[str, list[int]] = {}
+        sums: dict[str, float] = {}
+        for s in stats:
+            for key, n in s.requests.items():
+                counts[key] = counts.get(key, 0) + n
+            for model, b in s.latency_buckets.items():
+                into = buckets.setdefault(model, [0] * len(b))
+                for i, n in enumerate(b):
+                    into[i] += n
+            for model, total in s.latency_sum.items():
+                sums[model] = sums.get(model, 0.0) + total
+        requests = _counter(names.REQUESTS)
+        for (model, code), n in sorted(counts.items()):
+            requests.add_metric([model, code], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            names.UPSTREAM_LATENCY.name, names.UPSTREAM_LATENCY.help, labels=["model"]
+        )
+        for model, per_bucket in sorted(buckets.items()):
+            cumulative, running = [], 0
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), per_bucket, strict=True):
+                running += n
+                cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            latency.add_metric([model], cumulative, sums[model])
+        yield latency
+        captured = _counter(names.CAPTURED)
+        for model, n in sorted(captured_by_model.items()):
+            captured.add_metric([model], n)
+        yield captured
+        dropped = dropped_by_reason
+        dropped["spool_full"] += spool.shed_full
+        dropped["disk_full"] += spool.shed_disk
+        dropped.update(self._extra_dropped())
+        family = _counter(names.DROPPED)
+        for reason, n in sorted(dropped.items()):
+            family.add_metric([reason], n)
+        yield family
+        for m, value in (
+            (names.SAMPLED_OUT, sum(s.sampled_out for s in stats)),
+            (names.UNFRAMED, self._proxy.unframed),
+            (names.UPSTREAM_ERRORS, self._proxy.upstream_errors),
+            (names.SPOOL_CORRUPT, spool.corrupt_skipped),
+            (names.SHIPPED, ship.delivered),
+            (names.SHIP_FAILURES, ship.failures),
+            (names.SHIP_REJECTED, ship.rejected),
+        ):
+            counter = _counter(m)
+            counter.add_metric([], value)
+            yield counter
+        yield _gauge(names.SPOOL_BYTES, spool.bytes)
+        yield _gauge(names.SPOOL_CAPACITY, self._capacity)

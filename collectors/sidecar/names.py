@@ -1,0 +1,109 @@
+"""Every metric the sidecar exports (see CONVENTIONS.md for the rules)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from collectors.naming import MetricName
+
+
+def _metric(
+    name: str,
+    help: str,
+    type: Literal["counter", "gauge", "histogram"],
+    labels: tuple[str, ...],
+) -> MetricName:
+    return MetricName(name, type, help, labels)
+
+
+REQUESTS = _metric(
+    "sidewatch_sidecar_requests_total",
+    "Requests proxied (or tapped), by model and status class (2xx, 4xx...).",
+    "counter",
+    ("model", "code"),
+)
+UPSTREAM_LATENCY = _metric(
+    "sidewatch_sidecar_upstream_latency_seconds",
+    "Time from a request's arrival to the end of the model's response.",
+    "histogram",
+    ("model",),
+)
+CAPTURED = _metric(
+    "sidewatch_sidecar_events_captured_total",
+    "Prediction events written to the spool.",
+    "counter",
+    ("model",),
+)
+DROPPED = _metric(
+    "sidewatch_sidecar_capture_dropped_total",
+    "Captures skipped, by reason; the model's traffic is never affected.",
+    "counter",
+    ("reason",),
+)
+SAMPLED_OUT = _metric(
+    "sidewatch_sidecar_sampled_out_total",
+    "Exchanges left out by sampling.",
+    "counter",
+    (),
+)
+UNFRAMED = _metric(
+    "sidewatch_sidecar_unframed_connections_total",
+    "Connections relayed blind because they were not HTTP/1.1 the proxy could frame.",
+    "counter",
+    (),
+)
+UPSTREAM_ERRORS = _metric(
+    "sidewatch_sidecar_upstream_errors_total",
+    "Connections to the model server that failed (answered 502).",
+    "counter",
+    (),
+)
+SPOOL_BYTES = _metric(
+    "sidewatch_sidecar_spool_bytes", "Bytes in the spool not yet delivered.", "gauge", ()
+)
+SPOOL_CAPACITY = _metric(
+    "sidewatch_sidecar_spool_capacity_bytes", "Size limit of the spool.", "gauge", ()
+)
+SPOOL_CORRUPT = _metric(
+    "sidewatch_sidecar_spool_corrupt_records_total",
+    "Torn or corrupt spool records skipped (after a crash).",
+    "counter",
+    (),
+)
+SHIPPED = _metric(
+    "sidewatch_sidecar_shipped_events_total",
+    "Events the monitor confirmed (stored, or already stored).",
+    "counter",
+    (),
+)
+SHIP_FAILURES = _metric(
+    "sidewatch_sidecar_ship_failures_total",
+    "Failed deliveries to the monitor (each retried).",
+    "counter",
+    (),
+)
+SHIP_REJECTED = _metric(
+    "sidewatch_sidecar_ship_rejected_events_total",
+    "Events in batches the monitor refused (HTTP 4xx); dropped.",
+    "counter",
+    (),
+)
+
+ALL = {
+    m.name: m
+    for m in (
+        REQUESTS,
+        UPSTREAM_LATENCY,
+        CAPTURED,
+        DROPPED,
+        SAMPLED_OUT,
+        UNFRAMED,
+        UPSTREAM_ERRORS,
+        SPOOL_BYTES,
+        SPOOL_CAPACITY,
+        SPOOL_CORRUPT,
+        SHIPPED,
+        SHIP_FAILURES,
+        SHIP_REJECTED,
+    )
+}
