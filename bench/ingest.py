@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--port", type=int, default=0, help="monitor port (default: a free one)")
+    parser.add_argument(
+        "--reference-rows", type=int, default=10_000, help="reference uploaded first (0: none)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,6 +154,18 @@ def main() -> None:
                 },
             )
             rng = random.Random(2)
+            if args.reference_rows:
+                # With a reference, ingest also keeps each window's feature profiles
+                # (histograms on the reference's bins): the path measured is the full one.
+                reference = [features(rng) for _ in range(args.reference_rows)]
+                req = urllib.request.Request(
+                    url + "/v1/models/bench/versions/1/reference",
+                    data=orjson.dumps(reference),
+                    method="PUT",
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=60) as response:
+                    response.read()
             rows = [features(rng) for _ in range(args.events)]
             settings = ClientSettings(
                 monitor_url=url,

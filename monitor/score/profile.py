@@ -7,7 +7,8 @@ upload; read by scoring, which then costs what features and bins cost, not event
 One binning, fitted to the reference (:func:`fit_bins`):
 
 - numeric: the reference's distinct values when it has at most :data:`FINE_BINS` of
-  them, otherwise its minimum, maximum and the ``k / FINE_BINS`` quantiles. Bin ``i``
+  them, otherwise its minimum, maximum, the ``k / FINE_BINS`` quantiles and a few more
+  in each tail (0.0001% to 0.05% from either end). Bin ``i``
   holds ``(edges[i-1], edges[i]]``; the first bin everything up to the reference's
   minimum, the last everything above its maximum. This fine histogram is the quantile
   sketch: a rank (cumulative share) read at a bin edge is exact; between edges it is
@@ -22,8 +23,9 @@ One binning, fitted to the reference (:func:`fit_bins`):
 A :class:`FeatureProfile` holds the count of non-missing values, the missing ones, and
 for numeric features the minimum, maximum, mean and ``M2`` (sum of squared deviations
 from the mean, merged with Chan et al.'s parallel formula), plus the histogram on the
-bins. ``merge`` is exact for counts, histograms, minimum and maximum, and agrees with
-the profile of the whole to rounding for the moments.
+bins and, per numeric bin, the sum of its values' offsets from the bin's lower edge.
+``merge`` is exact for counts, histograms, minimum and maximum, and agrees with the
+profile of the whole to rounding for the moments and the sums.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ FINE_BINS = 1000
 MAX_CATEGORIES = 100
 """Most categories of a feature counted one by one; the rest share the "other" bin."""
 
+_TAILS = np.array([1e-6, 1e-5, 1e-4, 5e-4])
+"""Extra quantiles at both ends, so that the outermost bins of a long tail stay narrow."""
+
 FORMAT = "profile-v1"
 """The stored form of profiles and reference profiles; bump it when either changes."""
 
@@ -100,6 +105,13 @@ class FeatureBins:
         if self.kind == "numeric":
             return int(self.edges.size) + 1
         return len(self.categories) + 1
+
+    @property
+    def anchors(self) -> FloatArray:
+        """Numeric: each bin's anchor, its lower edge (the first bin's: its upper edge);
+        profiles sum each value's offset from it, which keeps the sums' rounding at the
+        scale of the bin rather than of the values."""
+        return np.concatenate((self.edges[:1], self.edges))
 
     def index(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.intp]:
         """The bin of each (non-missing) value."""
@@ -178,7 +190,9 @@ def fit_bins(
         distinct = np.unique(values)
         if distinct.size <= fine_bins:
             return FeatureBins(kind, distinct, discrete=True)
-        inner = np.quantile(values, np.arange(1, fine_bins) / fine_bins)
+        inner = np.quantile(
+            values, np.concatenate((_TAILS, np.arange(1, fine_bins) / fine_bins, 1 - _TAILS))
+        )
         edges = np.unique(np.concatenate(([distinct[0]], inner, [distinct[-1]])))
         return FeatureBins(kind, edges)
     present, _ = _present(reference)
@@ -206,13 +220,18 @@ class FeatureProfile:
     m2: float
     """Sum of squared deviations from the mean."""
     histogram: IntArray
+    offsets: FloatArray = field(default_factory=lambda: _EMPTY_EDGES)
+    """Numeric features with bins: per bin, the sum of its values' offsets from the
+    bin's anchor (:attr:`FeatureBins.anchors`). With the counts, this gives the exact
+    integral of the empirical CDF over every bin (used by Wasserstein)."""
 
     @classmethod
     def zero(cls, bins: FeatureBins | None) -> FeatureProfile:
         """The profile of no values (the identity of :meth:`merge`)."""
         size = 0 if bins is None else bins.size
         nan = math.nan
-        return cls(0, 0, nan, nan, nan, nan, np.zeros(size, dtype=np.int64))
+        sums = np.zeros(size if bins is not None and bins.kind == "numeric" else 0)
+        return cls(0, 0, nan, nan, nan, nan, np.zeros(size, dtype=np.int64), sums)
 
     @classmethod
     def of(
@@ -231,14 +250,18 @@ class FeatureProfile:
             return cls(len(present), missing, nan, nan, nan, nan, histogram)
         finite, missing = _finite(values)
         if finite.size == 0:
-            return cls(0, missing, nan, nan, nan, nan, np.zeros(size, dtype=np.int64))
+            zero = cls.zero(bins)
+            return cls(0, missing, nan, nan, nan, nan, zero.histogram, zero.offsets)
         mean = float(finite.mean())
         m2 = float(np.dot(finite - mean, finite - mean))
-        histogram = (
-            np.bincount(bins.index(finite), minlength=size).astype(np.int64)
-            if bins is not None
-            else np.zeros(0, dtype=np.int64)
-        )
+        if bins is not None:
+            index = bins.index(finite)
+            histogram = np.bincount(index, minlength=size).astype(np.int64)
+            offsets: FloatArray = np.bincount(
+                index, finite - bins.anchors[index], minlength=size
+            ).astype(np.float64)
+        else:
+            histogram, offsets = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         return cls(
             int(finite.size),
             missing,
@@ -247,6 +270,7 @@ class FeatureProfile:
             mean,
             m2,
             histogram,
+            offsets.astype(np.float64),
         )
 
     @property
@@ -260,7 +284,10 @@ class FeatureProfile:
         Raises:
             ValueError: The histograms were built on different bins.
         """
-        if self.histogram.size != other.histogram.size:
+        if (self.histogram.size, self.offsets.size) != (
+            other.histogram.size,
+            other.offsets.size,
+        ):
             raise ValueError("profiles on different bins cannot be merged")
         n = self.count + other.count
         if other.count == 0 or math.isnan(other.mean):
@@ -274,7 +301,11 @@ class FeatureProfile:
             m2 = self.m2 + other.m2 + delta * delta * (self.count * other.count / n)
             stats = (min(self.minimum, other.minimum), max(self.maximum, other.maximum), mean, m2)
         return FeatureProfile(
-            n, self.missing + other.missing, *stats, self.histogram + other.histogram
+            n,
+            self.missing + other.missing,
+            *stats,
+            self.histogram + other.histogram,
+            self.offsets + other.offsets,
         )
 
     def to_bytes(self) -> bytes:
@@ -288,6 +319,7 @@ class FeatureProfile:
                 "mean": _or_none(self.mean),
                 "m2": _or_none(self.m2),
                 "h": self.histogram,
+                "o": self.offsets,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
@@ -304,6 +336,7 @@ class FeatureProfile:
             _or_nan(d["mean"]),
             _or_nan(d["m2"]),
             np.asarray(d["h"], dtype=np.int64),
+            np.asarray(d.get("o", ()), dtype=np.float64),
         )
 
 

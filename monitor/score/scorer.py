@@ -134,7 +134,10 @@ class WindowScorer:
             test_name = self._choose(name, ref)
             test = PROFILE_TESTS[test_name]
             threshold = self._psi_threshold if test_name == "psi" else test.default_threshold
-            scores[name] = test.score(ref, current, threshold, self._psi_bins)
+            try:
+                scores[name] = test.score(ref, current, threshold, self._psi_bins)
+            except ValueError:
+                logger.exception("drift of feature %r could not be scored", name)
         adjusted: dict[str, tuple[float, bool]] = {}
         p_values = {n: s.p_value for n, s in scores.items() if s.p_value is not None}
         if self._fdr is not None and p_values:
@@ -202,7 +205,13 @@ class WindowScorer:
     ) -> dict[str, FeatureProfile]:
         stored = self._store.window_profiles(model.name, version, self._window, start)
         wanted = reference.features
-        if all(name in stored and stored[name][0] == revision for name in wanted):
+        if all(
+            name in stored
+            and stored[name][0] == revision
+            and stored[name][1].histogram.size == f.bins.size
+            and (f.kind != "numeric" or stored[name][1].offsets.size == f.bins.size)
+            for name, f in wanted.items()
+        ):
             return {name: stored[name][1] for name in wanted}
         # Profiles are missing (rows stored before this version of Sidewatch) or on an
         # older reference's bins: profile the window again from its rows.

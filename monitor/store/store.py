@@ -494,6 +494,26 @@ class Store:
                 self._upsert_profiles(conn, params)
         return profiles
 
+    def save_window_profiles(
+        self,
+        model: str,
+        version: str,
+        window_seconds: int,
+        start: float,
+        revision: int,
+        profiles: Mapping[str, FeatureProfile],
+    ) -> None:
+        """Store a window's profiles, replacing those stored (a backfill, a batch job)."""
+        now = time.time()
+        params = [
+            (model, version, window_seconds, start, "", name, revision, p.to_bytes(), now)
+            for name, p in profiles.items()
+        ]
+        with self._write() as conn:
+            self._lock_windows(conn, [(model, version, window_seconds, start)])
+            if params:
+                self._upsert_profiles(conn, params)
+
     def window_latencies(
         self, model: str, version: str, start: float, end: float
     ) -> tuple[int, list[float]]:

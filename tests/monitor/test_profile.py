@@ -43,6 +43,10 @@ def assert_same(merged: FeatureProfile, whole: FeatureProfile, values: list) -> 
         return
     assert (merged.minimum, merged.maximum) == (whole.minimum, whole.maximum)
     scale = max(abs(v) for v in values if v is not None)
+    # Per-bin sums of offsets from the bin's anchor: rounding at the offsets' magnitude.
+    assert merged.offsets.shape == whole.offsets.shape
+    reach = np.abs(whole.offsets).max(initial=0.0) + 1.0
+    np.testing.assert_allclose(merged.offsets, whole.offsets, rtol=1e-9, atol=64 * EPS * reach)
     assert merged.mean == pytest.approx(whole.mean, rel=1e-9, abs=256 * EPS * scale)
     spread = math.sqrt(whole.m2 / whole.count)
     allowance = 256 * EPS * whole.count * scale * (spread + 256 * EPS * scale)
@@ -94,6 +98,12 @@ def test_numeric_profile_merged_from_any_split_is_the_whole(
         np.testing.assert_array_equal(
             whole.histogram, np.bincount(counted.astype(int), minlength=bins.size)
         )
+        anchors = np.concatenate(([bins.edges[0]], bins.edges))
+        offsets = [
+            (finite[counted == i] - anchors[i]).sum() if (counted == i).any() else 0.0
+            for i in range(bins.size)
+        ]
+        np.testing.assert_allclose(whole.offsets, offsets, rtol=1e-9, atol=1e-6)
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,10 +13,14 @@ events cost. How far each can be from the exact value on the raw data:
   Smirnov's asymptotic one at ``D_b`` (scipy's ``ks_2samp(method="asymp")``), so it is
   at least the exact-statistic p-value (never a false alarm the exact test would not
   raise on the same statistic).
-- ``wasserstein``: both CDFs are taken as linear within each bin (the tails run to the
-  samples' minimum and maximum); in a bin of width ``w`` the gap between the true and
-  the interpolated ``|F - G|`` is at most the two samples' shares of the bin, so the
-  error is at most ``sum w * (r + c)`` divided by the reference's standard deviation.
+- ``wasserstein``: profiles keep, per bin, the sum of the values' offsets from the
+  bin's edge, which gives the exact integral of each empirical CDF over every bin; the
+  distance is the sum of ``|∫ (F - G)|`` over the bins, exact wherever ``F - G`` keeps
+  one sign within a bin. Where it may change sign (``F(a) - G(b-) < 0 < F(b-) - G(a)``
+  for a bin ``(a, b]`` of width ``w``; ``F(b-)`` is ``F(a)`` when all of the bin's
+  values sit on ``b``), the error is ``2 min(P, N)`` for its positive and negative
+  parts, at most ``w (F(b-) - G(a))`` and ``w (G(b-) - F(a))``;
+  ``error_bound`` is the sum over bins, divided by the reference's standard deviation.
 - ``chisquare`` and ``z``: exact (equal to scipy on the raw values) when the reference
   has at most :data:`~monitor.score.profile.MAX_CATEGORIES` values and every window
   value is one of them or new (a new value gives chi-squared infinity, p = 0, as in
@@ -286,19 +290,25 @@ class ProfileWasserstein:
         """See :class:`ProfileDriftTest`."""
         ref, cur = _counts(reference, current)
         rp = reference.profile
-        low = min(rp.minimum, current.minimum)
-        high = max(rp.maximum, current.maximum)
-        # Grid: the lowest value, every edge, the highest value; fine bin i spans
-        # [grid[i], grid[i + 1]] (the first from the lowest value, the last to the highest).
-        grid = np.concatenate(([low], reference.bins.edges, [high]))
-        f = np.concatenate(([0.0], np.cumsum(ref) / ref.sum()))
-        g = np.concatenate(([0.0], np.cumsum(cur) / cur.sum()))
-        width = np.diff(grid)
-        a, b = f[:-1] - g[:-1], f[1:] - g[1:]
-        area = _abs_linear_integral(a, b, width)
+        edges = reference.bins.edges
+        # Bin i spans [a_i, b_i]: the first from the lowest value of either sample to the
+        # first edge, the last from the last edge to the highest value.
+        a = np.concatenate(([min(rp.minimum, current.minimum)], edges))
+        b = np.concatenate((edges, [max(rp.maximum, current.maximum)]))
+        width = b - a
+        f_int, f_a, f_top = _cdf_integrals(ref, rp.offsets, width)
+        g_int, g_a, g_top = _cdf_integrals(cur, current.offsets, width)
+        gap = f_int - g_int
+        # Where F - G keeps one sign over a bin, |integral| is exact; where it may cross
+        # zero, ∫|F - G| = |gap| + 2 min(P, N) with P, N its positive and negative parts.
+        positive = width * np.maximum(0.0, f_top - g_a)
+        negative = width * np.maximum(0.0, g_top - f_a)
+        slack = np.where(
+            gap >= 0, np.minimum(negative, positive - gap), np.minimum(positive, negative + gap)
+        )
         scale = max(math.sqrt(rp.variance), MIN_WASSERSTEIN_SCALE)
-        value = float(area.sum()) / scale
-        bound = float(np.dot(width, ref / ref.sum() + cur / cur.sum())) / scale
+        value = float(np.abs(gap).sum()) / scale
+        bound = float(2 * np.maximum(slack, 0.0).sum()) / scale
         return DriftScore(
             self.name,
             value,
@@ -311,13 +321,28 @@ class ProfileWasserstein:
         )
 
 
-def _abs_linear_integral(a: FloatArray, b: FloatArray, width: FloatArray) -> FloatArray:
-    """``integral of |h|`` over each segment where ``h`` runs linearly from ``a`` to ``b``."""
-    same = a * b >= 0
-    plain = np.abs(a + b) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = (a * a + b * b) / (2 * (np.abs(a) + np.abs(b)))
-    return width * np.where(same, plain, crossing)
+def _cdf_integrals(
+    counts: FloatArray, offsets: FloatArray, width: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per bin: the exact integral of the empirical CDF, its value at the bin's lower
+    end, and its highest value inside the bin (below the upper edge).
+
+    With ``n`` values, ``c`` of them in bin ``(a, b]`` and ``O`` the sum of their
+    offsets from ``a``: ``∫ F = w F(a) + (c w - O) / n``. The first bin's values lie at
+    or below its upper edge, its anchor, and ``F`` is 0 below them: ``∫ F = -O / n``.
+    """
+    if offsets.size != counts.size:
+        raise ValueError("the profile has no per-bin sums (an older profile)")
+    n = counts.sum()
+    at_b = np.cumsum(counts) / n
+    at_a = np.concatenate(([0.0], at_b[:-1]))
+    integral = width * at_a + (counts * width - offsets) / n
+    integral[0] = -offsets[0] / n
+    # Where every value of a bin sits on its upper edge (counted values: a discrete
+    # feature), F stays at F(a) inside the bin: its highest value there is F(a).
+    on_edge = np.abs(offsets - counts * width) <= 1e-12 * np.maximum(counts * np.abs(width), 1)
+    on_edge[0] = abs(offsets[0]) <= 1e-12 * max(float(counts[0]) * abs(float(width[0])), 1.0)
+    return integral, at_a, np.where(on_edge, at_a, at_b)
 
 
 PROFILE_TESTS: Final[dict[str, ProfileDriftTest]] = {
