@@ -5,6 +5,7 @@ from __future__ import annotations
 import collectors
 import monitor.api
 import monitor.errors
+import monitor.report
 import monitor.store
 
 
@@ -32,6 +33,7 @@ def test_collectors_public_names() -> None:
 def test_monitor_public_names() -> None:
     assert monitor.api.__all__ == ["create_app"]
     assert set(monitor.store.__all__) == {"ReferenceInfo", "Store"}
+    assert set(monitor.report.__all__) == {"DriftReport", "build_report"}
 
 
 def test_one_exception_tree() -> None:
