@@ -124,3 +124,10 @@ def test_prometheus_config_agrees_with_the_services() -> None:
             assert port in published, f"{host} does not listen on {port}"
     [alertmanager] = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanager.split(":")[0] in services
+
+
+def test_the_dashboards_reach_the_monitor_where_compose_publishes_it() -> None:
+    board = json.loads((ROOT / "dashboards" / "model.json").read_text())
+    [constant] = [v for v in board["templating"]["list"] if v["name"] == "monitor_url"]
+    port = urlsplit(constant["query"]).port
+    assert f"{port}:{port}" in compose()["services"]["monitor"]["ports"]
