@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install tools demo test lint bench-ingest bench-accelerators bench-report gpu-check lock clean
+.PHONY: install servers tools demo test lint bench-ingest bench-drift bench-sidecar bench-accelerators bench-report gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,19 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Real model servers for the sidecar's tests, in their own environment so that their
+# pins never constrain the monitor's.
+SERVERS := .venv-servers
+SERVERS_STAMP := $(SERVERS)/.installed-$(shell cat tests/servers/requirements.lock | cksum | cut -d' ' -f1)
+
+$(SERVERS_STAMP): tests/servers/requirements.lock $(STAMP)
+	test -x $(SERVERS)/bin/python || $(PYTHON) -m venv $(SERVERS)
+	$(BIN)/uv pip sync -q --python $(SERVERS)/bin/python tests/servers/requirements.lock
+	rm -f $(SERVERS)/.installed-*
+	touch $(SERVERS_STAMP)
+
+servers: $(SERVERS_STAMP)
 
 # Debian's Prometheus and Alertmanager: promtool checks the rules; the end-to-end
 # tests start both on free ports. Debian's Chromium: the report test opens the page.
@@ -29,7 +42,7 @@ tools:
 demo: $(STAMP)
 	$(BIN)/sidewatch demo
 
-test: $(STAMP) tools
+test: $(STAMP) $(SERVERS_STAMP) tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -38,6 +51,16 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# wrk (Debian's package) drives the highest-rate runs.
+bench-sidecar: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends wrk >/dev/null)
+	$(BIN)/python bench/sidecar.py
+
+# 1,000,000 x 50 features from stored profiles, against Evidently (on slices) and scipy.
+bench-drift: $(STAMP)
+	$(BIN)/python bench/drift.py
 
 bench-accelerators: $(STAMP)
 	$(BIN)/python bench/accelerators.py
@@ -54,5 +77,9 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile -q --all-extras --generate-hashes --python-version 3.11 \
 		pyproject.toml -o requirements.lock
 
+lock-servers: $(STAMP)
+	$(BIN)/uv pip compile -q --generate-hashes --python-version 3.11 \
+		tests/servers/requirements.in -o tests/servers/requirements.lock
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVERS) var .pytest_cache .mypy_cache .ruff_cache

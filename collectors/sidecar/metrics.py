@@ -103,6 +103,7 @@ class SidecarCollector(Collector):
             (names.UPSTREAM_ERRORS, self._proxy.upstream_errors),
             (names.SPOOL_CORRUPT, spool.corrupt_skipped),
             (names.SHIPPED, ship.delivered),
+            (names.REDELIVERED, ship.duplicates),
             (names.SHIP_FAILURES, ship.failures),
             (names.SHIP_REJECTED, ship.rejected),
         ):

@@ -76,6 +76,12 @@ SHIPPED = _metric(
     "counter",
     (),
 )
+REDELIVERED = _metric(
+    "sidewatch_sidecar_redelivered_events_total",
+    "Events the monitor already had: sent again after a failed or unconfirmed delivery.",
+    "counter",
+    (),
+)
 SHIP_FAILURES = _metric(
     "sidewatch_sidecar_ship_failures_total",
     "Failed deliveries to the monitor (each retried).",
@@ -103,6 +109,7 @@ ALL = {
         SPOOL_CAPACITY,
         SPOOL_CORRUPT,
         SHIPPED,
+        REDELIVERED,
         SHIP_FAILURES,
         SHIP_REJECTED,
     )
