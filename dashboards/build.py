@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -18,12 +18,52 @@ MONITOR_URL = "http://localhost:8700"
 ``monitor_url`` constant of the model dashboard, used by its links to the report."""
 REPORT_PATH = "/v1/models/{model}/versions/{version}/report"
 
-Panel = tuple[str, str, str, str, list[tuple[str, str]]]
-"""(type, title, description, unit, [(PromQL, legend)])."""
+STATUS = {0: ("healthy", "green"), 1: ("drifting", "orange"), 2: ("degraded", "red")}
+"""The codes of the recording rule ``model_version:sidewatch_status:max`` (see
+alerts/recording_rules.yml), and the word and colour the overview shows for each."""
+
+UP = {0: ("down", "red"), 1: ("up", "green")}
+"""``up``: whether Prometheus could scrape a target."""
+
+
+class Panel(NamedTuple):
+    """One panel: its type, title, description, unit and [(PromQL, legend)]."""
+
+    kind: str
+    title: str
+    description: str
+    unit: str
+    targets: list[tuple[str, str]]
+    words: dict[int, tuple[str, str]] | None = None
+    """Value mappings of a status panel: code → (word, colour)."""
+
+
+def mappings(words: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
+    """Grafana value mappings that show each code as its word, in its colour."""
+    return [
+        {
+            "type": "value",
+            "options": {
+                str(code): {"text": text, "color": color, "index": i}
+                for i, (code, (text, color)) in enumerate(sorted(words.items()))
+            },
+        }
+    ]
 
 
 def panel(i: int, spec: Panel) -> dict[str, Any]:
-    kind, title, description, unit, targets = spec
+    kind, title, description, unit, targets, words = spec
+    defaults: dict[str, Any] = {"unit": unit}
+    options: dict[str, Any] = {}
+    if words is not None:
+        defaults["mappings"] = mappings(words)
+        # The words and their colours, not a number on a threshold colour.
+        options = {
+            "colorMode": "background",
+            "graphMode": "none",
+            "textMode": "value_and_name",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        }
     return {
         "id": i + 1,
         "type": kind,
@@ -31,8 +71,8 @@ def panel(i: int, spec: Panel) -> dict[str, Any]:
         "description": description,
         "datasource": DS,
         "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
         "targets": [
             {"refId": chr(65 + n), "datasource": DS, "expr": expr, "legendFormat": legend}
             for n, (expr, legend) in enumerate(targets)
@@ -138,7 +178,27 @@ def dashboard(
 
 
 OVERVIEW: list[Panel] = [
-    (
+    Panel(
+        "stat",
+        "Model status",
+        "Healthy: the model's inputs look like the data it was trained on and it is right "
+        "as often as last week. Drifting: a large share of its inputs (half, unless "
+        "configured otherwise) look different. Degraded: it is right less often than "
+        "last week, by more than a tenth, with enough known outcomes to be sure. The "
+        "worst of the selected versions.",
+        "none",
+        [(f"max by (model) (model_version:sidewatch_status:max{{{SEL}}})", "{{model}}")],
+        STATUS,
+    ),
+    Panel(
+        "timeseries",
+        "Share of inputs that look different",
+        "Of the inputs checked in the newest window, the share that differ from the "
+        "training data. At half (unless configured otherwise) the model counts as drifting.",
+        "percentunit",
+        [(f"sidewatch_window_drifted_features_ratio{{{SEL}}}", "{{model}} {{model_version}}")],
+    ),
+    Panel(
         "stat",
         "Inputs drifting now",
         "How many of the model's inputs look different from "
@@ -146,7 +206,7 @@ OVERVIEW: list[Panel] = [
         "none",
         [(f"sum by (model) (sidewatch_feature_drifted{{{SEL}}})", "{{model}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "Share of predictions that were right",
         "Accuracy, from the true "
@@ -154,14 +214,14 @@ OVERVIEW: list[Panel] = [
         "percentunit",
         [(f"sidewatch_window_accuracy_ratio{{{SEL}}}", "{{model}} {{model_version}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "Share of predictions with a known outcome",
         "Label coverage: below about 30% the accuracy above is not yet reliable.",
         "percentunit",
         [(f"sidewatch_window_label_coverage_ratio{{{SEL}}}", "{{model}} {{model_version}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "Predictions per second",
         "How much the model is used.",
@@ -174,7 +234,7 @@ OVERVIEW: list[Panel] = [
             )
         ],
     ),
-    (
+    Panel(
         "timeseries",
         "Accelerator cost per 1,000 predictions",
         "Hardware cost of serving, in "
@@ -190,7 +250,7 @@ OVERVIEW: list[Panel] = [
 ]
 
 MODEL: list[Panel] = [
-    (
+    Panel(
         "timeseries",
         "Drift per input",
         "The drift statistic of each input against the "
@@ -198,28 +258,28 @@ MODEL: list[Panel] = [
         "none",
         [(f"sidewatch_feature_drift_score{{{SEL}}}", "{{feature}} ({{test}})")],
     ),
-    (
+    Panel(
         "state-timeline",
         "Drift over time",
         "Which inputs were drifted (1) in each window.",
         "none",
         [(f"sidewatch_feature_drifted{{{SEL}}}", "{{feature}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "Drift thresholds",
         "The value of each test at which an input counts as drifted.",
         "none",
         [(f"sidewatch_feature_drift_threshold{{{SEL}}}", "{{feature}} ({{test}})")],
     ),
-    (
+    Panel(
         "timeseries",
         "Predictions per window",
         "Events in the newest closed window.",
         "none",
         [(f"sidewatch_window_predictions{{{SEL}}}", "{{model_version}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "Model latency, 95th percentile",
         "As reported with each prediction.",
@@ -232,7 +292,7 @@ MODEL: list[Panel] = [
             )
         ],
     ),
-    (
+    Panel(
         "stat",
         "Inputs left out of the metrics",
         "Inputs beyond the per-version series cap: see the API for all.",
@@ -241,8 +301,119 @@ MODEL: list[Panel] = [
     ),
 ]
 
+SIDECAR_MODEL = 'model=~"$model"'
+
 OPERATIONS: list[Panel] = [
-    (
+    Panel(
+        "timeseries",
+        "Requests through the sidecar",
+        "Requests callers sent to each model through its sidecar, by the answer's status "
+        "class: 2xx answered, 4xx refused as the caller's mistake, 5xx failed.",
+        "reqps",
+        [
+            (
+                "sum by (model, code) (rate(sidewatch_sidecar_requests_total"
+                f"{{{SIDECAR_MODEL}}}[$__rate_interval]))",
+                "{{model}} {{code}}",
+            )
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Share of requests that failed",
+        "Requests the model server failed to answer (status 5xx, or unreachable) out of "
+        "all requests. 0 is healthy; callers see these failures.",
+        "percentunit",
+        [
+            (
+                # A model with no failures has no 5xx series: it shows 0, not a gap.
+                "(sum by (model) (rate(sidewatch_sidecar_requests_total"
+                f'{{code="5xx", {SIDECAR_MODEL}}}[$__rate_interval]))'
+                " or 0 * sum by (model) (rate(sidewatch_sidecar_requests_total"
+                f"{{{SIDECAR_MODEL}}}[$__rate_interval])))"
+                " / sum by (model) (rate(sidewatch_sidecar_requests_total"
+                f"{{{SIDECAR_MODEL}}}[$__rate_interval]))",
+                "{{model}}",
+            )
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Model response time",
+        "How long callers waited for the model's answer, through the sidecar: the median "
+        "request (p50) and the slowest 1 in 100 (p99).",
+        "s",
+        [
+            (
+                f"histogram_quantile({q}, sum by (le, model) (rate("
+                f"sidewatch_sidecar_upstream_latency_seconds_bucket{{{SIDECAR_MODEL}}}"
+                "[$__rate_interval])))",
+                f"{{{{model}}}} {name}",
+            )
+            for q, name in (("0.5", "p50"), ("0.99", "p99"))
+        ],
+    ),
+    Panel(
+        "stat",
+        "Sidecar up",
+        "Whether Prometheus can reach each sidecar. Down: the monitor sees nothing from "
+        "that model, and if the proxy is down too its callers get no answers.",
+        "none",
+        [('up{job="sidecar"}', "{{instance}}")],
+        UP,
+    ),
+    Panel(
+        "timeseries",
+        "Requests not captured",
+        "Requests the sidecar passed to the model but could not record for monitoring, by "
+        "reason (malformed_json: a request that was not valid JSON; spool_full: the buffer "
+        "was full). Callers are unaffected; the monitor sees less than the model served.",
+        "cps",
+        [
+            (
+                "sum by (reason) (rate(sidewatch_sidecar_capture_dropped_total[$__rate_interval]))",
+                "{{reason}}",
+            )
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Sidecar buffer fill",
+        "How full each sidecar's on-disk buffer (spool) of not yet delivered predictions "
+        "is. It fills while the monitor is unreachable; once full, new captures are lost.",
+        "percentunit",
+        [
+            (
+                "sidewatch_sidecar_spool_bytes / sidewatch_sidecar_spool_capacity_bytes",
+                "{{instance}}",
+            )
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Deliveries to the monitor",
+        "Failed deliveries from the sidecar to the monitor (each retried), predictions "
+        "sent again after a delivery went unconfirmed (the monitor stores them once), and "
+        "predictions the monitor refused (lost).",
+        "cps",
+        [
+            (
+                "sum by (instance) (rate(sidewatch_sidecar_ship_failures_total[$__rate_interval]))",
+                "failed deliveries {{instance}}",
+            ),
+            (
+                "sum by (instance) (rate(sidewatch_sidecar_redelivered_events_total"
+                "[$__rate_interval]))",
+                "redelivered {{instance}}",
+            ),
+            (
+                "sum by (instance) (rate(sidewatch_sidecar_ship_rejected_events_total"
+                "[$__rate_interval]))",
+                "refused {{instance}}",
+            ),
+        ],
+    ),
+    Panel(
         "timeseries",
         "Events ingested",
         "Events and labels received by the monitor, stored or duplicate (a redelivery).",
@@ -254,7 +425,7 @@ OPERATIONS: list[Panel] = [
             )
         ],
     ),
-    (
+    Panel(
         "timeseries",
         "Requests refused",
         "Ingest and admin requests the monitor refused.",
@@ -267,28 +438,30 @@ OPERATIONS: list[Panel] = [
             )
         ],
     ),
-    (
+    Panel(
         "stat",
         "Monitor up",
-        "1 when Prometheus can scrape the monitor.",
+        "Whether Prometheus can reach the monitor. Down: sidecars keep predictions in "
+        "their buffers until it is back.",
         "none",
         [('up{job="sidewatch-monitor"}', "{{instance}}")],
+        UP,
     ),
-    (
+    Panel(
         "timeseries",
         "Time since the last scoring pass",
         "Grows when scoring is stuck.",
         "s",
         [("time() - sidewatch_scoring_last_success_timestamp_seconds", "{{instance}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "GPU busy",
         "Share of time a kernel ran on each GPU.",
         "percentunit",
         [("sidewatch_gpu_utilization_ratio", "gpu {{gpu}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "GPU real work",
         "Tensor-core and DRAM activity (Hopper GPM): what the busy flag hides.",
@@ -298,14 +471,14 @@ OPERATIONS: list[Panel] = [
             ("sidewatch_gpu_dram_active_ratio", "dram {{gpu}}"),
         ],
     ),
-    (
+    Panel(
         "timeseries",
         "GPU memory in use",
         "Memory in use on each GPU, by all its processes.",
         "bytes",
         [("sidewatch_gpu_memory_used_bytes", "gpu {{gpu}}")],
     ),
-    (
+    Panel(
         "timeseries",
         "GPU power",
         "Power each GPU draws, in watts.",
@@ -331,7 +504,7 @@ DASHBOARDS = {
     "operations.json": dashboard(
         "sidewatch-operations",
         "Sidewatch: operations",
-        "For on-call: ingest, scoring and accelerators.",
+        "For on-call: sidecars, ingest, scoring and accelerators.",
         OPERATIONS,
     ),
 }

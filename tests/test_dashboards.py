@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from collectors.accelerators import names as accelerator_names
+from collectors.sidecar import names as sidecar_names
 from monitor.export import names as monitor_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +28,13 @@ def recorded_names() -> set[str]:
 
 
 def defined_names() -> set[str]:
-    names = set(monitor_names.ALL) | set(accelerator_names.ALL) | recorded_names() | {"up"}
-    for m in monitor_names.ALL.values():
-        if m.type == "histogram":
-            names |= {f"{m.name}_bucket", f"{m.name}_count", f"{m.name}_sum"}
+    """Series names Sidewatch defines (monitor, accelerators, sidecar, recording rules)."""
+    sources = (monitor_names.ALL, accelerator_names.ALL, sidecar_names.ALL)
+    names = {name for source in sources for name in source} | recorded_names() | {"up"}
+    for source in sources:
+        for m in source.values():
+            if m.type == "histogram":
+                names |= {f"{m.name}_bucket", f"{m.name}_count", f"{m.name}_sum"}
     return names
 
 
@@ -125,3 +129,50 @@ def test_the_model_dashboard_links_to_the_monitors_report(tmp_path: Path) -> Non
         template = re.sub(r"/versions/\$\{[^}]+\}", "/versions/{version}", template)
         assert template in routes, f"{url} is not a route of the monitor"
         assert "model" in path.split("/versions/")[0] and "model_version" in path
+
+
+def test_the_sidecar_names_count_as_defined() -> None:
+    known = defined_names()
+    assert "sidewatch_sidecar_requests_total" in known
+    assert "sidewatch_sidecar_upstream_latency_seconds_bucket" in known
+    assert "sidewatch_sidecar_made_up_total" not in known
+
+
+def test_operations_shows_each_part_of_the_sidecar() -> None:
+    exprs = " ".join(expressions(load(ROOT / "dashboards" / "operations.json")))
+    for shown in (
+        "sidewatch_sidecar_requests_total",
+        'code="5xx"',
+        "histogram_quantile(0.5, sum by (le, model) (rate("
+        "sidewatch_sidecar_upstream_latency_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le, model) (rate("
+        "sidewatch_sidecar_upstream_latency_seconds_bucket",
+        "sum by (reason) (rate(sidewatch_sidecar_capture_dropped_total",
+        "sidewatch_sidecar_spool_bytes / sidewatch_sidecar_spool_capacity_bytes",
+        "sidewatch_sidecar_ship_failures_total",
+        "sidewatch_sidecar_redelivered_events_total",
+        'up{job="sidecar"}',
+    ):
+        assert shown in exprs, shown
+    jobs = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+    assert "sidecar" in {j["job_name"] for j in jobs}, "the job the dashboard reads"
+
+
+def test_status_panels_show_words() -> None:
+    overview = load(ROOT / "dashboards" / "overview.json")
+    [status] = [p for p in overview["panels"] if p["title"] == "Model status"]
+    [target] = status["targets"]
+    assert "model_version:sidewatch_status:max" in target["expr"]
+    assert target["expr"].startswith("max by (model) ("), "one word per model, the worst"
+    [mapping] = status["fieldConfig"]["defaults"]["mappings"]
+    words = {code: m["text"] for code, m in mapping["options"].items()}
+    assert words == {"0": "healthy", "1": "drifting", "2": "degraded"}
+    with_words = [
+        p for b in BOARDS for p in load(b)["panels"] if p["fieldConfig"]["defaults"].get("mappings")
+    ]
+    assert len(with_words) == 3  # the status, and whether the sidecar and the monitor are up
+    for p in with_words:
+        assert p["type"] == "stat" and p["options"]["colorMode"] == "background", p["title"]
+        for m in p["fieldConfig"]["defaults"]["mappings"]:
+            assert m["type"] == "value"
+            assert all(o["text"] and o["color"] for o in m["options"].values()), p["title"]
