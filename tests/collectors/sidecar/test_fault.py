@@ -29,11 +29,20 @@ MONITOR_KILLS_AT = (1_600, 2_400, 3_200)
 
 
 def register(port: int) -> None:
-    description = {"name": "bench", "task": "binary", "positive_class": 1,
-                   "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)]}
-    urllib.request.urlopen(urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/models/bench", method="PUT",
-        data=orjson.dumps(description), headers={"Content-Type": "application/json"})).close()
+    description = {
+        "name": "bench",
+        "task": "binary",
+        "positive_class": 1,
+        "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)],
+    }
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models/bench",
+            method="PUT",
+            data=orjson.dumps(description),
+            headers={"Content-Type": "application/json"},
+        )
+    ).close()
 
 
 def test_no_loss_and_no_duplicates_through_kill_9_of_monitor_and_sidecar(tmp_path: Path) -> None:
@@ -73,8 +82,12 @@ def test_no_loss_and_no_duplicates_through_kill_9_of_monitor_and_sidecar(tmp_pat
                                              "data": [i / N, 1.0, -0.5, 2.0]}]})  # fmt: skip
             while True:  # the caller retries a request the dead sidecar never answered
                 try:
-                    conn.request("POST", "/v2/models/bench/infer", body,
-                                 {"Content-Type": "application/json", "X-Request-Id": f"r-{i}"})
+                    conn.request(
+                        "POST",
+                        "/v2/models/bench/infer",
+                        body,
+                        {"Content-Type": "application/json", "X-Request-Id": f"r-{i}"},
+                    )
                     response = conn.getresponse()
                     response.read()
                     assert response.status == 200

@@ -38,8 +38,9 @@ ROWS = [
 
 def post(url: str, body: bytes, content_type: str = "application/json",
          headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:  # fmt: skip
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": content_type} | (headers or {}))
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type} | (headers or {})
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read(), response.headers.get("content-type", "")

@@ -1,0 +1,50 @@
+"""An upstream for the proxy's tests: answers what it received, in MLflow's format.
+
+``POST`` any path: ``{"predictions": [1], "echo": {length, sha256, traceparent}}``;
+``/chunked`` answers with a chunked body; ``GET`` answers a small fixed body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = dict(scope["headers"])
+    echo = {
+        "method": scope["method"],
+        "length": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "traceparent": headers.get(b"traceparent", b"").decode(),
+    }
+    answer = orjson.dumps({"predictions": [1], "echo": echo})
+    if scope["path"] == "/chunked":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        for i in range(0, len(answer), 7):
+            await send({"type": "http.response.body", "body": answer[i : i + 7],
+                        "more_body": True})  # fmt: skip
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(answer)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer})
