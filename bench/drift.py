@@ -81,6 +81,11 @@ def names() -> list[str]:
 
 
 def rss_mb() -> float:
+    """This process's peak resident set in MB: ``VmHWM``, which starts afresh at exec
+    (``ru_maxrss`` would carry over the parent's peak from before the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -26,6 +26,7 @@ from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.report import report_router
+from monitor.api.results import results_router
 from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
@@ -346,6 +347,7 @@ def create_app(
         return [_window_public(w) for w in store.window_results(name, version, limit=limit)]
 
     app.include_router(report_router(settings, store))
+    app.include_router(results_router(store))
     return app
 
 
@@ -376,6 +378,8 @@ def _window_public(w: WindowResult) -> WindowPublic:
         reference_revision=w.reference_revision,
         drift=[FeatureDriftPublic(feature=d.feature, **d.as_json()) for d in w.drift],
         scored_at=w.scored_at,
+        drift_share=w.drift_share,
+        dataset_drifted=w.dataset_drifted,
     )
 
 

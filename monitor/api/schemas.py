@@ -51,9 +51,25 @@ class FeatureDriftPublic(_Public):
     feature: str
     test: str
     value: float
+    """The p-value of ks, chisquare and z; the distance of the other tests."""
     threshold: float
     drifted: bool
     current_count: int
+    statistic: float | None = None
+    """The test statistic; None where it is infinite (chi-squared with a new value)."""
+    adjusted_p_value: float | None = None
+    """Benjamini-Hochberg adjusted p-value across the window's p-value tests."""
+    error_bound: float = 0.0
+    """How far the statistic may be from its value on the raw events."""
+
+
+class FeatureDriftWindowPublic(FeatureDriftPublic):
+    """One feature's drift result in one window."""
+
+    window_start: float
+    window_end: float
+    definition: str
+    reference_revision: int | None
 
 
 class WindowPublic(_Public):
@@ -74,6 +90,10 @@ class WindowPublic(_Public):
     reference_revision: int | None
     drift: list[FeatureDriftPublic]
     scored_at: float
+    drift_share: float | None = None
+    """Share of the scored features that drifted."""
+    dataset_drifted: bool | None = None
+    """Whether that share reached ``SIDEWATCH_DRIFT_SHARE``."""
 
 
 class Problem(_Public):

@@ -666,13 +666,21 @@ class Store:
             conn.execute(stmt, [row])
 
     def window_results(
-        self, model: str, version: str, *, since: float | None = None, limit: int = 100
+        self,
+        model: str,
+        version: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
     ) -> list[WindowResult]:
-        """A version's window results, newest first."""
+        """A version's window results, newest first; window starts in ``[since, until]``."""
         w = _WINDOWS
         stmt = select(w).where(w.c.model == model, w.c.model_version == version)
         if since is not None:
             stmt = stmt.where(w.c.window_start >= since)
+        if until is not None:
+            stmt = stmt.where(w.c.window_start <= until)
         stmt = stmt.order_by(w.c.window_start.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
