@@ -1,9 +1,13 @@
-"""End to end with real processes: the monitor scores drift, a real Prometheus scrapes
-it and evaluates Sidewatch's alert rules, a real Alertmanager routes the alert to a
-webhook receiver here; drift makes the alert fire, its removal resolves it.
+"""End to end with real processes: the monitor scores drift, a real sidecar proxies a
+real model server (bench/fast_model.py) and ships its captures to the monitor, a real
+Prometheus scrapes the monitor, the sidecar and the accelerator collector (every job of
+deploy/prometheus.yml) and evaluates Sidewatch's rules, a real Alertmanager routes the
+alerts to a webhook receiver here. Drift makes the drift alert fire and its removal
+resolves it; malformed requests through the sidecar make the capture-drop alert fire
+and resolve; every dashboard query returns data.
 
-The rules are the repository's own, with their durations shortened (30 minutes of
-windows become 6 seconds) so the test runs in under a minute.
+The rules are the repository's own, with their durations shortened (30 and 10 minutes
+of windows become 6 seconds) so each test runs in about a minute.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,11 +33,23 @@ import orjson
 import pytest
 import yaml
 
+from collectors.contract import ModelDescription
 from monitor.settings import MonitorSettings
+from tests.collectors.sidecar.helpers import SidecarProcess, stop, wait_ready
 from tests.conftest import LiveMonitor, credit_model, free_port
 from tests.monitor.test_scoring import reference_frame
 
-ALERTS = Path(__file__).resolve().parent.parent / "alerts"
+ROOT = Path(__file__).resolve().parent.parent
+ALERTS = ROOT / "alerts"
+BENCH_MODEL = ModelDescription.model_validate(
+    {
+        "name": "bench",
+        "task": "binary",
+        "positive_class": 1,
+        # The sidecar names the columns of bench/fast_model.py's input tensor x_0..x_3.
+        "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)],
+    }
+)
 
 
 class Receiver(ThreadingHTTPServer):
@@ -67,12 +85,40 @@ def wait_http(url: str, seconds: float = 30) -> None:
 
 def shortened_rules() -> str:
     text = (ALERTS / "alerting_rules.yml").read_text()
-    text = text.replace("[30m]", "[6s]").replace("for: 10m", "for: 2s")
+    for long, short in (("[30m]", "[6s]"), ("[10m]", "[6s]"), ("for: 10m", "for: 2s")):
+        assert long in text, long
+        text = text.replace(long, short)
     return text
 
 
+@dataclass
+class Stack:
+    monitor: LiveMonitor
+    receiver: Receiver
+    prometheus: str
+    """Base URL of the live Prometheus."""
+    sidecar: SidecarProcess
+    """In front of bench/fast_model.py, shipping to the monitor."""
+
+    def query(self, expr: str) -> list[dict]:
+        """The instant vector ``expr`` evaluates to now."""
+        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        answer = json.loads(urllib.request.urlopen(url, timeout=10).read())
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def alerts(self, name: str, status: str) -> list[dict]:
+        """The alerts named ``name`` in ``status`` that reached the receiver."""
+        return [
+            a
+            for n in self.receiver.notifications
+            for a in n["alerts"]
+            if a["labels"]["alertname"] == name and a["status"] == status
+        ]
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[LiveMonitor, Receiver]]:
+def stack(tmp_path: Path) -> Iterator[Stack]:
     for tool in ("prometheus", "prometheus-alertmanager"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: `make test` installs Debian's packages")
@@ -86,6 +132,25 @@ def stack(tmp_path: Path) -> Iterator[tuple[LiveMonitor, Receiver]]:
         )
     )
     monitor.start()
+    # The sample model and its sidecar, as in docker-compose.yml.
+    monitor.app.state.store.put_model(BENCH_MODEL)
+    model_port = free_port()
+    model = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "fast_model:app",
+            "--app-dir",
+            str(ROOT / "bench"),
+            "--port",
+            str(model_port),
+            "--log-level",
+            "critical",  # the malformed requests' tracebacks
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{model_port}/", 60, model)
+    sidecar = SidecarProcess(f"http://127.0.0.1:{model_port}", monitor.url, tmp_path / "spool")
+    sidecar.start()
     receiver = Receiver(free_port())
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
 
@@ -109,11 +174,13 @@ def stack(tmp_path: Path) -> Iterator[tuple[LiveMonitor, Receiver]]:
     prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
         f"127.0.0.1:{am_port}"
     ]
-    local = {"sidewatch-monitor": monitor.settings.port, "sidewatch-accelerators": acc_port}
-    # No sidecar runs in this test: its job is left out rather than scraped and down.
-    prometheus["scrape_configs"] = [
-        j for j in prometheus["scrape_configs"] if j["job_name"] in local
-    ]
+    local = {
+        "sidewatch-monitor": monitor.settings.port,
+        "sidewatch-accelerators": acc_port,
+        "sidecar": sidecar.admin_port,
+    }
+    # Every job of the stack runs here: none is left out.
+    assert {j["job_name"] for j in prometheus["scrape_configs"]} == set(local)
     for job in prometheus["scrape_configs"]:
         job["static_configs"][0]["targets"] = [f"127.0.0.1:{local[job['job_name']]}"]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
@@ -157,22 +224,27 @@ def stack(tmp_path: Path) -> Iterator[tuple[LiveMonitor, Receiver]]:
         wait_http(f"http://127.0.0.1:{am_port}/-/ready")
         wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
         wait_http(f"http://127.0.0.1:{acc_port}/metrics")
-        receiver.prometheus = f"http://127.0.0.1:{prom_port}"  # type: ignore[attr-defined]
-        yield monitor, receiver
+        yield Stack(monitor, receiver, f"http://127.0.0.1:{prom_port}", sidecar)
     finally:
         for p in processes:
             p.terminate()
             p.wait(30)
+        sidecar.stop()
+        stop(model)
         receiver.shutdown()
         receiver.server_close()
         monitor.stop()
 
 
 class Traffic:
-    """Posts credit-model events (and their labels) to the monitor at a steady pace."""
+    """Posts credit-model events (and their labels) to the monitor at a steady pace, and
+    sends requests to the bench model through the sidecar."""
 
-    def __init__(self, monitor: LiveMonitor) -> None:
-        self.monitor = monitor
+    def __init__(self, stack: Stack) -> None:
+        monitor = self.monitor = stack.monitor
+        self.sidecar = stack.sidecar
+        self.malformed = 0
+        """Malformed requests sent through the sidecar."""
         self.rng = np.random.default_rng(4)
         self.sent = 0
         monitor.app.state.store.put_model(credit_model())
@@ -195,9 +267,34 @@ class Traffic:
         )
         urllib.request.urlopen(request).close()
 
-    def send(self, drifted: bool, seconds: float) -> None:
+    def infer(self, body: bytes) -> int:
+        """POST ``body`` to the bench model through the sidecar; the HTTP status."""
+        request = urllib.request.Request(
+            f"{self.sidecar.url}/v2/models/bench/infer",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            exc.close()
+            return exc.code
+
+    def send(self, drifted: bool, seconds: float, malformed: bool = False) -> None:
+        """Traffic for ``seconds``; with ``malformed``, a request of broken JSON through
+        the sidecar each round: the model answers 500, the sidecar cannot capture it."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            rows = self.rng.normal(size=(5, 4)).round(4)
+            tensor = {"name": "x", "shape": [5, 4], "datatype": "FP64"}
+            body = orjson.dumps({"inputs": [tensor | {"data": rows.ravel().tolist()}]})
+            assert self.infer(body) == 200
+            if malformed:
+                assert self.infer(b'{"inputs": [{"name": "x", "shape": [1, 4]') == 500
+                self.malformed += 1
             frame = reference_frame(self.rng, 40)
             if drifted:
                 frame["income"] = frame["income"] * 3
@@ -234,17 +331,12 @@ class Traffic:
             time.sleep(0.25)
 
 
-def test_drift_fires_the_alert_and_its_removal_resolves_it(stack) -> None:
-    monitor, receiver = stack
-    traffic = Traffic(monitor)
+def test_drift_fires_the_alert_and_its_removal_resolves_it(stack: Stack) -> None:
+    receiver = stack.receiver
+    traffic = Traffic(stack)
 
     def alerts(status: str) -> list[dict]:
-        return [
-            a
-            for n in receiver.notifications
-            for a in n["alerts"]
-            if a["labels"]["alertname"] == "SidewatchFeatureDriftHigh" and a["status"] == status
-        ]
+        return stack.alerts("SidewatchFeatureDriftHigh", status)
 
     traffic.send(drifted=False, seconds=8)
     assert alerts("firing") == [], "no drift, no alert"
@@ -267,32 +359,99 @@ def test_drift_fires_the_alert_and_its_removal_resolves_it(stack) -> None:
     assert alerts("resolved"), receiver.notifications
 
 
-def test_every_dashboard_query_returns_data(stack) -> None:
-    monitor, receiver = stack
-    traffic = Traffic(monitor)
-    traffic.send(drifted=False, seconds=10)
+def test_capture_drops_fire_the_alert_and_their_end_resolves_it(stack: Stack) -> None:
+    receiver = stack.receiver
+    traffic = Traffic(stack)
 
-    def query(expr: str) -> list[dict]:
-        url = f"{receiver.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        answer = json.loads(urllib.request.urlopen(url, timeout=10).read())
-        assert answer["status"] == "success", answer
-        return answer["data"]["result"]
+    def alerts(status: str) -> list[dict]:
+        return stack.alerts("SidewatchCaptureDrops", status)
 
-    exprs = []
-    for path in sorted((ALERTS.parent / "dashboards").glob("*.json")):
+    traffic.send(drifted=False, seconds=6)
+    assert alerts("firing") == [], "every request captured, no alert"
+    deadline = time.monotonic() + 40
+    while not alerts("firing") and time.monotonic() < deadline:
+        traffic.send(drifted=False, seconds=1, malformed=True)
+    firing = alerts("firing")
+    assert firing, receiver.notifications
+    assert {a["labels"]["reason"] for a in firing} == {"malformed_json"}
+    alert = firing[0]
+    assert alert["labels"]["job"] == "sidecar"
+    assert alert["labels"]["instance"] == f"127.0.0.1:{stack.sidecar.admin_port}"
+    assert alert["labels"]["severity"] == "warning"
+    assert "(malformed_json)" in alert["annotations"]["description"]
+    assert alert["annotations"]["runbook_url"].endswith("SidewatchCaptureDrops.md")
+    paths = {n["path"] for n in receiver.notifications if alert in n["alerts"]}
+    assert paths == {"/tickets"}, "a warning opens a ticket, it does not page"
+    deadline = time.monotonic() + 40
+    while not alerts("resolved") and time.monotonic() < deadline:
+        traffic.send(drifted=False, seconds=1)
+    assert alerts("resolved"), receiver.notifications
+    # Each malformed request was counted once, under its reason, and nothing else dropped.
+    dropped = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in stack.sidecar.metrics().items()
+        if name == "sidewatch_sidecar_capture_dropped_total"
+    }
+    assert dropped.pop("malformed_json") == traffic.malformed > 0
+    assert set(dropped.values()) <= {0.0}, dropped
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    traffic = Traffic(stack)
+    traffic.send(drifted=False, seconds=10, malformed=True)
+
+    panels = []
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
         board = json.loads(path.read_text())
-        exprs += [(path.name, p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]
+        panels += [(path.name, p) for p in board["panels"]]
     substitutions = {"$model_version": ".*", "$model": ".*", "$__rate_interval": "30s"}
-    empty = []
+
+    def run(expr: str) -> list[dict]:
+        for variable, value in substitutions.items():
+            expr = expr.replace(variable, value)
+        return stack.query(expr)
+
+    results: dict[tuple[str, str, str], list[dict]] = {}
     deadline = time.monotonic() + 40
     while True:
-        empty = []
-        for board, title, expr in exprs:
-            for variable, value in substitutions.items():
-                expr = expr.replace(variable, value)
-            if not query(expr):
-                empty.append((board, title, expr))
+        results = {
+            (board, p["title"], t["expr"]): run(t["expr"])
+            for board, p in panels
+            for t in p["targets"]
+        }
+        empty = [where for where, result in results.items() if not result]
         if not empty or time.monotonic() > deadline:
             break
-        traffic.send(drifted=False, seconds=2)
+        traffic.send(drifted=False, seconds=2, malformed=True)
     assert empty == [], empty
+
+    def key(**labels: str) -> str:
+        return json.dumps(labels, sort_keys=True)
+
+    def values(title: str, target: int = 0) -> dict[str, float]:
+        """The series of a panel's query: their labels (as :func:`key`) → value."""
+        [(board, p)] = [(b, p) for b, p in panels if p["title"] == title]
+        return {
+            json.dumps(r["metric"], sort_keys=True): float(r["value"][1])
+            for r in results[(board, title, p["targets"][target]["expr"])]
+        }
+
+    # The sidecar panels show this test's traffic, the deliberate failures included.
+    requests = values("Requests through the sidecar")
+    assert requests[key(model="bench", code="2xx")] > 0
+    assert requests[key(model="bench", code="5xx")] > 0
+    failed = values("Share of requests that failed")[key(model="bench")]
+    assert 0.2 < failed < 0.8, "one malformed request for each good one"
+    assert values("Requests not captured")[key(reason="malformed_json")] > 0
+    p50 = values("Model response time", 0)[key(model="bench")]
+    p99 = values("Model response time", 1)[key(model="bench")]
+    assert 0 < p50 <= p99 < 1, (p50, p99)
+    assert all(0 <= v < 0.5 for v in values("Sidecar buffer fill").values())
+    assert set(values("Sidecar up").values()) == {1.0}
+    # Status panels: every value the query gives has its word.
+    for board, p in panels:
+        for mapping in p["fieldConfig"]["defaults"].get("mappings", []):
+            for t in p["targets"]:
+                for r in results[(board, p["title"], t["expr"])]:
+                    assert r["value"][1] in mapping["options"], (p["title"], r)
+    assert set(values("Model status").values()) == {0.0}, "no drift, no accuracy drop"
