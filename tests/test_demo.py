@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_demo_drifts_the_drifted_features_only_and_stops_on_ctrl_c(tmp_path: Pat
     reader.start()
     windows: dict[float, dict[str, float]] = {}  # window start -> feature -> PSI
     coverage = 0.0
+    accuracy: list[float] = []
     try:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
@@ -62,6 +64,7 @@ def test_demo_drifts_the_drifted_features_only_and_stops_on_ctrl_c(tmp_path: Pat
             windows[start] = {s.labels["feature"]: s.value for s in scores}
             for s in families.get("sidewatch_window_label_coverage_ratio", []):
                 coverage = max(coverage, s.value)
+            accuracy += [s.value for s in families.get("sidewatch_window_accuracy_ratio", [])]
             after = [w for w in windows if drift_at and w >= drift_at[0]]
             if len(after) >= 2 and coverage > 0:
                 break
@@ -78,6 +81,12 @@ def test_demo_drifts_the_drifted_features_only_and_stops_on_ctrl_c(tmp_path: Pat
             assert min(psi[f] for f in DRIFTED) > THRESHOLD, psi
             assert max(v for f, v in psi.items() if f not in DRIFTED) < THRESHOLD, psi
         assert 0 < coverage <= 1, "late labels reached the monitor"
+        assert accuracy and all(0.5 < a <= 1 for a in accuracy), accuracy
+        # The traffic went through the sidecar, which captured it.
+        match = re.search(r"sidecar metrics\s+(\S+)", "".join(output))
+        assert match is not None, "".join(output)
+        captured = scrape(match.group(1).removesuffix("/metrics"))
+        assert captured["sidewatch_sidecar_events_captured"][0].value > 100
         families = scrape(url)
         info = families["sidewatch_model_info"]
         assert {s.labels["model"] for s in info} == {MODEL_NAME}
@@ -91,7 +100,7 @@ def test_demo_drifts_the_drifted_features_only_and_stops_on_ctrl_c(tmp_path: Pat
         assert demo.stdout is not None
         demo.stdout.close()
     assert code == 0, "".join(output)
-    assert "Recorded" in output[-1], output[-3:]
+    assert "labels; the monitor stored" in output[-1], output[-3:]
     # The children are gone: nothing answers on the monitor's port any more.
     try:
         urllib.request.urlopen(url + "/livez", timeout=2)

@@ -51,10 +51,11 @@ def _handler(
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._reply(200, encoder(registry), content_type)
             elif path == "/livez":
-                self._reply(200, b"ok\n")
+                self._reply(200, b'{"status": "live"}', "application/json")
             elif path == "/readyz":
                 ok = ready()
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"starting\n")
+                body = b'{"status": "ready"}' if ok else b'{"status": "starting"}'
+                self._reply(200 if ok else 503, body, "application/json")
             else:
                 self._reply(404, b"not found: try /metrics, /livez or /readyz\n")
 

@@ -1,10 +1,11 @@
 """The demo: a sample model, the monitor, and traffic that drifts, with late labels.
 
-``sidewatch demo`` starts the monitor (SQLite in ``var/demo``) and a sample model
-server as child processes, registers the model with its training data as the
-reference, then sends traffic to the model and records every prediction through the
-SDK. After ``drift_after`` seconds three features shift; the truth for most
-predictions arrives ``label_delay`` seconds later. It prints where to look and a line
+``sidewatch demo`` starts the monitor (SQLite in ``var/demo``), a sample model server
+and the sidecar in front of it as child processes, registers the model with its
+training data as the reference, then sends traffic to the model through the sidecar,
+which captures every prediction. After ``drift_after`` seconds three features shift;
+the truth for most predictions arrives ``label_delay`` seconds later, through the SDK,
+joined by the request id the caller sent (``X-Request-Id``). It prints where to look and a line
 per scoring window, and stops cleanly on Ctrl-C or after ``duration`` seconds.
 """
 
@@ -56,7 +57,7 @@ def run(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     monitor_url = f"http://127.0.0.1:{port}"
-    model_port = _free_port()
+    model_port, sidecar_port, sidecar_admin = _free_port(), _free_port(), _free_port()
     env = os.environ | {
         "SIDEWATCH_DATABASE_URL": f"sqlite:///{work.resolve() / 'sidewatch.db'}",
         "SIDEWATCH_PORT": str(port),
@@ -77,9 +78,20 @@ def run(
             env,
             work / "model.log",
         ) as model,
+        _child(
+            [sys.executable, "-m", "monitor.cli", "sidecar",
+             "--upstream", f"http://127.0.0.1:{model_port}",
+             "--listen", f"127.0.0.1:{sidecar_port}",
+             "--admin-listen", f"127.0.0.1:{sidecar_admin}",
+             "--monitor-url", monitor_url, "--model", MODEL_NAME, "--version", MODEL_VERSION,
+             "--spool-dir", str(work / "spool")],
+            env,
+            work / "sidecar.log",
+        ) as sidecar,  # fmt: skip
     ):
         _wait_ready(monitor_url + "/readyz", mon, work / "monitor.log")
         _wait_ready(f"http://127.0.0.1:{model_port}/ping", model, work / "model.log")
+        _wait_ready(f"http://127.0.0.1:{sidecar_admin}/readyz", sidecar, work / "sidecar.log")
         data = load()
         _setup_monitor(monitor_url, data.train)
         print(
@@ -88,6 +100,8 @@ def run(
             f"  metrics           {monitor_url}/metrics   (sidewatch_feature_drift_score, ...)\n"
             f"  window results    {monitor_url}{_WINDOWS}\n"
             f"  sample model      http://127.0.0.1:{model_port}/invocations (MLflow format)\n"
+            f"  sidecar           http://127.0.0.1:{sidecar_port}/invocations (in front of it)\n"
+            f"  sidecar metrics   http://127.0.0.1:{sidecar_admin}/metrics\n"
             f"  logs              {work}/\n"
             f"Traffic: {rate:g} predictions/s; {LABELLED_SHARE:.0%} of labels arrive "
             f"{label_delay:g} s late; drift in {', '.join(DRIFTED)} after {drift_after:g} s.\n"
@@ -105,7 +119,7 @@ def run(
                 _traffic(
                     client,
                     data.population,
-                    model_port,
+                    sidecar_port,
                     monitor_url,
                     duration,
                     drift_after,
@@ -118,7 +132,7 @@ def run(
             client.flush(10)
             stats = client.stats()
         print(
-            f"Recorded {stats.recorded} events and labels; the monitor stored {stats.stored}, "
+            f"Sent {stats.recorded} labels; the monitor stored {stats.stored}, "
             f"dropped {stats.dropped_queue_full + stats.undelivered}. "
             f"The database stays in {work}/sidewatch.db.",
             flush=True,
@@ -128,7 +142,7 @@ def run(
 def _traffic(
     client: Client,
     population: Any,
-    model_port: int,
+    sidecar_port: int,
     monitor_url: str,
     duration: float | None,
     drift_after: float,
@@ -141,7 +155,7 @@ def _traffic(
     truth = population["target"].to_numpy()
     spread = features.std(axis=0)
     shift = np.array([1.5 * spread[i] if f in DRIFTED else 0.0 for i, f in enumerate(FEATURES)])
-    conn = http.client.HTTPConnection("127.0.0.1", model_port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar_port, timeout=10)
     labels: deque[tuple[float, str, int]] = deque()
     started = time.monotonic()
     next_report = started + window_seconds
@@ -155,35 +169,29 @@ def _traffic(
             drift_announced = True
         i = int(rng.integers(len(features)))
         row = features[i] * rng.normal(1.0, 0.02, len(FEATURES)) + (shift if drifting else 0.0)
-        request_started = time.perf_counter()
-        probability = _predict(conn, row)
-        latency = time.perf_counter() - request_started
-        event_id = client.record(
-            dict(zip(FEATURES, (float(v) for v in row), strict=True)),
-            predicted_class=int(probability >= 0.5),
-            score=probability,
-            latency_seconds=latency,
-        )
+        request_id = f"demo-{sent}"
+        _predict(conn, row, request_id)
         sent += 1
-        if event_id is not None and rng.random() < LABELLED_SHARE:
-            labels.append((now + label_delay, event_id, int(truth[i])))
+        if rng.random() < LABELLED_SHARE:
+            labels.append((now + label_delay, request_id, int(truth[i])))
         while labels and labels[0][0] <= now:
-            _, prediction_id, value = labels.popleft()
-            client.record_label(value, prediction_id=prediction_id)
+            _, key, value = labels.popleft()
+            client.record_label(value, correlation_key=key)
         if now >= next_report:
             _report(monitor_url, now - started, sent)
             next_report += window_seconds
         time.sleep(max(0.0, started + sent / rate - time.monotonic()))
 
 
-def _predict(conn: http.client.HTTPConnection, row: np.ndarray) -> float:
+def _predict(conn: http.client.HTTPConnection, row: np.ndarray, request_id: str) -> float:
     body = json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": [row.tolist()]}})
-    conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+    conn.request("POST", "/invocations", body, headers)
     response = conn.getresponse()
     payload = json.loads(response.read())
     if response.status != 200:
         raise CliError(f"the sample model answered {response.status}: {payload}")
-    return float(payload["predictions"][0])
+    return float(payload["predictions"][0][1])
 
 
 def _report(monitor_url: str, elapsed: float, sent: int) -> None:

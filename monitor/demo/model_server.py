@@ -3,7 +3,9 @@
 Run as ``python -m monitor.demo.model_server --port 8701``: it trains a logistic
 regression at start-up (a second, no download) and answers
 ``POST /invocations`` with ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``
-by ``{"predictions": [p_benign, ...]}``; ``GET /ping`` answers 200 once it is ready.
+by ``{"predictions": [[p_malignant, p_benign], ...]}`` (what MLflow serves for a
+classifier logged with ``pyfunc_predict_fn="predict_proba"``); ``GET /ping`` answers
+200 once it is ready.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def make_handler(model: object) -> type[BaseHTTPRequestHandler]:
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 self._answer(400, {"error": f"expected dataframe_split with {FEATURES}: {exc}"})
                 return
-            probabilities = model.predict_proba(rows)[:, 1]  # type: ignore[attr-defined]
-            self._answer(200, {"predictions": [float(p) for p in probabilities]})
+            probabilities = model.predict_proba(rows)  # type: ignore[attr-defined]
+            self._answer(200, {"predictions": [[float(p) for p in row] for row in probabilities]})
 
         def _answer(self, status: int, body: dict[str, object]) -> None:
             payload = json.dumps(body).encode()
