@@ -283,3 +283,62 @@ def test_a_new_reference_rebuilds_the_window_profiles_from_rows(api) -> None:
         whole = FeatureProfile.of([r[name] for r in rows], f.kind, f.bins)
         np.testing.assert_array_equal(profile.histogram, whole.histogram)
         assert profile.count == whole.count == sum(r[name] is not None for r in rows)
+
+
+def test_concurrent_writers_never_lose_a_profile_update(store) -> None:
+    """Four writers merge into the same window's profiles at once: every row counts
+    (PostgreSQL: the advisory lock per window; SQLite: the store's write lock)."""
+    import threading
+
+    from monitor.score.profile import ProfileKey, profile_rows
+    from tests.conftest import credit_model
+
+    store.put_model(credit_model())
+    kinds = {"income": "numeric"}
+    bins = {"income": fit_bins(np.arange(100.0), "numeric")}
+
+    def rows(writer: int, batch: int) -> list[dict]:
+        return [
+            {
+                "event_id": f"w{writer}-b{batch}-{i}",
+                "model": "credit",
+                "model_version": "v1",
+                "ts": 1000.0,
+                "received_at": 1000.0,
+                "features": {"income": float((writer * 7 + batch * 3 + i) % 100)},
+                "outputs": {},
+                "latency_seconds": None,
+                "trace_id": None,
+                "parent_span_id": None,
+                "variant": None,
+                "segment": {},
+                "correlation_key": None,
+            }
+            for i in range(50)
+        ]
+
+    def deltas(new: list[dict]) -> dict:
+        profiles = profile_rows([r["features"] for r in new], kinds, bins)
+        return {ProfileKey("credit", "v1", 60, 960.0, "", n): (1, p) for n, p in profiles.items()}
+
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        try:
+            for batch in range(10):
+                store.insert_predictions(rows(writer, batch), deltas)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    revision, profile = store.window_profiles("credit", "v1", 60, 960.0)["income"]
+    everything = [r["features"]["income"] for w in range(4) for b in range(10) for r in rows(w, b)]
+    whole = FeatureProfile.of(everything, "numeric", bins["income"])
+    assert revision == 1 and profile.count == 2000
+    np.testing.assert_array_equal(profile.histogram, whole.histogram)
+    assert profile.mean == pytest.approx(whole.mean, rel=1e-12)
