@@ -70,6 +70,10 @@ class Spool:
         sync: ``none`` (the OS page cache; survives a process crash), ``interval``
             (fsync at most every ``sync_interval_seconds``) or ``always``.
         sync_interval_seconds: See ``sync``.
+        reader: Open for reading only, beside a writer in another process (the
+            sidecar ships from a child process): this side reads, acknowledges and
+            deletes delivered segments; the writer appends and calls :meth:`refresh`
+            to see what was acknowledged.
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class Spool:
         segment_bytes: int = 8 * 1024 * 1024,
         sync: Sync = "interval",
         sync_interval_seconds: float = 1.0,
+        reader: bool = False,
     ) -> None:
         self.directory = Path(directory)
+        self._reader = reader
         self.directory.mkdir(parents=True, exist_ok=True)
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
@@ -92,10 +98,13 @@ class Spool:
         self._counts = {"appended": 0, "shed_full": 0, "shed_disk": 0, "corrupt_skipped": 0}
         self._acked = self._load_cursor()
         self._read = self._acked
-        self._repair_tail()
+        self._file: BinaryIO | None = None
+        if not reader:
+            self._repair_tail()
         segments = self._segments()
         self._write_seq = segments[-1] if segments else max(self._acked.segment, 1)
-        self._file = open(self._path(self._write_seq), "ab")  # noqa: SIM115 (held open)
+        if not reader:
+            self._file = open(self._path(self._write_seq), "ab")  # noqa: SIM115 (held open)
         self._bytes = self._pending_bytes()
 
     # -- writing -----------------------------------------------------------------------
@@ -105,6 +114,8 @@ class Spool:
         if len(payload) > MAX_RECORD_BYTES:
             raise ValueError(f"a spool record is at most {MAX_RECORD_BYTES} bytes")
         record = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+        if self._file is None:
+            raise ValueError("this spool was opened for reading only")
         with self._lock:
             if self._bytes + len(record) > self._max_bytes:
                 self._counts["shed_full"] += 1
@@ -126,6 +137,7 @@ class Spool:
         return True
 
     def _roll(self) -> None:
+        assert self._file is not None
         self._sync_now()
         self._file.close()
         self._write_seq += 1
@@ -138,11 +150,13 @@ class Spool:
             self._sync_now()
 
     def _sync_now(self) -> None:
+        assert self._file is not None
         os.fsync(self._file.fileno())
         self._last_sync = time.monotonic()
 
     def _undo_partial_write(self) -> None:
         # A write that failed half way must not leave a torn record mid-file.
+        assert self._file is not None
         try:
             self._file.seek(0, os.SEEK_END)
             size = os.path.getsize(self._path(self._write_seq))
@@ -166,7 +180,11 @@ class Spool:
         # Only the writer's position is taken under the lock: the files are read without
         # it, so a reader never holds up ``append`` (called on the proxy's event loop).
         with self._lock:
-            write_seq, write_end = self._write_seq, self._file.tell()
+            if self._file is None:  # the writer is another process: read what is whole
+                segments = self._segments()
+                write_seq, write_end = (segments[-1] if segments else self._acked.segment), None
+            else:
+                write_seq, write_end = self._write_seq, self._file.tell()
             position = self._read
         records: list[bytes] = []
         size = 0
@@ -222,6 +240,27 @@ class Spool:
                     self._path(seq).unlink(missing_ok=True)
             self._bytes = self._pending_bytes()
 
+    def sync(self) -> None:
+        """Flush the active segment to disk now, without holding up ``append``.
+
+        For a writer opened with ``sync="none"`` whose owner syncs from its own thread
+        (the sidecar does, so that no request waits for the disk).
+        """
+        with self._lock:
+            if self._file is None:
+                return
+            fd = os.dup(self._file.fileno())
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def refresh(self) -> None:
+        """Re-read what a reader in another process acknowledged (the writer's side)."""
+        with self._lock:
+            self._acked = self._load_cursor()
+            self._bytes = self._pending_bytes()
+
     def stats(self) -> SpoolStats:
         """A snapshot of the counters."""
         with self._lock:
@@ -230,6 +269,8 @@ class Spool:
     def close(self) -> None:
         """Flush and close the active segment."""
         with self._lock:
+            if self._file is None:
+                return
             self._file.flush()
             if self._sync != "none":
                 self._sync_now()

@@ -6,6 +6,7 @@ proxy's, the spool's and the forwarder's counters at scrape time.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
@@ -16,11 +17,11 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from collectors.forward import Forwarder
 from collectors.naming import MetricName
 from collectors.sidecar import names
-from collectors.sidecar.capture import LATENCY_BUCKETS, ExchangeDecoder, RequestStats
+from collectors.sidecar.capture import LATENCY_BUCKETS, RequestStats
 from collectors.sidecar.proxy import ProxyStats
+from collectors.sidecar.shipping import ShippingStats
 from collectors.spool import Spool
 
 
@@ -38,27 +39,22 @@ class SidecarCollector(Collector):
     def __init__(
         self,
         requests: Callable[[], list[RequestStats]],
-        decoder: ExchangeDecoder,
         proxy: ProxyStats,
         spool: Spool,
         spool_capacity: int,
-        forwarder: Forwarder,
         extra_dropped: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._requests = requests
-        self._decoder = decoder
         self._proxy = proxy
         self._spool = spool
         self._capacity = spool_capacity
-        self._forwarder = forwarder
         self._extra_dropped = extra_dropped
 
     def collect(self) -> Iterator[Metric]:
         """Families from the current counters (called on each scrape)."""
         stats = self._requests()
-        captured_by_model, dropped_by_reason = self._decoder.counts()
         spool = self._spool.stats()
-        ship = self._forwarder.stats()
+        ship = ShippingStats.load(self._spool.directory)
         counts: dict[tuple[str, str], int] = {}
         buckets: dict[str, list[int]] = {}
         sums: dict[str, float] = {}
@@ -86,10 +82,10 @@ class SidecarCollector(Collector):
             latency.add_metric([model], cumulative, sums[model])
         yield latency
         captured = _counter(names.CAPTURED)
-        for model, n in sorted(captured_by_model.items()):
+        for model, n in sorted(ship.captured.items()):
             captured.add_metric([model], n)
         yield captured
-        dropped = dropped_by_reason
+        dropped = Counter(ship.dropped)
         dropped["spool_full"] += spool.shed_full
         dropped["disk_full"] += spool.shed_disk
         dropped.update(self._extra_dropped())

@@ -174,7 +174,7 @@ class _ResponseSink:
             return
         self._exchange = None
         exchange.latency = time.perf_counter() - exchange.started
-        self._conn.capture.finished(exchange)
+        self._conn.loop.call_soon(self._conn.capture.finished, exchange)
 
 
 class _Upstream(asyncio.Protocol):
@@ -242,6 +242,7 @@ class _Downstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        self.loop = asyncio.get_running_loop()
         self.stats.connections += 1
         self.stats.open_connections += 1
         self._connect_task = asyncio.get_running_loop().create_task(self._connect())

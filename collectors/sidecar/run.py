@@ -1,8 +1,9 @@
-"""Run: settings in, a running sidecar out (proxy, tap, capture, spool, shipping, admin).
+"""Run: settings in, a running sidecar out (proxy, tap, spool, shipper, admin).
 
 :class:`Sidecar` builds the stateful parts from frozen settings and owns their order
-of start and stop: what the proxy accepted is decoded and spooled before the process
-exits, and what is spooled but not yet delivered stays on disk for the next start.
+of start and stop. This process proxies and appends each exchange to the spool; a
+child process (``collectors.sidecar.shipping``) decodes and ships, and is restarted if
+it dies. What is spooled but not yet delivered stays on disk for the next start.
 """
 
 from __future__ import annotations
@@ -11,54 +12,23 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 import threading
 
 from prometheus_client.registry import CollectorRegistry
 
-from collectors.forward import Forwarder
 from collectors.settings import ClientSettings
-from collectors.ship import HttpShipper
 from collectors.sidecar.admin import AdminServer
-from collectors.sidecar.capture import CaptureConfig, ExchangeDecoder, Recorder, RequestStats
-from collectors.sidecar.decode import FieldMapping, OutputRules, build_decoders
+from collectors.sidecar.capture import Recorder, RequestStats
 from collectors.sidecar.metrics import SidecarCollector
-from collectors.sidecar.policy import FieldPolicy
 from collectors.sidecar.proxy import ProxyConfig, ProxyStats, start_proxy
 from collectors.sidecar.settings import SidecarSettings, split_address
+from collectors.sidecar.shipping import capture_config, settings_document
 from collectors.sidecar.tap import TapReceiver
 from collectors.spool import Spool
 
 logger = logging.getLogger("sidewatch.sidecar")
-
-
-def _capture_config(settings: SidecarSettings) -> CaptureConfig:
-    rules = OutputRules(settings.task, settings.class_names, settings.feature_names)
-    mapping = None
-    if settings.map_path is not None and settings.map_features is not None:
-        mapping = FieldMapping(
-            settings.map_path,
-            settings.map_features,
-            predicted_class=settings.map_predicted_class,
-            score=settings.map_score,
-            value=settings.map_value,
-            probabilities=settings.map_probabilities,
-        )
-    key = settings.redaction_key.get_secret_value().encode() if settings.redaction_key else b""
-    policy = FieldPolicy(
-        settings.allow_features,
-        settings.deny_features,
-        settings.redact_features,
-        settings.redact_mode,
-        key,
-    )
-    return CaptureConfig(
-        model=settings.model,
-        version=settings.model_version,
-        decoders=tuple(build_decoders(rules, mapping)),
-        policy=policy,
-        max_decoded_bytes=settings.decoded_max_bytes,
-    )
 
 
 class Sidecar:
@@ -71,27 +41,17 @@ class Sidecar:
 
     def __init__(self, settings: SidecarSettings, client: ClientSettings) -> None:
         self.settings = settings
+        self.client = client
         self.proxy_stats = ProxyStats()
         self.requests = RequestStats()
         self.tap_requests = RequestStats()
-        self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
-        capture = _capture_config(settings)
-        self.decoder = ExchangeDecoder(capture)
-        token = client.token.get_secret_value() if client.token else None
-        shipper = HttpShipper(str(client.monitor_url), token, client.timeout_seconds)
-        self.forwarder = Forwarder(
-            self.spool,
-            shipper,
-            batch_size=settings.batch_size,
-            retry_initial_seconds=client.retry_initial_seconds,
-            retry_max_seconds=client.retry_max_seconds,
-            expand=self.decoder.events,
-        )
-        self._capture = capture
+        # Appends happen on the event loop: fsync runs in a thread (_watch), not in them.
+        self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, sync="none")
+        self._decoders = capture_config(settings).decoders
         self.tap: TapReceiver | None = None
         if settings.tap_listen is not None:
             host, port = split_address(settings.tap_listen, 9403)
-            recorder = Recorder(settings.model, capture.decoders, self.spool, self.tap_requests)
+            recorder = Recorder(settings.model, self._decoders, self.spool, self.tap_requests)
             self.tap = TapReceiver(
                 host,
                 port,
@@ -104,11 +64,9 @@ class Sidecar:
         self.registry.register(
             SidecarCollector(
                 lambda: [self.requests.copy(), self.tap_requests.copy()],
-                self.decoder,
                 self.proxy_stats,
                 self.spool,
                 settings.spool_max_bytes,
-                self.forwarder,
                 self._tap_dropped,
             )
         )
@@ -117,6 +75,7 @@ class Sidecar:
         self.admin = AdminServer(host, port, self.registry, self._ready.is_set)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._shipper: subprocess.Popen[bytes] | None = None
 
     def _tap_dropped(self) -> dict[str, int]:
         if self.tap is None:
@@ -125,10 +84,6 @@ class Sidecar:
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or :meth:`stop`), then shut down in order."""
-        # The capture and shipping threads share the interpreter lock with the event
-        # loop: hand it back to the loop after at most 0.2 ms, not CPython's 5 ms, so a
-        # busy capture thread cannot hold a request up for longer than that.
-        sys.setswitchinterval(0.0002)
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop ships with the base install
@@ -148,7 +103,7 @@ class Sidecar:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self._stop.set)
-        self.forwarder.start()
+        self._start_shipper()
         self.admin.start()
         server = None
         s = self.settings
@@ -161,21 +116,23 @@ class Sidecar:
                 sample_rate=s.sample_rate,
                 correlation_header=s.correlation_header.lower().encode("latin-1"),
                 model=s.model,
-                decoders=self._capture.decoders,
+                decoders=self._decoders,
             )
             host, port = split_address(s.listen, 8081)
             server = await start_proxy(
                 config, self.spool, self.proxy_stats, self.requests, host, port
             )
             logger.info("sidecar proxying %s:%d -> %s; metrics on %s; spool %s",
-                           host, port, s.upstream, s.admin_listen, s.spool_dir)  # fmt: skip
+                        host, port, s.upstream, s.admin_listen, s.spool_dir)  # fmt: skip
         if self.tap is not None:
             self.tap.start()
             logger.info("sidecar tap receiving CloudEvents on %s", s.tap_listen)
         self._ready.set()
+        watch = asyncio.get_running_loop().create_task(self._watch())
         try:
             await self._stop.wait()
         finally:
+            watch.cancel()
             self._ready.clear()
             if server is not None:
                 server.close()
@@ -183,10 +140,37 @@ class Sidecar:
                     await asyncio.wait_for(server.wait_closed(), 2.0)
             self.shutdown()
 
+    async def _watch(self) -> None:
+        """Twice a second: sync the spool to disk, see what the shipper delivered,
+        restart it if it died."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            await loop.run_in_executor(None, self.spool.sync)
+            self.spool.refresh()
+            shipper = self._shipper
+            if shipper is not None and shipper.poll() is not None:
+                logger.error("the shipper exited with %s; restarting it", shipper.returncode)
+                self._start_shipper()
+
+    def _start_shipper(self) -> None:
+        self._shipper = subprocess.Popen(
+            [sys.executable, "-m", "collectors.sidecar.shipping"], stdin=subprocess.PIPE
+        )
+        assert self._shipper.stdin is not None
+        self._shipper.stdin.write(settings_document(self.settings, self.client))
+        self._shipper.stdin.close()
+
     def shutdown(self) -> None:
-        """Stop taking traffic, stop shipping (the rest stays spooled), close the spool."""
+        """Stop taking traffic, close the spool, stop the shipper (the rest stays spooled)."""
         if self.tap is not None:
             self.tap.stop()
-        self.forwarder.stop()
-        self.admin.stop()
         self.spool.close()
+        if self._shipper is not None:
+            self._shipper.terminate()
+            try:
+                self._shipper.wait(15)
+            except subprocess.TimeoutExpired:
+                self._shipper.kill()
+                self._shipper.wait()
+        self.admin.stop()
