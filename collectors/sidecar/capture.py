@@ -37,8 +37,8 @@ logger = logging.getLogger("sidewatch.sidecar")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,100}$")
 _NAME = re.compile(NAME_PATTERN)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-_FIXED = struct.Struct(">ddHB")
-_LEN = struct.Struct(">I")
+_FIELDS = 13
+_HEADER = struct.Struct(f">ddHB{_FIELDS}I")
 _SAMPLED, _REQUEST_CUT, _RESPONSE_CUT = 1, 2, 4
 _INT64 = (-(2**63), 2**63)
 
@@ -94,25 +94,22 @@ def encode_exchange(ex: Exchange) -> bytes:
         b"".join(ex.request_body or ()),
         b"".join(ex.response_body or ()),
     )
-    parts = [EXCHANGE, _FIXED.pack(ex.wall_time, ex.latency, ex.status, flags)]
-    for value in fields:
-        parts.append(_LEN.pack(len(value)))
-        parts.append(value)
-    return b"".join(parts)
+    header = _HEADER.pack(ex.wall_time, ex.latency, ex.status, flags, *map(len, fields))
+    return b"".join((EXCHANGE, header, *fields))
 
 
 def decode_exchange(record: bytes) -> Exchange:
     """The exchange in a spool record made by :func:`encode_exchange`."""
     if record[:1] != EXCHANGE:
         raise ValueError("not an exchange record")
-    wall, latency, status, flags = _FIXED.unpack_from(record, 1)
-    pos = 1 + _FIXED.size
+    wall, latency, status, flags, *lengths = _HEADER.unpack_from(record, 1)
+    pos = 1 + _HEADER.size
     values = []
-    for _ in range(13):
-        (n,) = _LEN.unpack_from(record, pos)
-        pos += _LEN.size
+    for n in lengths:
         values.append(record[pos : pos + n])
         pos += n
+    if pos != len(record):
+        raise ValueError("exchange record of the wrong length")
     return Exchange(
         exchange_id=values[0].decode(),
         method=values[1],

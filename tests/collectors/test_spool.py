@@ -187,3 +187,26 @@ def test_ack_position_survives_restart(tmp_path: Path) -> None:
     reopened = Spool(tmp_path, sync="none")
     assert len(drain(reopened)) == 6
     reopened.close()
+
+
+def test_a_reader_beside_a_writer_sees_whole_records_and_frees_space(tmp_path: Path) -> None:
+    writer = Spool(tmp_path, segment_bytes=200, sync="none")
+    reader = Spool(tmp_path, reader=True)
+    with pytest.raises(ValueError, match="reading only"):
+        reader.append(b"x")
+    for i in range(30):
+        assert writer.append(b"record-%02d" % i)
+    # A record half written by the writer is not read yet, and not counted as corrupt.
+    newest = sorted(tmp_path.glob("*.seg"))[-1]
+    with open(newest, "ab") as f:
+        f.write(b"\xa5\x5a\x00\x00\x00\x40")
+    records, position = reader.read(100)
+    assert records == [b"record-%02d" % i for i in range(30)]
+    assert reader.stats().corrupt_skipped == 0
+    before = writer.stats().bytes
+    reader.ack(position)
+    writer.refresh()
+    assert writer.stats().bytes < before
+    assert len(list(tmp_path.glob("*.seg"))) == 1  # delivered segments deleted
+    writer.close()
+    reader.close()
