@@ -275,3 +275,20 @@ def test_decode_error_messages_hold_no_values() -> None:
             "/invocations", Message(b'{"dataframe_split": {"columns": ["secret-col"], "data": '
                                     b'[["top-secret", 2]]}}'), None)  # fmt: skip
     assert "top-secret" not in str(info.value)
+
+
+def test_sampling_never_leaves_out_an_error(tmp_path: Path) -> None:
+    from collectors.sidecar.capture import Recorder, RequestStats
+    from collectors.spool import Spool
+
+    spool = Spool(tmp_path, sync="none")
+    recorder = Recorder("m", (), spool, stats := RequestStats())
+    for status in (200, 200, 500, 404):
+        ex = exchange("/invocations", {}, {})
+        ex.sampled, ex.status = False, status
+        recorder.finished(ex)
+    records, _ = spool.read(10)
+    assert [decode_exchange(r).status for r in records] == [500, 404]
+    assert stats.sampled_out == 2
+    assert stats.requests == {("m", "2xx"): 2, ("m", "5xx"): 1, ("m", "4xx"): 1}
+    spool.close()
