@@ -31,6 +31,7 @@ profile of the whole to rounding for the moments and the sums.
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ FINE_BINS = 1000
 
 MAX_CATEGORIES = 100
 """Most categories of a feature counted one by one; the rest share the "other" bin."""
+
+_MAGIC = b"SWP1"
+"""The first bytes of a stored profile (and its layout's version)."""
 
 _TAILS = np.array([1e-6, 1e-5, 1e-4, 5e-4])
 """Extra quantiles at both ends, so that the outermost bins of a long tail stay narrow."""
@@ -308,26 +312,22 @@ class FeatureProfile:
             self.offsets + other.offsets,
         )
 
-    def to_bytes(self) -> bytes:
-        """The stored form: compact JSON (NaN as null)."""
-        return orjson.dumps(
-            {
-                "n": self.count,
-                "missing": self.missing,
-                "min": _or_none(self.minimum),
-                "max": _or_none(self.maximum),
-                "mean": _or_none(self.mean),
-                "m2": _or_none(self.m2),
-                "h": self.histogram,
-                "o": self.offsets,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+    def as_json(self) -> dict[str, Any]:
+        """A JSON document (NaN as null), as the reference profile keeps it."""
+        return {
+            "n": self.count,
+            "missing": self.missing,
+            "min": _or_none(self.minimum),
+            "max": _or_none(self.maximum),
+            "mean": _or_none(self.mean),
+            "m2": _or_none(self.m2),
+            "h": self.histogram.tolist(),
+            "o": self.offsets.tolist(),
+        }
 
     @classmethod
-    def from_bytes(cls, data: bytes | str) -> FeatureProfile:
-        """Rebuild from :meth:`to_bytes`."""
-        d = orjson.loads(data)
+    def from_json(cls, d: dict[str, Any]) -> FeatureProfile:
+        """Rebuild from :meth:`as_json`."""
         return cls(
             int(d["n"]),
             int(d["missing"]),
@@ -337,6 +337,58 @@ class FeatureProfile:
             _or_nan(d["m2"]),
             np.asarray(d["h"], dtype=np.int64),
             np.asarray(d.get("o", ()), dtype=np.float64),
+        )
+
+    def to_bytes(self) -> bytes:
+        """The stored form, compact: :data:`_MAGIC`, a 4-byte length, a JSON header
+        with the scalars and the array sizes, then the histogram as little-endian int64
+        and the offsets as little-endian float64 (no pickle)."""
+        header = orjson.dumps(
+            [
+                self.count,
+                self.missing,
+                _or_none(self.minimum),
+                _or_none(self.maximum),
+                _or_none(self.mean),
+                _or_none(self.m2),
+                int(self.histogram.size),
+                int(self.offsets.size),
+            ]
+        )
+        return b"".join(
+            (
+                _MAGIC,
+                len(header).to_bytes(4, "little"),
+                header,
+                self.histogram.astype("<i8", copy=False).tobytes(),
+                self.offsets.astype("<f8", copy=False).tobytes(),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> FeatureProfile:
+        """Rebuild from :meth:`to_bytes`.
+
+        Raises:
+            ValueError: The bytes are not a stored profile.
+        """
+        data = bytes(data)
+        if data[:4] != _MAGIC:
+            raise ValueError("not a stored feature profile")
+        size = int.from_bytes(data[4:8], "little")
+        n, missing, low, high, mean, m2, bins, sums = orjson.loads(data[8 : 8 + size])
+        start = 8 + size
+        histogram = np.frombuffer(data, "<i8", bins, start).astype(np.int64)
+        offsets = np.frombuffer(data, "<f8", sums, start + 8 * bins).astype(np.float64)
+        return cls(
+            int(n),
+            int(missing),
+            _or_nan(low),
+            _or_nan(high),
+            _or_nan(mean),
+            _or_nan(m2),
+            histogram,
+            offsets,
         )
 
 
@@ -407,7 +459,7 @@ class ReferenceProfile:
             "features": {
                 name: {
                     "bins": f.bins.as_json(),
-                    "profile": orjson.loads(f.profile.to_bytes()),
+                    "profile": f.profile.as_json(),
                     "distinct": f.distinct,
                 }
                 for name, f in self.features.items()
@@ -428,7 +480,7 @@ class ReferenceProfile:
             {
                 name: ReferenceFeature(
                     FeatureBins.from_json(f["bins"]),
-                    FeatureProfile.from_bytes(orjson.dumps(f["profile"])),
+                    FeatureProfile.from_json(f["profile"]),
                     int(f["distinct"]),
                 )
                 for name, f in data["features"].items()
@@ -454,9 +506,24 @@ def profile_rows(
 ) -> dict[str, FeatureProfile]:
     """Each feature's profile of a batch of events' feature dicts (the ingest path)."""
     rows = list(features)
-    return profile_columns(
-        {name: (kind, [row.get(name) for row in rows]) for name, kind in kinds.items()}, bins
-    )
+    columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]] = {}
+    numeric = [name for name, kind in kinds.items() if kind == "numeric"]
+    if numeric and rows:
+        # One pass over the rows for every numeric feature: a float matrix (None is NaN).
+        get = operator.itemgetter(*numeric)
+        try:
+            table = np.array(list(map(get, rows)), dtype=np.float64).reshape(
+                len(rows), len(numeric)
+            )
+        except (KeyError, TypeError, ValueError):
+            table = None  # a row without a feature, or not a number: column by column
+        if table is not None:
+            for j, name in enumerate(numeric):
+                columns[name] = ("numeric", table[:, j])
+    for name, kind in kinds.items():
+        if name not in columns:
+            columns[name] = (kind, [row.get(name) for row in rows])
+    return profile_columns({name: columns[name] for name in kinds}, bins)
 
 
 def coarse_groups(reference_histogram: IntArray, coarse: int) -> npt.NDArray[np.intp]:

@@ -93,7 +93,7 @@ class WindowScorer:
         reference = self._store.latest_reference(model.name, version)
         drift: tuple[FeatureDrift, ...] = ()
         if reference is not None and count:
-            fitted = self._reference(model.name, version, reference.revision, reference.profile)
+            fitted = self._reference(model, version, reference.revision, reference.profile)
             if fitted is not None:
                 profiles = self._window_profiles(model, version, start, reference.revision, fitted)
                 drift = self.drift(fitted, profiles)
@@ -178,22 +178,33 @@ class WindowScorer:
             return choose_test(ref.kind, ref.profile.count, ref.distinct).test.name
 
     def _reference(
-        self, model: str, version: str, revision: int, profile: dict[str, Any]
+        self, model: ModelDescription, version: str, revision: int, profile: dict[str, Any]
     ) -> ReferenceProfile | None:
-        key = (model, version, revision)
+        key = (model.name, version, revision)
         if key not in self._references:
             try:
                 self._references[key] = ReferenceProfile.from_json(profile)
             except ValueError:
-                logger.warning(
-                    "reference %s/%s revision %d has a profile of an older format: upload "
-                    "it again to score drift against it",
-                    model,
-                    version,
-                    revision,
-                )
-                self._references[key] = None
+                self._references[key] = self._profile_again(model, version, revision)
         return self._references[key]
+
+    def _profile_again(
+        self, model: ModelDescription, version: str, revision: int
+    ) -> ReferenceProfile | None:
+        # A reference stored before profiles existed: profile its stored data once (the
+        # store keeps every reference as Parquet) and keep that in memory.
+        import io
+
+        import pandas as pd
+
+        from monitor.reference import profile_reference
+
+        found = self._store.reference_data(model.name, version)
+        if found is None or found[0].revision != revision:
+            return None
+        logger.info("profiling reference %s/%s revision %d again", model.name, version, revision)
+        frame = pd.read_parquet(io.BytesIO(found[1]), engine="pyarrow")
+        return ReferenceProfile.from_json(profile_reference(frame, model))
 
     def _window_profiles(
         self,

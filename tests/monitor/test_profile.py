@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.score.drift import DRIFT_TESTS
 from monitor.score.profile import (
     FINE_BINS,
     FeatureBins,
@@ -342,3 +343,40 @@ def test_concurrent_writers_never_lose_a_profile_update(store) -> None:
     assert revision == 1 and profile.count == 2000
     np.testing.assert_array_equal(profile.histogram, whole.histogram)
     assert profile.mean == pytest.approx(whole.mean, rel=1e-12)
+
+
+def test_a_reference_stored_before_profiles_is_profiled_again_from_its_data(api) -> None:
+    from monitor.reference import to_parquet
+
+    rng = np.random.default_rng(12)
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(1000, 100, 400),
+            "age": rng.integers(18, 80, 400),
+            "region": rng.choice(["north", "south", "west"], 400),
+            "has_card": rng.random(400) < 0.5,
+        }
+    )
+    store = api.app.state.store
+    old_profile = {"rows": 400, "psi_bins": 10, "features": {"income": {"kind": "numeric"}}}
+    store.add_reference(
+        "credit", "v1", rows=400, source_format="csv", data=to_parquet(frame), profile=old_profile
+    )
+    batch = events(rng, range(200))
+    assert api.post("/v1/ingest/predictions", json={"events": batch}).status_code == 200
+    start = float((1_700_000_000 // 300) * 300)
+    loop = api.app.state.loop
+    loop.mark("credit", "v1", [start])
+    (result,) = loop.run_once()
+    assert {d.feature: d.test for d in result.drift} == {
+        "income": "ks",
+        "age": "ks",
+        "region": "chisquare",
+        "has_card": "z",
+    }
+    income = next(d for d in result.drift if d.feature == "income")
+    exact = DRIFT_TESTS["ks"].fit(frame["income"].to_numpy()).score(
+        [e["features"]["income"] for e in batch]
+    )
+    assert income.statistic - 1e-12 <= exact.statistic
+    assert exact.statistic <= income.statistic + income.error_bound + 1e-12
