@@ -375,8 +375,10 @@ def test_a_reference_stored_before_profiles_is_profiled_again_from_its_data(api)
         "has_card": "z",
     }
     income = next(d for d in result.drift if d.feature == "income")
-    exact = DRIFT_TESTS["ks"].fit(frame["income"].to_numpy()).score(
-        [e["features"]["income"] for e in batch]
+    exact = (
+        DRIFT_TESTS["ks"]
+        .fit(frame["income"].to_numpy())
+        .score([e["features"]["income"] for e in batch])
     )
     assert income.statistic - 1e-12 <= exact.statistic
     assert exact.statistic <= income.statistic + income.error_bound + 1e-12
