@@ -253,8 +253,9 @@ MODEL: list[Panel] = [
     Panel(
         "timeseries",
         "Drift per input",
-        "The drift statistic of each input against the "
-        "reference, per scored window (PSI: 0.1 watch, 0.2 act).",
+        "The drift score of each input against the reference, per scored window: a "
+        "p-value for ks, chisquare and z (drift when below the threshold), a distance "
+        "for the other tests (drift at or above it).",
         "none",
         [(f"sidewatch_feature_drift_score{{{SEL}}}", "{{feature}} ({{test}})")],
     ),
