@@ -53,6 +53,10 @@ def run(
     Raises:
         CliError: A port is taken or a child process does not start.
     """
+    # Ctrl-C and SIGTERM both stop the demo cleanly (children included), even when the
+    # demo was started with SIGINT ignored (as a shell's background job is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
