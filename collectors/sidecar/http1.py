@@ -10,6 +10,7 @@ proxy falls back to relaying the connection blind.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -48,38 +49,47 @@ class Framing:
 NO_BODY = Framing(BodyKind.NONE)
 
 
+_HEADER_LINE = re.compile(rb"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """A parsed message head: the start line and the headers, names lower-cased."""
 
     start_line: bytes
-    headers: tuple[tuple[bytes, bytes], ...]
+    headers: dict[bytes, bytes]
+    """The last value of each header, by lower-cased name."""
+    repeated: frozenset[bytes]
+    """Names that appear more than once."""
     raw: bytes
     """The head exactly as received, final blank line included."""
+    lines: tuple[tuple[bytes, bytes], ...]
+    """Every header line, in order (names lower-cased)."""
 
     def get(self, name: bytes) -> bytes | None:
         """The last value of header ``name`` (lower-case), or None."""
-        found = None
-        for key, value in self.headers:
-            if key == name:
-                found = value
-        return found
+        return self.headers.get(name)
 
     def all(self, name: bytes) -> list[bytes]:
         """Every value of header ``name`` (lower-case)."""
-        return [value for key, value in self.headers if key == name]
+        if name not in self.repeated:
+            value = self.headers.get(name)
+            return [] if value is None else [value]
+        return [value for key, value in self.lines if key == name]
 
 
 def parse_head(raw: bytes) -> Head:
     """Parse a head (ending in a blank line) into its start line and headers."""
-    lines = raw[:-4].split(_CRLF)
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            raise FramingError("malformed header line")
-        headers.append((name.lower(), value.strip(b" \t")))
-    return Head(lines[0], tuple(headers), raw)
+    end = raw.find(_CRLF)
+    found = _HEADER_LINE.findall(raw, end, len(raw) - 2)
+    if len(found) != raw.count(_CRLF) - 2:  # a line that is not ``name: value``
+        raise FramingError("malformed header line")
+    lines = tuple((name.lower(), value) for name, value in found)
+    headers = dict(lines)
+    repeated = frozenset() if len(headers) == len(lines) else frozenset(
+        name for name in headers if sum(1 for n, _ in lines if n == name) > 1
+    )
+    return Head(raw[:end], headers, repeated, raw, lines)
 
 
 def request_framing(head: Head) -> Framing:
@@ -119,9 +129,13 @@ def response_status(head: Head) -> int:
 
 
 def _length_framing(head: Head) -> Framing | None:
-    values = {v.strip() for item in head.all(b"content-length") for v in item.split(b",")}
-    if not values:
+    value = head.headers.get(b"content-length")
+    if value is None:
         return None
+    if value.isdigit() and b"content-length" not in head.repeated:  # the usual case
+        length = int(value)
+        return Framing(BodyKind.LENGTH, length) if length else NO_BODY
+    values = {v.strip() for item in head.all(b"content-length") for v in item.split(b",")}
     if len(values) > 1 or not all(v.isdigit() for v in values):
         raise FramingError("conflicting or malformed Content-Length")
     length = int(values.pop())

@@ -73,6 +73,8 @@ class SidecarSettings(BaseSettings):
     map_value: str | None = None
     map_probabilities: str | None = None
     batch_size: int = Field(default=1_000, ge=1, le=10_000)
+    shipper_nice: int = Field(default=10, ge=0, le=19)
+    """Scheduling niceness of the shipper process (decoding and shipping)."""
 
     @field_validator("upstream")
     @classmethod

@@ -124,6 +124,9 @@ def serve(document: dict[str, Any]) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sidecar, which stops us
+    # Background work: on a busy node the model's requests (and the proxy relaying them)
+    # go first; the spool absorbs what the shipper has not caught up with.
+    os.nice(settings.shipper_nice)
     with open(spool_dir / LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a previous shipper may still be finishing
         spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes, reader=True)
