@@ -154,9 +154,9 @@ class Sidecar:
                 self._start_shipper()
 
     def _start_shipper(self) -> None:
-        self._shipper = subprocess.Popen(
-            [sys.executable, "-m", "collectors.sidecar.shipping"], stdin=subprocess.PIPE
-        )
+        # -c rather than -m: the package already imported the module (runpy would warn).
+        code = "from collectors.sidecar.shipping import main; main()"
+        self._shipper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
         assert self._shipper.stdin is not None
         self._shipper.stdin.write(settings_document(self.settings, self.client))
         self._shipper.stdin.close()
