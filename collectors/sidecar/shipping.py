@@ -1,6 +1,6 @@
 """Shipping: the spool's exchange records in, events stored by the monitor out.
 
-Runs in a child process of the sidecar (``python -m collectors.sidecar.shipping``), so
+Runs in a child process of the sidecar (started by :class:`~collectors.sidecar.Sidecar`), so
 that decoding and shipping never compete with the proxy's event loop for the
 interpreter lock: the proxy only appends raw exchanges to the spool, and this process
 reads them, turns them into events (:class:`~collectors.sidecar.capture.ExchangeDecoder`)
