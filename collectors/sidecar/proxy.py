@@ -2,11 +2,11 @@
 
 Each caller connection is paired with one upstream connection, so keep-alive,
 pipelining and connection closes behave exactly as they would direct. Bytes are
-relayed as they arrive: the response is written to the caller before it is even
-parsed, and the only change to a request is the ``traceparent`` header, which carries
-the sidecar's child span upstream. The copy of each exchange is appended to the
-spool as soon as its response has ended (:func:`~collectors.sidecar.capture.encode_exchange`);
-all decoding happens later, when the forwarder ships it.
+relayed as they arrive, and the only change to a request is the ``traceparent``
+header, which carries the sidecar's child span upstream. The copy of each exchange is
+appended to the spool when its response ends, before the response's last bytes go to
+the caller (:func:`~collectors.sidecar.capture.encode_exchange`); all decoding happens
+later, in the shipper process.
 
 Fail open: bytes that are not HTTP/1.1 this proxy can frame are relayed blind for the
 rest of the connection (counted); a full spool or disk sheds the copy (counted by the
@@ -174,7 +174,7 @@ class _ResponseSink:
             return
         self._exchange = None
         exchange.latency = time.perf_counter() - exchange.started
-        self._conn.loop.call_soon(self._conn.capture.finished, exchange)
+        self._conn.capture.finished(exchange)
 
 
 class _Upstream(asyncio.Protocol):
@@ -191,13 +191,15 @@ class _Upstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self._conn
-        conn.transport.write(data)  # the caller gets the bytes first, untouched
-        if conn.blind:
-            return
-        try:
-            self.framer.feed(data)
-        except FramingError:
-            conn.go_blind()
+        if not conn.blind:
+            # Framed first, so that an exchange whose response ends in these bytes is in
+            # the spool before the caller can have its last byte (a kill -9 in between
+            # would otherwise lose a prediction the caller got).
+            try:
+                self.framer.feed(data)
+            except FramingError:
+                conn.go_blind()
+        conn.transport.write(data)
 
     def eof_received(self) -> bool:
         return False
@@ -242,7 +244,6 @@ class _Downstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.set_write_buffer_limits(high=_WRITE_HIGH)
-        self.loop = asyncio.get_running_loop()
         self.stats.connections += 1
         self.stats.open_connections += 1
         self._connect_task = asyncio.get_running_loop().create_task(self._connect())
