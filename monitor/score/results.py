@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+WindowKind = Literal["time", "count"]
 
 DEFINITION = "window-v1;drift-profile-v1;accuracy-v1"
 """Names and versions of the metric definitions that produce a :class:`WindowResult`.
@@ -107,6 +109,10 @@ class WindowResult:
     """Share of the scored features that drifted; None when none was scored."""
     dataset_drifted: bool | None = None
     """Whether ``drift_share`` reached the dataset-level threshold (Evidently's rule)."""
+    segment: str = ""
+    """``key=value`` of the segment the window covers; empty: every event."""
+    window_kind: WindowKind = "time"
+    """``time``: a tumbling time window; ``count``: a block of N predictions."""
 
     @property
     def label_coverage(self) -> float | None:

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
-from monitor.score.results import FeatureDrift, WindowResult
+from monitor.score.results import FeatureDrift, WindowKind, WindowResult
 from monitor.store.tables import (
     FeatureProfileRow,
     LabelRow,
@@ -642,6 +642,8 @@ class Store:
         row = {
             "model": result.model,
             "model_version": result.model_version,
+            "segment": result.segment,
+            "window_kind": result.window_kind,
             "window_start": result.window_start,
             "window_end": result.window_end,
             "definition": result.definition,
@@ -657,7 +659,7 @@ class Store:
             "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
         }
-        keys = ["model", "model_version", "window_start", "window_end"]
+        keys = ["model", "model_version", "segment", "window_kind", "window_start", "window_end"]
         stmt = self._insert(w)
         stmt = stmt.on_conflict_do_update(
             index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
@@ -673,10 +675,18 @@ class Store:
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
+        segment: str = "",
+        window_kind: WindowKind = "time",
     ) -> list[WindowResult]:
-        """A version's window results, newest first; window starts in ``[since, until]``."""
+        """A version's window results of one segment and kind, newest first; window
+        starts in ``[since, until]``."""
         w = _WINDOWS
-        stmt = select(w).where(w.c.model == model, w.c.model_version == version)
+        stmt = select(w).where(
+            w.c.model == model,
+            w.c.model_version == version,
+            w.c.segment == segment,
+            w.c.window_kind == window_kind,
+        )
         if since is not None:
             stmt = stmt.where(w.c.window_start >= since)
         if until is not None:
@@ -729,4 +739,6 @@ def _window_result(row: Any) -> WindowResult:
         drift_share=row["drift_share"],
         dataset_drifted=row["dataset_drifted"],
         scored_at=row["scored_at"],
+        segment=row["segment"],
+        window_kind=row["window_kind"],
     )

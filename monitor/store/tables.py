@@ -117,11 +117,25 @@ class WindowResultRow(SQLModel, table=True):
     """The scores of one model version over one window, with the definition used."""
 
     __tablename__ = "window_results"
-    __table_args__ = (UniqueConstraint("model", "model_version", "window_start", "window_end"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "model",
+            "model_version",
+            "segment",
+            "window_kind",
+            "window_start",
+            "window_end",
+            name="uq_window_results_window",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     model: str = Field(max_length=128)
     model_version: str = Field(max_length=64)
+    segment: str = Field(default="", max_length=256)
+    """``key=value`` of the segment the window covers; empty: every event."""
+    window_kind: str = Field(default="time", max_length=8)
+    """``time`` (a tumbling time window) or ``count`` (a block of N predictions)."""
     window_start: float
     window_end: float
     definition: str = Field(max_length=64)
@@ -140,6 +154,9 @@ class WindowResultRow(SQLModel, table=True):
     dataset_drifted: bool | None = None
     """Whether that share reached the dataset threshold."""
     scored_at: float
+    scores: dict[str, Any] | None = _json(nullable=True)
+    """Everything else scored (accuracy metrics, data quality, prediction and label
+    drift, correlation and multivariate drift), as :class:`WindowResult` stores it."""
 
 
 class FeatureProfileRow(SQLModel, table=True):
