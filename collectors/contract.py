@@ -8,7 +8,8 @@ and the monitor's ingest validates incoming batches against it. Three documents:
 - :class:`LabelEvent`: ground truth that arrives later, joined to a prediction by the
   prediction's event id or by a correlation key;
 - :class:`ModelDescription`: what the monitor needs to know about a model (task,
-  features and their types, positive class, sensitive attributes).
+  features and their types, positive class, sensitive attributes, and which columns of
+  its reference hold the served outputs and the labels).
 
 Every string and collection has a size limit, so a hostile or broken client cannot
 make the monitor hold unbounded data. A change that breaks old clients bumps
@@ -38,6 +39,7 @@ ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATT
 VersionName = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 FeatureName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1024)]
+ColumnName = Annotated[str, Field(min_length=1, max_length=128)]
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 FeatureValue = float | Int64 | bool | ShortText | None
 ClassValue = Int64 | Annotated[str, Field(min_length=1, max_length=256)]
@@ -144,6 +146,15 @@ class ModelDescription(_Document):
     sensitive_attributes: list[FeatureName] = Field(default_factory=list, max_length=64)
     """Features or segment keys that fairness is measured over."""
     description: Annotated[str, Field(max_length=4096)] = ""
+    prediction_column: ColumnName = "prediction"
+    """The reference's column of served outputs: the class (classification) or the value
+    (regression). Without it, the drift of the served class or value is not scored."""
+    score_column: ColumnName = "score"
+    """The reference's column of served scores: binary, the positive class's score or
+    probability; multiclass, the served class's probability, and ``{score_column}_{class}``
+    each class's probability. Without it, the score's drift is not scored."""
+    target_column: ColumnName = "target"
+    """The reference's column of true labels. Without it, label drift is not scored."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelDescription:

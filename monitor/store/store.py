@@ -189,6 +189,9 @@ class Store:
             "positive_class": description.positive_class,
             "sensitive_attributes": list(description.sensitive_attributes),
             "description": description.description,
+            "prediction_column": description.prediction_column,
+            "score_column": description.score_column,
+            "target_column": description.target_column,
             "created_at": time.time(),
         }
         with self._write() as conn:
@@ -718,6 +721,9 @@ def _describe(row: Any) -> ModelDescription:
         positive_class=row["positive_class"],
         sensitive_attributes=row["sensitive_attributes"],
         description=row["description"],
+        prediction_column=row["prediction_column"],
+        score_column=row["score_column"],
+        target_column=row["target_column"],
     )
 
 

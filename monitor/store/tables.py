@@ -37,6 +37,16 @@ class ModelRow(SQLModel, table=True):
     positive_class: Any = _json(nullable=True)
     sensitive_attributes: list[str] = _json()
     description: str = ""
+    prediction_column: str = Field(
+        default="prediction", max_length=128, sa_column_kwargs={"server_default": "prediction"}
+    )
+    score_column: str = Field(
+        default="score", max_length=128, sa_column_kwargs={"server_default": "score"}
+    )
+    target_column: str = Field(
+        default="target", max_length=128, sa_column_kwargs={"server_default": "target"}
+    )
+    """The reference's columns of served classes or values, scores, and labels."""
     created_at: float
 
 
@@ -138,7 +148,7 @@ class WindowResultRow(SQLModel, table=True):
     """``time`` (a tumbling time window) or ``count`` (a block of N predictions)."""
     window_start: float
     window_end: float
-    definition: str = Field(max_length=64)
+    definition: str = Field(max_length=256)
     """Name and version of the metric definitions that produced the row."""
     predictions: int
     labelled: int
