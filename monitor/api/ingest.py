@@ -26,7 +26,6 @@ from monitor.api.auth import Principal
 from monitor.api.schemas import IngestResult
 from monitor.errors import InputError, NotFoundError
 from monitor.export.prometheus import IngestMetrics
-from monitor.score.loop import window_start
 from monitor.score.profile import (
     FeatureBins,
     FeatureProfile,
@@ -35,6 +34,7 @@ from monitor.score.profile import (
     ReferenceProfile,
     profile_rows,
 )
+from monitor.score.windows import window_start
 from monitor.store import Store
 
 MAX_PROBLEMS = 20

@@ -28,7 +28,7 @@ import pandas as pd
 
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import MissingDependencyError, NotFoundError
-from monitor.score.loop import window_start as _window_of
+from monitor.score.windows import window_start as _window_of
 from monitor.store import Store
 
 logger = logging.getLogger("sidewatch.report")

@@ -9,7 +9,6 @@ time, so a late event or label lands in (and rescores) the window it belongs to.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,17 +16,13 @@ from collections.abc import Callable, Iterable
 from monitor.errors import NotFoundError
 from monitor.score.results import WindowResult
 from monitor.score.scorer import WindowScorer
+from monitor.score.windows import Window, window_start
 from monitor.store import Store
 
 logger = logging.getLogger("sidewatch.score")
 
 WindowKey = tuple[str, str, float]
 """(model, version, window start)."""
-
-
-def window_start(ts: float, seconds: int) -> float:
-    """Start of the tumbling window of length ``seconds`` that holds ``ts``."""
-    return math.floor(ts / seconds) * seconds
 
 
 class ScoringLoop:
@@ -104,7 +99,8 @@ class ScoringLoop:
                 model = self._store.get_model(model_name)
             except NotFoundError:
                 continue
-            result = self._scorer.score(model, version, start, start + self._window)
+            window = Window.of_time(model_name, version, start, self._window)
+            result = self._scorer.score(model, window)
             self._store.save_window_result(result)
             results.append(result)
             if result.window_end <= now:

@@ -23,8 +23,15 @@ from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, PROFILE_TESTS
 from monitor.score.drift.registry import choose_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
-from monitor.score.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
+from monitor.score.profile import (
+    FeatureBins,
+    FeatureProfile,
+    Kind,
+    ReferenceFeature,
+    ReferenceProfile,
+)
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
+from monitor.score.windows import Window
 from monitor.store import Store
 
 logger = logging.getLogger("sidewatch.score")
@@ -81,11 +88,15 @@ class WindowScorer:
         self._drift_share = drift_share
         self._references: dict[tuple[str, str, int], ReferenceProfile | None] = {}
 
-    def score(
-        self, model: ModelDescription, version: str, start: float, end: float
-    ) -> WindowResult:
-        """Score ``[start, end)`` for ``model`` at ``version``."""
-        count, latencies = self._store.window_latencies(model.name, version, start, end)
+    def score(self, model: ModelDescription, window: Window) -> WindowResult:
+        """Score one window of ``model`` (a time window, a segment's, or a count block).
+
+        Drift reads the window's stored profiles (a base time window), their merge (a
+        longer time window), or profiles built from its rows (a segment, a block);
+        counts, latencies and labels are read from the window's rows.
+        """
+        version = window.version
+        count, latencies = self._store.window_latencies(window)
         p50 = p95 = p99 = None
         if latencies:
             quantiles = np.quantile(np.asarray(latencies, dtype=float), [0.5, 0.95, 0.99])
@@ -95,19 +106,19 @@ class WindowScorer:
         if reference is not None and count:
             fitted = self._reference(model, version, reference.revision, reference.profile)
             if fitted is not None:
-                profiles = self._window_profiles(model, version, start, reference.revision, fitted)
+                profiles = self._window_profiles(model, window, reference.revision, fitted)
                 drift = self.drift(fitted, profiles)
         verdict = (
             dataset_drift({d.feature: d.drifted for d in drift}, self._drift_share)
             if drift
             else None
         )
-        labelled = self._store.labelled_in_window(model.name, version, start, end)
+        labelled = self._store.labelled_in_window(window)
         return WindowResult(
             model=model.name,
             model_version=version,
-            window_start=start,
-            window_end=end,
+            window_start=window.start,
+            window_end=window.end,
             definition=DEFINITION,
             predictions=count,
             labelled=len(labelled),
@@ -120,6 +131,8 @@ class WindowScorer:
             scored_at=time.time(),
             drift_share=verdict.share if verdict else None,
             dataset_drifted=verdict.drifted if verdict else None,
+            segment=window.segment_label,
+            window_kind=window.kind,
         )
 
     def drift(
@@ -209,28 +222,67 @@ class WindowScorer:
     def _window_profiles(
         self,
         model: ModelDescription,
-        version: str,
-        start: float,
+        window: Window,
         revision: int,
         reference: ReferenceProfile,
     ) -> dict[str, FeatureProfile]:
-        stored = self._store.window_profiles(model.name, version, self._window, start)
-        wanted = reference.features
-        if all(
-            name in stored
-            and stored[name][0] == revision
-            and stored[name][1].histogram.size == f.bins.size
-            and (f.kind != "numeric" or stored[name][1].offsets.size == f.bins.size)
-            for name, f in wanted.items()
-        ):
-            return {name: stored[name][1] for name in wanted}
-        # Profiles are missing (rows stored before this version of Sidewatch) or on an
-        # older reference's bins: profile the window again from its rows.
         kinds: dict[str, Kind] = {spec.name: spec.type for spec in model.features}
-        bins = {name: f.bins for name, f in wanted.items()}
-        return self._store.rebuild_window_profiles(
-            model.name, version, self._window, start, kinds, bins, revision
+        bins = {name: f.bins for name, f in reference.features.items()}
+        if window.kind != "time" or window.segment is not None:
+            # Segments and blocks keep no profiles at ingest: profile their rows now.
+            return self._store.profile_window(window, kinds, bins)
+        merged: dict[str, FeatureProfile] = {}
+        seen: set[float] = set()
+        stored = self._store.window_profiles_between(
+            window.model, window.version, self._window, window.start, window.end
         )
+        for start, profiles in stored:
+            seen.add(start)
+            current = _current(profiles, revision, reference)
+            if current is None:
+                current = self._rebuild(window, start, kinds, bins, revision)
+            _merge_into(merged, current)
+        # A base window whose rows have no stored profile (rows stored before this
+        # version of Sidewatch): profile it from its rows. An empty one costs a query.
+        for k in range(round(window.seconds / self._window)):
+            start = window.start + k * self._window
+            if start not in seen:
+                _merge_into(merged, self._rebuild(window, start, kinds, bins, revision))
+        zero = {name: FeatureProfile.zero(f.bins) for name, f in reference.features.items()}
+        return {name: merged.get(name, zero[name]) for name in reference.features}
+
+    def _rebuild(
+        self,
+        window: Window,
+        start: float,
+        kinds: dict[str, Kind],
+        bins: dict[str, FeatureBins],
+        revision: int,
+    ) -> dict[str, FeatureProfile]:
+        base = Window.of_time(window.model, window.version, start, self._window)
+        return self._store.rebuild_window_profiles(base, kinds, bins, revision)
+
+
+def _current(
+    stored: Mapping[str, tuple[int, FeatureProfile]], revision: int, reference: ReferenceProfile
+) -> dict[str, FeatureProfile] | None:
+    """The stored profiles of a base window if all are on the reference's bins."""
+    if all(
+        name in stored
+        and stored[name][0] == revision
+        and stored[name][1].histogram.size == f.bins.size
+        and (f.kind != "numeric" or stored[name][1].offsets.size == f.bins.size)
+        for name, f in reference.features.items()
+    ):
+        return {name: stored[name][1] for name in reference.features}
+    # Profiles are missing or on an older reference's bins: profile the rows again.
+    return None
+
+
+def _merge_into(merged: dict[str, FeatureProfile], profiles: Mapping[str, FeatureProfile]) -> None:
+    for name, profile in profiles.items():
+        before = merged.get(name)
+        merged[name] = profile if before is None else before.merge(profile)
 
 
 def _accuracy(model: ModelDescription, labelled: list[tuple[dict[str, Any], Any]]) -> float | None:

@@ -23,6 +23,7 @@ from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowKind, WindowResult
+from monitor.score.windows import Window
 from monitor.store.tables import (
     FeatureProfileRow,
     LabelRow,
@@ -465,37 +466,96 @@ class Store:
                 for feature, revision, blob in conn.execute(stmt)
             }
 
+    def window_profiles_between(
+        self, model: str, version: str, window_seconds: int, start: float, end: float
+    ) -> Iterator[tuple[float, dict[str, tuple[int, FeatureProfile]]]]:
+        """The stored whole-version profiles of the windows starting in ``[start, end)``.
+
+        Yields ``(window start, {feature: (bins revision, profile)})``, one window at a
+        time and oldest first, so that a long span is merged without holding it all.
+        """
+        f = _PROFILES.c
+        stmt = (
+            select(f.window_start, f.feature, f.bins_revision, f.profile)
+            .where(
+                f.model == model,
+                f.model_version == version,
+                f.window_seconds == window_seconds,
+                f.window_start >= start,
+                f.window_start < end,
+                f.segment == "",
+            )
+            .order_by(f.window_start)
+        )
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            current: float | None = None
+            found: dict[str, tuple[int, FeatureProfile]] = {}
+            for window_start, feature, revision, blob in conn.execute(stmt):
+                if window_start != current:
+                    if current is not None:
+                        yield current, found
+                    current, found = window_start, {}
+                found[feature] = (revision, FeatureProfile.from_bytes(blob))
+            if current is not None:
+                yield current, found
+
+    def profile_window(
+        self, window: Window, kinds: dict[str, Kind], bins: dict[str, FeatureBins] | None
+    ) -> dict[str, FeatureProfile]:
+        """Each feature's profile of the window's rows, on ``bins`` (nothing is stored).
+
+        How segment and count windows get their profiles: built when scored.
+        """
+        with self.engine.connect() as conn:
+            return profile_rows(self._window_features(conn, window), kinds, bins)
+
     def rebuild_window_profiles(
         self,
-        model: str,
-        version: str,
-        window_seconds: int,
-        start: float,
+        window: Window,
         kinds: dict[str, Kind],
         bins: dict[str, FeatureBins] | None,
         revision: int,
     ) -> dict[str, FeatureProfile]:
-        """Profile one window again from its stored rows, on ``bins``, and store that.
+        """Profile a whole-version time window again from its rows, on ``bins``, and
+        store that (when it has rows).
 
         Used when the stored profiles are missing or on another reference's bins.
         """
-        p = _PREDICTIONS.c
-        end = start + window_seconds
-        stmt = select(p.features).where(
-            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
-        )
+        seconds = int(window.seconds)
+        key = (window.model, window.version, seconds, window.start)
+        probe = select(_PREDICTIONS.c.event_id).where(*self._selection(window)).limit(1)
+        with self.engine.connect() as conn:
+            if conn.execute(probe).first() is None:  # no rows: no write, nothing stored
+                return profile_rows([], kinds, bins)
         with self._write() as conn:
-            self._lock_windows(conn, [(model, version, window_seconds, start)])
-            features = [f for (f,) in conn.execute(stmt)]
+            self._lock_windows(conn, [key])
+            features = self._window_features(conn, window)
             profiles = profile_rows(features, kinds, bins)
             now = time.time()
             params = [
-                (model, version, window_seconds, start, "", name, revision, prof.to_bytes(), now)
-                for name, prof in profiles.items()
+                (*key, "", name, revision, prof.to_bytes(), now) for name, prof in profiles.items()
             ]
             if params:
                 self._upsert_profiles(conn, params)
         return profiles
+
+    def _window_features(self, conn: Connection, window: Window) -> list[dict[str, Any]]:
+        p = _PREDICTIONS.c
+        stmt = select(p.features).where(*self._selection(window))
+        return [f for (f,) in conn.execute(stmt)]
+
+    def _selection(self, window: Window) -> list[Any]:
+        """The conditions on ``predictions`` that select a window's rows."""
+        p = _PREDICTIONS.c
+        where: list[Any] = [p.model == window.model, p.model_version == window.version]
+        if window.kind != "time":
+            raise ValueError(f"{window.kind} windows are not stored yet")
+        where += [p.ts >= window.start, p.ts < window.end]
+        if window.segment is not None:
+            key, value = window.segment
+            # JSON_EXTRACT(segment, '$."key"') on SQLite, segment ->> 'key' on PostgreSQL.
+            where.append(p.segment[key].as_string() == value)
+        return where
 
     def save_window_profiles(
         self,
@@ -517,14 +577,10 @@ class Store:
             if params:
                 self._upsert_profiles(conn, params)
 
-    def window_latencies(
-        self, model: str, version: str, start: float, end: float
-    ) -> tuple[int, list[float]]:
-        """How many predictions ``[start, end)`` holds, and their reported latencies."""
+    def window_latencies(self, window: Window) -> tuple[int, list[float]]:
+        """How many predictions the window holds, and their reported latencies."""
         p = _PREDICTIONS.c
-        stmt = select(p.latency_seconds).where(
-            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
-        )
+        stmt = select(p.latency_seconds).where(*self._selection(window))
         with self.engine.connect() as conn:
             values = [lat for (lat,) in conn.execute(stmt)]
         return len(values), [lat for lat in values if lat is not None]
@@ -546,19 +602,15 @@ class Store:
             return int(conn.execute(stmt).scalar_one())
 
     def predictions_in_window(
-        self, model: str, version: str, start: float, end: float
+        self, window: Window
     ) -> list[tuple[dict[str, Any], dict[str, Any], float | None]]:
-        """``(features, outputs, latency_seconds)`` of the predictions in ``[start, end)``."""
+        """``(features, outputs, latency_seconds)`` of the window's predictions."""
         p = _PREDICTIONS.c
-        stmt = select(p.features, p.outputs, p.latency_seconds).where(
-            p.model == model, p.model_version == version, p.ts >= start, p.ts < end
-        )
+        stmt = select(p.features, p.outputs, p.latency_seconds).where(*self._selection(window))
         with self.engine.connect() as conn:
             return [(f, o, lat) for f, o, lat in conn.execute(stmt)]
 
-    def labelled_in_window(
-        self, model: str, version: str, start: float, end: float
-    ) -> list[tuple[dict[str, Any], Any]]:
+    def labelled_in_window(self, window: Window) -> list[tuple[dict[str, Any], Any]]:
         """``(outputs, label value)`` for the window's predictions that have a label.
 
         A label joins by the prediction's event id or by its correlation key; where a
@@ -572,7 +624,7 @@ class Store:
         stmt = (
             select(p.event_id, p.outputs, lab.value)
             .join(_LABELS, join)
-            .where(p.model == model, p.model_version == version, p.ts >= start, p.ts < end)
+            .where(*self._selection(window))
             .order_by(lab.ts)
         )
         with self.engine.connect() as conn:

@@ -8,6 +8,7 @@ import math
 import orjson
 from fastapi.testclient import TestClient
 
+from monitor.score.windows import Window
 from tests.conftest import ADMIN, INGEST_CREDIT, credit_event
 
 PREDICTIONS = "/v1/ingest/predictions"
@@ -36,7 +37,7 @@ def test_valid_batch_is_stored_with_its_fields(api: TestClient) -> None:
     response = post(api, events)
     assert response.status_code == 200, response.text
     assert response.json() == {"received": 5, "stored": 5, "duplicates": 0}
-    rows = api.app.state.store.predictions_in_window("credit", "v1", 0, 2e9)
+    rows = api.app.state.store.predictions_in_window(Window("credit", "v1", 0, 2e9))
     assert len(rows) == 5
     features = sorted((r[0]["income"], r[0]["age"]) for r in rows)
     assert features == [(1000.0 + i, 30 + i) for i in range(5)]
@@ -255,7 +256,7 @@ def test_labels_are_stored_once_and_need_a_join_key(api: TestClient) -> None:
         "duplicates": 0,
     }
     assert api.post("/v1/ingest/labels", content=body, headers=headers).json()["duplicates"] == 2
-    joined = api.app.state.store.labelled_in_window("credit", "v1", 0, 2e9)
+    joined = api.app.state.store.labelled_in_window(Window("credit", "v1", 0, 2e9))
     assert sorted((o["predicted_class"], v) for o, v in joined) == [(0, 0), (1, 1)]
     bad = orjson.dumps(
         {"labels": [{"event_id": "lab-9", "model": "credit", "value": 1, "timestamp": 1}]}

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.score.windows import Window
 from tests.conftest import credit_event, credit_model, make_client
 
 JSON = st.recursive(
@@ -61,7 +62,7 @@ def test_extreme_values_are_stored_or_refused_by_name(client: TestClient) -> Non
     response = client.post("/v1/ingest/predictions", content=json.dumps({"events": [event]}))
     assert response.status_code == 200, response.text
     rows = client.app.state.store.predictions_in_window(
-        "credit", "v1", 1_600_000_000, 1_600_000_001
+        Window("credit", "v1", 1_600_000_000, 1_600_000_001)
     )
     assert rows[0][0]["income"] == float(2**70)
     event |= {"event_id": "huge-class", "outputs": {"predicted_class": 2**70}}

@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 
 from monitor.errors import ConflictError, NotFoundError
 from monitor.score.results import FeatureDrift, WindowResult
+from monitor.score.windows import Window
 from monitor.store import Store
 from tests.conftest import credit_model
 
@@ -65,7 +66,7 @@ def test_predictions_are_stored_once(store: Store) -> None:
     ]
     assert store.insert_predictions([prediction_row(i) for i in range(2, 5)]) == {"ev-3", "ev-4"}
     assert store.count_predictions() == 5
-    rows = store.predictions_in_window("credit", "v1", 1001.0, 1003.0)
+    rows = store.predictions_in_window(Window("credit", "v1", 1001.0, 1003.0))
     assert sorted(r[0]["income"] for r in rows) == [1.5, 3.0]
 
 
@@ -105,7 +106,7 @@ def test_labels_join_by_event_id_or_correlation_key(store: Store) -> None:
     ]
     assert sorted(store.insert_labels(labels)) == ["l0", "l1", "l2"]
     assert store.insert_labels(labels) == set()
-    joined = store.labelled_in_window("credit", "v1", 0, 5000)
+    joined = store.labelled_in_window(Window("credit", "v1", 0, 5000))
     assert sorted(str(v) for _, v in joined) == ["0", "yes"], "the newest label of ev-0 counts"
     assert sorted(store.predictions_labelled_by(["l1"])) == [("credit", "v1", 1001.0)]
 
