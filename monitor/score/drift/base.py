@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +22,13 @@ import numpy.typing as npt
 from collectors.contract import FeatureType as FeatureKind
 
 __all__ = [
+    "Comparison",
     "DriftScore",
     "DriftTest",
+    "DriftTestInfo",
     "FeatureKind",
     "FittedDriftTest",
+    "SampleTest",
     "StatisticKind",
     "Values",
 ]
@@ -38,6 +41,10 @@ Values: TypeAlias = Sequence[Any] | npt.NDArray[Any]
 """One feature's values over a reference or a window (missing ones allowed)."""
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+Comparison: TypeAlias = Callable[[float, float], bool]
+"""A test's rule for "drifted", applied as ``rule(score.drift_score, threshold)``:
+``operator.ge`` for a distance, ``operator.lt`` or ``operator.le`` for a p-value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,8 @@ class FittedDriftTest(Protocol):
         ...
 
 
-class DriftTest(Protocol):
-    """A univariate drift test: frozen settings that fit a reference."""
+class DriftTestInfo(Protocol):
+    """What every drift test says of itself, on raw values or on profiles."""
 
     @property
     def name(self) -> str:
@@ -91,7 +98,7 @@ class DriftTest(Protocol):
 
     @property
     def default_threshold(self) -> float:
-        """The threshold used when ``fit`` is given none (Evidently's default)."""
+        """The threshold used when none is given (Evidently's default)."""
         ...
 
     @property
@@ -103,6 +110,10 @@ class DriftTest(Protocol):
     def kinds(self) -> frozenset[FeatureKind]:
         """The feature kinds the test applies to."""
         ...
+
+
+class DriftTest(DriftTestInfo, Protocol):
+    """A univariate drift test: frozen settings that fit a reference."""
 
     def fit(
         self, reference: Values, kind: FeatureKind, threshold: float | None = None
@@ -117,7 +128,7 @@ class DriftTest(Protocol):
 
 
 def check_fit(
-    test: DriftTest, kind: FeatureKind, threshold: float | None
+    test: DriftTestInfo, kind: FeatureKind, threshold: float | None
 ) -> tuple[FeatureKind, float]:
     """Validate ``fit``'s arguments; return the kind and the threshold to use."""
     if kind not in test.kinds:
@@ -129,6 +140,59 @@ def check_fit(
     if not math.isfinite(chosen) or chosen < 0:
         raise ValueError(f"a drift threshold must be a finite number >= 0, got {chosen!r}")
     return kind, chosen
+
+
+SampleStatistic: TypeAlias = Callable[
+    ["NumericSample", "NumericSample"], tuple[float, float | None]
+]
+"""A statistic and its p-value (None for a distance) from the reference's and the
+window's sorted values."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleTest:
+    """A test of a numeric feature's values against the reference's values, sorted once
+    at fit (Kolmogorov-Smirnov, normalised Wasserstein)."""
+
+    name: str
+    default_threshold: float
+    statistic: StatisticKind
+    drifts_when: Comparison
+    compare: SampleStatistic
+    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
+
+    def fit(
+        self, reference: Values, kind: FeatureKind = "numeric", threshold: float | None = None
+    ) -> FittedSample:
+        """Sort the reference once.
+
+        Raises:
+            ValueError: See :meth:`DriftTest.fit`.
+        """
+        _, chosen = check_fit(self, kind, threshold)
+        return FittedSample(self, numeric_sample(reference, "reference"), chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class FittedSample:
+    """The sorted reference of a :class:`SampleTest`."""
+
+    test: SampleTest
+    reference: NumericSample
+    threshold: float
+
+    def score(self, current: Values) -> DriftScore:
+        """The test's statistic for ``current`` against the reference.
+
+        Raises:
+            ValueError: See :meth:`FittedDriftTest.score`.
+        """
+        cur = numeric_sample(current, "current window")
+        statistic, p = self.test.compare(self.reference, cur)
+        drifted = self.test.drifts_when(statistic if p is None else p, self.threshold)
+        return DriftScore(
+            self.test.name, statistic, p, self.threshold, drifted, self.reference.count, cur.count
+        )
 
 
 @dataclass(frozen=True, slots=True)

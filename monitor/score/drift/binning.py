@@ -6,8 +6,7 @@ every other feature by its distinct values (the union of both samples' values). 
 bins therefore depend on the current window as well; a fitted test keeps the sorted
 reference so that each window is binned the way Evidently bins it.
 
-PSI replaces an empty bin's share by 0.0001, or, where the smallest non-empty share is
-already at most 0.0001, by that share divided by 10^6 (:func:`fill_empty`).
+PSI fills empty bins as :func:`monitor.score.psi.fill_empty` says (re-exported here).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from monitor.score.psi import fill_empty
 
 __all__ = [
     "MAX_DISCRETE_VALUES",
+    "aligned_counts",
     "fill_empty",
     "histogram_counts",
     "is_discrete",
@@ -98,14 +98,22 @@ def numeric_shares(
     return shares_by_value(_value_counts(reference.sorted), _value_counts(current.sorted))
 
 
-def shares_by_value(
+def aligned_counts(
     reference: Mapping[Hashable, int], current: Mapping[Hashable, int]
-) -> tuple[FloatArray, FloatArray]:
-    """Each sample's share of every value either sample holds."""
+) -> tuple[list[Hashable], FloatArray, FloatArray]:
+    """Every value either sample holds (the reference's first), and each one's counts."""
     keys = list(reference)
     keys.extend(k for k in current if k not in reference)
     ref = np.array([reference.get(k, 0) for k in keys], dtype=np.float64)
     cur = np.array([current.get(k, 0) for k in keys], dtype=np.float64)
+    return keys, ref, cur
+
+
+def shares_by_value(
+    reference: Mapping[Hashable, int], current: Mapping[Hashable, int]
+) -> tuple[FloatArray, FloatArray]:
+    """Each sample's share of every value either sample holds."""
+    _, ref, cur = aligned_counts(reference, current)
     return ref / ref.sum(), cur / cur.sum()
 
 

@@ -6,22 +6,30 @@ threshold (``distance >= threshold``). Jensen-Shannon uses the natural logarithm
 lies in ``[0, sqrt(ln 2)]``. Hellinger is computed as ``sqrt(sum((sqrt p - sqrt q)^2) / 2)``,
 equal to Evidently's ``sqrt(1 - sum(sqrt(p q)))`` but without its cancellation, so that
 identical samples give exactly 0.
+
+PSI, Jensen-Shannon and Hellinger differ only in their name, their distance between
+bin shares and, for Hellinger, how numbers are binned: each is one
+:class:`BinnedDistance`. Wasserstein is a :class:`~monitor.score.drift.base.SampleTest`
+on the sorted values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import operator
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal, TypeAlias
 
 import numpy as np
 from scipy.special import rel_entr
 
 from monitor.score.drift.base import (
+    Comparison,
     DriftScore,
     FeatureKind,
     FloatArray,
     NumericSample,
+    SampleTest,
     StatisticKind,
     Values,
     category_counts,
@@ -37,7 +45,7 @@ from monitor.score.drift.binning import (
 )
 from monitor.score.psi import psi
 
-__all__ = ["Hellinger", "JensenShannon", "Psi", "Wasserstein"]
+__all__ = ["BinnedDistance", "Hellinger", "JensenShannon", "Psi", "Wasserstein"]
 
 MIN_WASSERSTEIN_SCALE = 0.001
 """Evidently divides by the reference's standard deviation, but by no less than this."""
@@ -47,12 +55,53 @@ _BOTH: frozenset[FeatureKind] = frozenset({"numeric", "categorical", "boolean"})
 
 BinnedTestName = Literal["psi", "jensenshannon", "hellinger"]
 
+ShareDistance: TypeAlias = Callable[[FloatArray, FloatArray], float]
+"""A distance between two vectors of bin shares, reference first."""
+
+NumericBinning: TypeAlias = Callable[
+    [NumericSample, NumericSample, bool], tuple[FloatArray, FloatArray]
+]
+"""Reference and current shares of a numeric feature, given whether the reference is
+counted by value (:func:`~monitor.score.drift.binning.is_discrete`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinnedDistance:
+    """A distance between the reference's and a window's shares on Evidently's bins.
+
+    Categorical and boolean features are counted by value; numeric ones are binned by
+    ``numeric_binning``.
+    """
+
+    name: BinnedTestName
+    default_threshold: float
+    distance: ShareDistance
+    numeric_binning: NumericBinning = numeric_shares
+    drifts_when: Comparison = operator.ge
+    statistic: ClassVar[StatisticKind] = "distance"
+    kinds: ClassVar[frozenset[FeatureKind]] = _BOTH
+
+    def fit(
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
+    ) -> FittedBinned:
+        """Keep the reference for binning.
+
+        Raises:
+            ValueError: See :meth:`DriftTest.fit`.
+        """
+        _, chosen = check_fit(self, kind, threshold)
+        if kind == "numeric":
+            sample = numeric_sample(reference, "reference")
+            return FittedBinned(self, sample, None, is_discrete(sample), chosen, sample.count)
+        counts = category_counts(reference, "reference")
+        return FittedBinned(self, None, counts, True, chosen, sum(counts.values()))
+
 
 @dataclass(frozen=True, slots=True)
 class FittedBinned:
-    """A reference kept for the tests that compare shares on Evidently's bins."""
+    """A reference kept for a :class:`BinnedDistance`."""
 
-    test: BinnedTestName
+    test: BinnedDistance
     sample: NumericSample | None
     """Numeric features: the sorted values."""
     counts: Mapping[Hashable, int] | None
@@ -66,9 +115,7 @@ class FittedBinned:
         """Reference and current shares on the bins, and the current count."""
         if self.sample is not None:
             cur = numeric_sample(current, "current window")
-            if self.test == "hellinger":
-                return (*_hellinger_shares(self.sample, cur), cur.count)
-            return (*numeric_shares(self.sample, cur, self.discrete), cur.count)
+            return (*self.test.numeric_binning(self.sample, cur, self.discrete), cur.count)
         assert self.counts is not None
         cur_counts = category_counts(current, "current window")
         return (*shares_by_value(self.counts, cur_counts), sum(cur_counts.values()))
@@ -80,18 +127,13 @@ class FittedBinned:
             ValueError: See :meth:`FittedDriftTest.score`.
         """
         ref, cur, n_cur = self.shares(current)
-        if self.test == "psi":
-            value = psi(ref, cur)
-        elif self.test == "jensenshannon":
-            value = jensen_shannon(ref, cur)
-        else:
-            value = hellinger(ref, cur)
+        value = self.test.distance(ref, cur)
         return DriftScore(
-            self.test,
+            self.test.name,
             value,
             None,
             self.threshold,
-            value >= self.threshold,
+            self.test.drifts_when(value, self.threshold),
             self.reference_count,
             n_cur,
         )
@@ -109,8 +151,11 @@ def hellinger(p: FloatArray, q: FloatArray) -> float:
     return min(1.0, float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2.0)))
 
 
-def _hellinger_shares(ref: NumericSample, cur: NumericSample) -> tuple[FloatArray, FloatArray]:
-    # Evidently's Hellinger takes Sturges bins over the distinct values of both samples.
+def _hellinger_shares(
+    ref: NumericSample, cur: NumericSample, discrete: bool
+) -> tuple[FloatArray, FloatArray]:
+    # Evidently's Hellinger takes Sturges bins over the distinct values of both samples,
+    # whether or not the reference has few values.
     distinct = np.union1d(ref.sorted, cur.sorted)
     edges = sturges_edges(distinct[0], distinct[-1], distinct.size, ref.integer and cur.integer)
     return (
@@ -119,130 +164,25 @@ def _hellinger_shares(ref: NumericSample, cur: NumericSample) -> tuple[FloatArra
     )
 
 
-def _fit_binned(
-    test: Psi | JensenShannon | Hellinger,
-    reference: Values,
-    kind: FeatureKind,
-    threshold: float | None,
-) -> FittedBinned:
-    _, chosen = check_fit(test, kind, threshold)
-    if kind == "numeric":
-        sample = numeric_sample(reference, "reference")
-        return FittedBinned(test.name, sample, None, is_discrete(sample), chosen, sample.count)
-    counts = category_counts(reference, "reference")
-    return FittedBinned(test.name, None, counts, True, chosen, sum(counts.values()))
+Psi: Final = BinnedDistance("psi", 0.1, psi)
+"""Population Stability Index, ``sum((r - c) * ln(r / c))`` over Evidently's bins."""
+
+JensenShannon: Final = BinnedDistance("jensenshannon", 0.1, jensen_shannon)
+"""Jensen-Shannon distance over Evidently's bins (empty bins stay empty)."""
+
+Hellinger: Final = BinnedDistance("hellinger", 0.1, hellinger, _hellinger_shares)
+"""Hellinger distance; a numeric feature gets Sturges bins over both samples' distinct
+values, as in Evidently."""
 
 
-@dataclass(frozen=True, slots=True)
-class Psi:
-    """Population Stability Index, ``sum((r - c) * ln(r / c))`` over Evidently's bins."""
-
-    name: ClassVar[BinnedTestName] = "psi"
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = _BOTH
-
-    def fit(
-        self, reference: Values, kind: FeatureKind, threshold: float | None = None
-    ) -> FittedBinned:
-        """Keep the reference for binning.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        return _fit_binned(self, reference, kind, threshold)
+def _wasserstein(reference: NumericSample, current: NumericSample) -> tuple[float, None]:
+    ref, cur = reference.sorted, current.sorted
+    both = np.sort(np.concatenate((ref, cur)), kind="mergesort")
+    ref_cdf = ref.searchsorted(both[:-1], "right") / ref.size
+    cur_cdf = cur.searchsorted(both[:-1], "right") / cur.size
+    scale = max(float(np.std(ref)), MIN_WASSERSTEIN_SCALE)
+    return float(np.dot(np.abs(ref_cdf - cur_cdf), np.diff(both))) / scale, None
 
 
-@dataclass(frozen=True, slots=True)
-class JensenShannon:
-    """Jensen-Shannon distance over Evidently's bins (empty bins stay empty)."""
-
-    name: ClassVar[BinnedTestName] = "jensenshannon"
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = _BOTH
-
-    def fit(
-        self, reference: Values, kind: FeatureKind, threshold: float | None = None
-    ) -> FittedBinned:
-        """Keep the reference for binning.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        return _fit_binned(self, reference, kind, threshold)
-
-
-@dataclass(frozen=True, slots=True)
-class Hellinger:
-    """Hellinger distance; a numeric feature gets Sturges bins over both samples'
-    distinct values, as in Evidently."""
-
-    name: ClassVar[BinnedTestName] = "hellinger"
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = _BOTH
-
-    def fit(
-        self, reference: Values, kind: FeatureKind, threshold: float | None = None
-    ) -> FittedBinned:
-        """Keep the reference for binning.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        return _fit_binned(self, reference, kind, threshold)
-
-
-@dataclass(frozen=True, slots=True)
-class Wasserstein:
-    """First Wasserstein distance divided by the reference's standard deviation."""
-
-    name: ClassVar[str] = "wasserstein"
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
-
-    def fit(
-        self, reference: Values, kind: FeatureKind = "numeric", threshold: float | None = None
-    ) -> FittedWasserstein:
-        """Sort the reference and take its (population) standard deviation.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        _, chosen = check_fit(self, kind, threshold)
-        sample = numeric_sample(reference, "reference")
-        scale = max(float(np.std(sample.sorted)), MIN_WASSERSTEIN_SCALE)
-        return FittedWasserstein(sample, scale, chosen)
-
-
-@dataclass(frozen=True, slots=True)
-class FittedWasserstein:
-    """The sorted reference and its spread."""
-
-    reference: NumericSample
-    scale: float
-    threshold: float
-
-    def score(self, current: Values) -> DriftScore:
-        """``W1(reference, current) / scale``.
-
-        Raises:
-            ValueError: See :meth:`FittedDriftTest.score`.
-        """
-        cur = numeric_sample(current, "current window")
-        ref = self.reference.sorted
-        both = np.sort(np.concatenate((ref, cur.sorted)), kind="mergesort")
-        ref_cdf = ref.searchsorted(both[:-1], "right") / ref.size
-        cur_cdf = cur.sorted.searchsorted(both[:-1], "right") / cur.count
-        value = float(np.dot(np.abs(ref_cdf - cur_cdf), np.diff(both))) / self.scale
-        return DriftScore(
-            Wasserstein.name,
-            value,
-            None,
-            self.threshold,
-            value >= self.threshold,
-            ref.size,
-            cur.count,
-        )
+Wasserstein: Final = SampleTest("wasserstein", 0.1, "distance", operator.ge, _wasserstein)
+"""First Wasserstein distance divided by the reference's (population) standard deviation."""

@@ -34,49 +34,54 @@ events cost. How far each can be from the exact value on the raw data:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, Literal, Protocol
+from typing import Final, NamedTuple, Protocol, TypeAlias
 
 import numpy as np
-from scipy import stats
 
-from monitor.errors import ConfigError
-from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray, StatisticKind
-from monitor.score.drift.distance import MIN_WASSERSTEIN_SCALE, hellinger, jensen_shannon
+from monitor.score.drift.base import (
+    Comparison,
+    DriftScore,
+    DriftTestInfo,
+    FeatureKind,
+    FloatArray,
+    SampleTest,
+    StatisticKind,
+)
+from monitor.score.drift.distance import (
+    MIN_WASSERSTEIN_SCALE,
+    BinnedDistance,
+    Hellinger,
+    JensenShannon,
+    Psi,
+    Wasserstein,
+)
+from monitor.score.drift.pvalue import (
+    ChiSquare,
+    CountsTest,
+    KolmogorovSmirnov,
+    TwoProportionZ,
+    chi_square,
+    ks_asymptotic_p,
+    two_proportion_z,
+)
+from monitor.score.drift.registry import lookup
 from monitor.score.profile import FeatureProfile, ReferenceFeature, coarse_groups
-from monitor.score.psi import psi
 
 __all__ = [
     "PROFILE_TESTS",
     "ProfileDriftTest",
+    "ProfileTest",
     "get_profile_test",
+    "ks_asymptotic_p",
 ]
 
 DEFAULT_COARSE_BINS = 10
 
 
-class ProfileDriftTest(Protocol):
+class ProfileDriftTest(DriftTestInfo, Protocol):
     """A univariate drift test on profiles."""
-
-    @property
-    def name(self) -> str:
-        """The registry name (Evidently's)."""
-        ...
-
-    @property
-    def default_threshold(self) -> float:
-        """Evidently's default threshold."""
-        ...
-
-    @property
-    def statistic(self) -> StatisticKind:
-        """Whether the test yields a p-value or a distance."""
-        ...
-
-    @property
-    def kinds(self) -> frozenset[FeatureKind]:
-        """The feature kinds the test applies to."""
-        ...
 
     def score(
         self,
@@ -106,14 +111,42 @@ def _counts(reference: ReferenceFeature, current: FeatureProfile) -> tuple[Float
 _ALL: frozenset[FeatureKind] = frozenset({"numeric", "categorical", "boolean"})
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileKolmogorovSmirnov:
-    """Two-sample KS from the fine histograms (numeric features)."""
+class _Statistic(NamedTuple):
+    """What a profile test computes, before its threshold is applied."""
 
-    name: ClassVar[str] = "ks"
-    default_threshold: ClassVar[float] = 0.05
-    statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
+    value: float
+    p_value: float | None
+    reference_count: int
+    current_count: int
+    error_bound: float = 0.0
+
+
+class _Pair(NamedTuple):
+    """A reference and a window, as a profile test reads them."""
+
+    reference: ReferenceFeature
+    current: FeatureProfile
+    ref: FloatArray
+    """The reference's histogram, as floats."""
+    cur: FloatArray
+    """The window's histogram on the same bins, as floats."""
+    coarse_bins: int
+
+
+_Compute: TypeAlias = Callable[[_Pair], _Statistic]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileTest:
+    """One test on profiles: its statistic, with the name, default threshold and rule
+    for "drifted" of the test on raw values of the same name."""
+
+    name: str
+    default_threshold: float
+    statistic: StatisticKind
+    kinds: frozenset[FeatureKind]
+    drifts_when: Comparison
+    compute: _Compute
 
     def score(
         self,
@@ -124,97 +157,39 @@ class ProfileKolmogorovSmirnov:
     ) -> DriftScore:
         """See :class:`ProfileDriftTest`."""
         ref, cur = _counts(reference, current)
-        n1, n2 = ref.sum(), cur.sum()
-        f = np.cumsum(ref) / n1
-        g = np.cumsum(cur) / n2
-        d_low = float(np.max(np.abs(f - g)))
-        f_before = np.concatenate(([0.0], f[:-1]))
-        g_before = np.concatenate(([0.0], g[:-1]))
-        d_high = float(max(np.max(f - g_before), np.max(g - f_before)))
-        p = ks_asymptotic_p(d_low, int(n1), int(n2))
-        return DriftScore(
-            self.name,
-            d_low,
-            p,
-            threshold,
-            p <= threshold,
-            int(n1),
-            int(n2),
-            error_bound=max(0.0, d_high - d_low),
+        value, p, n_ref, n_cur, bound = self.compute(
+            _Pair(reference, current, ref, cur, coarse_bins)
         )
+        drifted = self.drifts_when(value if p is None else p, threshold)
+        return DriftScore(self.name, value, p, threshold, drifted, n_ref, n_cur, bound)
 
 
-def ks_asymptotic_p(d: float, n1: int, n2: int) -> float:
-    """scipy's ``ks_2samp(method="asymp")`` two-sided p-value for statistic ``d``."""
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    return float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+def _ks(pair: _Pair) -> _Statistic:
+    n1, n2 = int(pair.ref.sum()), int(pair.cur.sum())
+    f = np.cumsum(pair.ref) / n1
+    g = np.cumsum(pair.cur) / n2
+    d_low = float(np.max(np.abs(f - g)))
+    f_before = np.concatenate(([0.0], f[:-1]))
+    g_before = np.concatenate(([0.0], g[:-1]))
+    d_high = float(max(np.max(f - g_before), np.max(g - f_before)))
+    p = ks_asymptotic_p(d_low, n1, n2)
+    return _Statistic(d_low, p, n1, n2, max(0.0, d_high - d_low))
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileChiSquare:
-    """Pearson's chi-squared of the window's counts against the reference's frequencies."""
-
-    name: ClassVar[str] = "chisquare"
-    default_threshold: ClassVar[float] = 0.05
-    statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = _ALL
-
-    def score(
-        self,
-        reference: ReferenceFeature,
-        current: FeatureProfile,
-        threshold: float,
-        coarse_bins: int = DEFAULT_COARSE_BINS,
-    ) -> DriftScore:
-        """See :class:`ProfileDriftTest`."""
-        ref, cur = _counts(reference, current)
-        seen = (ref > 0) | (cur > 0)
-        ref, cur = ref[seen], cur[seen]
-        n_ref, n_cur = ref.sum(), cur.sum()
-        expected = ref * (n_cur / n_ref)
-        if (expected == 0).any():
-            statistic, p = math.inf, 0.0
-        else:
-            statistic = float(np.sum((cur - expected) ** 2 / expected))
-            p = float(stats.chi2.sf(statistic, ref.size - 1)) if ref.size > 1 else 1.0
-        return DriftScore(self.name, statistic, p, threshold, p < threshold, int(n_ref), int(n_cur))
+def _chi_square(pair: _Pair) -> _Statistic:
+    ref, cur = pair.ref, pair.cur
+    seen = (ref > 0) | (cur > 0)
+    statistic, p = chi_square(ref[seen], cur[seen])
+    return _Statistic(statistic, p, int(ref.sum()), int(cur.sum()))
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileTwoProportionZ:
-    """Two-proportion Z test on the share of values other than the smallest one."""
-
-    name: ClassVar[str] = "z"
-    default_threshold: ClassVar[float] = 0.05
-    statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = _ALL
-
-    def score(
-        self,
-        reference: ReferenceFeature,
-        current: FeatureProfile,
-        threshold: float,
-        coarse_bins: int = DEFAULT_COARSE_BINS,
-    ) -> DriftScore:
-        """See :class:`ProfileDriftTest`."""
-        ref, cur = _counts(reference, current)
-        n1, n2 = float(ref.sum()), float(cur.sum())
-        seen = np.flatnonzero((ref > 0) | (cur > 0))
-        # The smallest value either sample holds: numeric bins are in value order, and
-        # categories are kept sorted by spelling with the "other" bin last.
-        first = int(seen[0])
-        if np.count_nonzero(ref) == 1 and np.array_equal(ref > 0, cur > 0):
-            z, p = 0.0, 1.0
-        else:
-            p1 = (n1 - ref[first]) / n1
-            p2 = (n2 - cur[first]) / n2
-            pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-            z = float((p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2)))
-            p = float(2 * stats.norm.sf(abs(z)))
-        return DriftScore(self.name, z, p, threshold, p < threshold, int(n1), int(n2))
-
-
-BinnedName = Literal["psi", "jensenshannon", "hellinger"]
+def _z(pair: _Pair) -> _Statistic:
+    # The smallest value either sample holds: numeric bins are in value order, and
+    # categories are kept sorted by spelling with the "other" bin last.
+    ref, cur = pair.ref, pair.cur
+    first = int(np.flatnonzero((ref > 0) | (cur > 0))[0])
+    z, p = two_proportion_z(ref, cur, first)
+    return _Statistic(z, p, int(ref.sum()), int(cur.sum()))
 
 
 def binned_shares(
@@ -226,7 +201,12 @@ def binned_shares(
     has few values). Categories: each counted value and "other". Bins empty in both
     samples are left out, as Evidently's union of observed values leaves them out.
     """
-    ref, cur = _counts(reference, current)
+    return _coarse_shares(reference, *_counts(reference, current), coarse_bins)
+
+
+def _coarse_shares(
+    reference: ReferenceFeature, ref: FloatArray, cur: FloatArray, coarse_bins: int
+) -> tuple[FloatArray, FloatArray]:
     if reference.kind == "numeric":
         groups = coarse_groups(reference.profile.histogram, coarse_bins)
         size = int(groups[-1]) + 1
@@ -236,89 +216,39 @@ def binned_shares(
     return ref[seen] / ref.sum(), cur[seen] / cur.sum()
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileBinned:
+def _binned(test: BinnedDistance) -> _Compute:
     """PSI, Jensen-Shannon or Hellinger on :func:`binned_shares`."""
 
-    name: BinnedName
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = _ALL
+    def compute(pair: _Pair) -> _Statistic:
+        r, c = _coarse_shares(pair.reference, pair.ref, pair.cur, pair.coarse_bins)
+        count = pair.reference.profile.count
+        return _Statistic(test.distance(r, c), None, count, pair.current.count)
 
-    def score(
-        self,
-        reference: ReferenceFeature,
-        current: FeatureProfile,
-        threshold: float,
-        coarse_bins: int = DEFAULT_COARSE_BINS,
-    ) -> DriftScore:
-        """See :class:`ProfileDriftTest`."""
-        r, c = binned_shares(reference, current, coarse_bins)
-        if self.name == "psi":
-            value = psi(r, c)
-        elif self.name == "jensenshannon":
-            value = jensen_shannon(r, c)
-        else:
-            value = hellinger(r, c)
-        return DriftScore(
-            self.name,
-            value,
-            None,
-            threshold,
-            value >= threshold,
-            reference.profile.count,
-            current.count,
-        )
+    return compute
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileWasserstein:
-    """First Wasserstein distance over the reference's standard deviation."""
-
-    name: ClassVar[str] = "wasserstein"
-    default_threshold: ClassVar[float] = 0.1
-    statistic: ClassVar[StatisticKind] = "distance"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
-
-    def score(
-        self,
-        reference: ReferenceFeature,
-        current: FeatureProfile,
-        threshold: float,
-        coarse_bins: int = DEFAULT_COARSE_BINS,
-    ) -> DriftScore:
-        """See :class:`ProfileDriftTest`."""
-        ref, cur = _counts(reference, current)
-        rp = reference.profile
-        edges = reference.bins.edges
-        # Bin i spans [a_i, b_i]: the first from the lowest value of either sample to the
-        # first edge, the last from the last edge to the highest value.
-        a = np.concatenate(([min(rp.minimum, current.minimum)], edges))
-        b = np.concatenate((edges, [max(rp.maximum, current.maximum)]))
-        width = b - a
-        f_int, f_a, f_top = _cdf_integrals(ref, rp.offsets, width)
-        g_int, g_a, g_top = _cdf_integrals(cur, current.offsets, width)
-        gap = f_int - g_int
-        # Where F - G keeps one sign over a bin, |integral| is exact; where it may cross
-        # zero, ∫|F - G| = |gap| + 2 min(P, N) with P, N its positive and negative parts.
-        positive = width * np.maximum(0.0, f_top - g_a)
-        negative = width * np.maximum(0.0, g_top - f_a)
-        slack = np.where(
-            gap >= 0, np.minimum(negative, positive - gap), np.minimum(positive, negative + gap)
-        )
-        scale = max(math.sqrt(rp.variance), MIN_WASSERSTEIN_SCALE)
-        value = float(np.abs(gap).sum()) / scale
-        bound = float(2 * np.maximum(slack, 0.0).sum()) / scale
-        return DriftScore(
-            self.name,
-            value,
-            None,
-            threshold,
-            value >= threshold,
-            rp.count,
-            current.count,
-            error_bound=bound,
-        )
+def _wasserstein(pair: _Pair) -> _Statistic:
+    rp, current = pair.reference.profile, pair.current
+    edges = pair.reference.bins.edges
+    # Bin i spans [a_i, b_i]: the first from the lowest value of either sample to the
+    # first edge, the last from the last edge to the highest value.
+    a = np.concatenate(([min(rp.minimum, current.minimum)], edges))
+    b = np.concatenate((edges, [max(rp.maximum, current.maximum)]))
+    width = b - a
+    f_int, f_a, f_top = _cdf_integrals(pair.ref, rp.offsets, width)
+    g_int, g_a, g_top = _cdf_integrals(pair.cur, current.offsets, width)
+    gap = f_int - g_int
+    # Where F - G keeps one sign over a bin, |integral| is exact; where it may cross
+    # zero, ∫|F - G| = |gap| + 2 min(P, N) with P, N its positive and negative parts.
+    positive = width * np.maximum(0.0, f_top - g_a)
+    negative = width * np.maximum(0.0, g_top - f_a)
+    slack = np.where(
+        gap >= 0, np.minimum(negative, positive - gap), np.minimum(positive, negative + gap)
+    )
+    scale = max(math.sqrt(rp.variance), MIN_WASSERSTEIN_SCALE)
+    value = float(np.abs(gap).sum()) / scale
+    bound = float(2 * np.maximum(slack, 0.0).sum()) / scale
+    return _Statistic(value, None, rp.count, current.count, bound)
 
 
 def _cdf_integrals(
@@ -345,16 +275,26 @@ def _cdf_integrals(
     return integral, at_a, np.where(on_edge, at_a, at_b)
 
 
+def _like(
+    test: SampleTest | CountsTest | BinnedDistance,
+    compute: _Compute,
+    kinds: frozenset[FeatureKind] = _ALL,
+) -> ProfileTest:
+    """The profile-based form of ``test``, with ``compute`` in place of its computation
+    on raw values."""
+    return ProfileTest(
+        test.name, test.default_threshold, test.statistic, kinds, test.drifts_when, compute
+    )
+
+
 PROFILE_TESTS: Final[dict[str, ProfileDriftTest]] = {
     t.name: t
     for t in (
-        ProfileKolmogorovSmirnov(),
-        ProfileChiSquare(),
-        ProfileTwoProportionZ(),
-        ProfileBinned("psi"),
-        ProfileBinned("jensenshannon"),
-        ProfileBinned("hellinger"),
-        ProfileWasserstein(),
+        _like(KolmogorovSmirnov, _ks, KolmogorovSmirnov.kinds),
+        _like(ChiSquare, _chi_square),
+        _like(TwoProportionZ, _z),
+        *(_like(binned, _binned(binned)) for binned in (Psi, JensenShannon, Hellinger)),
+        _like(Wasserstein, _wasserstein, Wasserstein.kinds),
     )
 }
 """Every profile-based drift test, by the same names as :data:`DRIFT_TESTS`."""
@@ -366,8 +306,4 @@ def get_profile_test(name: str) -> ProfileDriftTest:
     Raises:
         ConfigError: No test has that name; the message lists the valid ones.
     """
-    try:
-        return PROFILE_TESTS[name]
-    except KeyError:
-        valid = ", ".join(sorted(PROFILE_TESTS))
-        raise ConfigError(f"unknown drift test {name!r}; valid tests: {valid}") from None
+    return lookup(PROFILE_TESTS, name)

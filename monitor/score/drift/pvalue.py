@@ -6,30 +6,49 @@ p-value and the same rule for "drifted" (KS: ``p <= threshold``; chi-squared and
 not a number one can use: a chi-squared test over a single category gives p = 1 (scipy
 gives NaN), and the Z test's p-value is ``2 * sf(|z|)``, which keeps its precision in
 the far tail where Evidently's ``2 * (1 - cdf(|z|))`` rounds to 0.
+
+KS is a :class:`~monitor.score.drift.base.SampleTest` on the sorted values. Chi-squared
+and Z both compare value counts: each is one :class:`CountsTest`, with its statistic
+(:func:`chi_square`, :func:`two_proportion_z`) computed on count vectors aligned over
+the values either sample holds, the same functions the profile-based tests
+(:mod:`monitor.score.drift.profiled`) call on histograms.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final, TypeAlias
 
 import numpy as np
 from scipy import stats
 
 from monitor.score.drift.base import (
+    Comparison,
     DriftScore,
     FeatureKind,
+    FloatArray,
     NumericSample,
+    SampleTest,
     StatisticKind,
     Values,
     category_counts,
     check_fit,
-    numeric_sample,
 )
+from monitor.score.drift.binning import aligned_counts
 
-__all__ = ["ChiSquare", "KolmogorovSmirnov", "TwoProportionZ"]
+__all__ = [
+    "ChiSquare",
+    "CountsTest",
+    "KolmogorovSmirnov",
+    "TwoProportionZ",
+    "chi_square",
+    "ks_asymptotic_p",
+    "two_proportion_z",
+]
 
 _EXACT_KS_MAX_N = 10_000
 """scipy's ``ks_2samp(method="auto")`` computes exact p-values up to this sample size."""
@@ -37,172 +56,144 @@ _EXACT_KS_MAX_N = 10_000
 _EXACT_KS_FAILED = "ks_2samp: Exact calculation unsuccessful"
 
 
-@dataclass(frozen=True, slots=True)
-class KolmogorovSmirnov:
-    """Two-sample Kolmogorov-Smirnov test, two-sided (``scipy.stats.ks_2samp``)."""
-
-    name: ClassVar[str] = "ks"
-    default_threshold: ClassVar[float] = 0.05
-    statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
-
-    def fit(
-        self, reference: Values, kind: FeatureKind = "numeric", threshold: float | None = None
-    ) -> FittedKolmogorovSmirnov:
-        """Sort the reference once.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        _, chosen = check_fit(self, kind, threshold)
-        return FittedKolmogorovSmirnov(numeric_sample(reference, "reference"), chosen)
-
-
-@dataclass(frozen=True, slots=True)
-class FittedKolmogorovSmirnov:
-    """The sorted reference of a KS test."""
-
-    reference: NumericSample
-    threshold: float
-
-    def score(self, current: Values) -> DriftScore:
-        """KS statistic and p-value of ``current`` against the reference.
-
-        Small samples get scipy's exact p-value; above 10,000 values in either sample,
-        the statistic is computed here without sorting the reference again and the
-        p-value is Smirnov's asymptotic one, as ``ks_2samp`` computes it.
-
-        Raises:
-            ValueError: See :meth:`FittedDriftTest.score`.
-        """
-        cur = numeric_sample(current, "current window")
-        n1, n2 = self.reference.count, cur.count
-        if max(n1, n2) <= _EXACT_KS_MAX_N:
-            with warnings.catch_warnings():
-                # Where the exact computation fails, scipy warns and falls back to the
-                # asymptotic p-value; the fallback is the answer, not a fault to report.
-                warnings.filterwarnings("ignore", _EXACT_KS_FAILED, RuntimeWarning)
-                result = stats.ks_2samp(self.reference.sorted, cur.sorted)
-            d, p = float(result.statistic), float(result.pvalue)
-        else:
-            # Sorted queries make the searches cache-friendly; the maximum is the same.
-            both = np.sort(np.concatenate([self.reference.sorted, cur.sorted]), kind="stable")
-            diffs = (
-                self.reference.sorted.searchsorted(both, side="right") / n1
-                - cur.sorted.searchsorted(both, side="right") / n2
-            )
-            d = float(max(np.clip(-diffs.min(), 0, 1), diffs.max()))
-            m, n = sorted([float(n1), float(n2)], reverse=True)
-            p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
-        return DriftScore(KolmogorovSmirnov.name, d, p, self.threshold, p <= self.threshold, n1, n2)
+def _ks(reference: NumericSample, current: NumericSample) -> tuple[float, float]:
+    # Small samples get scipy's exact p-value; above 10,000 values in either sample, the
+    # statistic is computed here without sorting the reference again and the p-value is
+    # Smirnov's asymptotic one, as ``ks_2samp`` computes it.
+    n1, n2 = reference.count, current.count
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        with warnings.catch_warnings():
+            # Where the exact computation fails, scipy warns and falls back to the
+            # asymptotic p-value; the fallback is the answer, not a fault to report.
+            warnings.filterwarnings("ignore", _EXACT_KS_FAILED, RuntimeWarning)
+            result = stats.ks_2samp(reference.sorted, current.sorted)
+        return float(result.statistic), float(result.pvalue)
+    # Sorted queries make the searches cache-friendly; the maximum is the same.
+    both = np.sort(np.concatenate([reference.sorted, current.sorted]), kind="stable")
+    diffs = (
+        reference.sorted.searchsorted(both, side="right") / n1
+        - current.sorted.searchsorted(both, side="right") / n2
+    )
+    d = float(max(np.clip(-diffs.min(), 0, 1), diffs.max()))
+    return d, ks_asymptotic_p(d, n1, n2)
 
 
-@dataclass(frozen=True, slots=True)
-class ChiSquare:
-    """Pearson's chi-squared goodness of fit of the window to the reference's frequencies.
+KolmogorovSmirnov: Final = SampleTest("ks", 0.05, "p_value", operator.le, _ks)
+"""Two-sample Kolmogorov-Smirnov test, two-sided (``scipy.stats.ks_2samp``)."""
 
-    The expected count of each value is its reference count scaled to the window's size,
-    over every value either sample holds (``scipy.stats.chisquare``, k - 1 degrees of
-    freedom). A value the reference never had makes the statistic infinite and p = 0.
+
+def ks_asymptotic_p(d: float, n1: int, n2: int) -> float:
+    """scipy's ``ks_2samp(method="asymp")`` two-sided p-value for statistic ``d``."""
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    return float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+
+
+def chi_square(reference: FloatArray, current: FloatArray) -> tuple[float, float]:
+    """Pearson's chi-squared statistic and p-value of the current counts against the
+    reference's frequencies (``scipy.stats.chisquare``, k - 1 degrees of freedom).
+
+    Args:
+        reference: The reference's count of each value, over values either sample holds.
+        current: The window's counts of the same values.
     """
+    expected = reference * (current.sum() / reference.sum())
+    if (expected == 0).any():
+        return math.inf, 0.0
+    statistic = float(np.sum((current - expected) ** 2 / expected))
+    p = float(stats.chi2.sf(statistic, reference.size - 1)) if reference.size > 1 else 1.0
+    return statistic, p
 
-    name: ClassVar[str] = "chisquare"
-    default_threshold: ClassVar[float] = 0.05
+
+def two_proportion_z(reference: FloatArray, current: FloatArray, first: int) -> tuple[float, float]:
+    """Pooled two-proportion z and its two-sided p-value, for the share of values other
+    than value ``first``.
+
+    Args:
+        reference: The reference's count of each value.
+        current: The window's counts of the same values.
+        first: The index of the smallest value either sample holds.
+    """
+    if np.count_nonzero(reference) == 1 and np.array_equal(reference > 0, current > 0):
+        return 0.0, 1.0
+    n1, n2 = float(reference.sum()), float(current.sum())
+    p1 = (n1 - reference[first]) / n1
+    p2 = (n2 - current[first]) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    z = float((p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2)))
+    return z, float(2 * stats.norm.sf(abs(z)))
+
+
+CountsStatistic: TypeAlias = Callable[
+    [Mapping[Hashable, int], Mapping[Hashable, int]], tuple[float, float]
+]
+"""A statistic and its p-value from the reference's and the window's value counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountsTest:
+    """A p-value test of a window's value counts against the reference's; drift when
+    ``p < threshold``."""
+
+    name: str
+    kinds: frozenset[FeatureKind]
+    default_kind: FeatureKind
+    """The kind ``fit`` assumes when given none."""
+    compare: CountsStatistic
+    default_threshold: float = 0.05
+    drifts_when: Comparison = operator.lt
     statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"categorical", "boolean"})
 
     def fit(
-        self, reference: Values, kind: FeatureKind = "categorical", threshold: float | None = None
-    ) -> FittedChiSquare:
+        self, reference: Values, kind: FeatureKind | None = None, threshold: float | None = None
+    ) -> FittedCounts:
         """Count the reference's values.
 
         Raises:
             ValueError: See :meth:`DriftTest.fit`.
         """
-        _, chosen = check_fit(self, kind, threshold)
-        return FittedChiSquare(category_counts(reference, "reference"), chosen)
+        _, chosen = check_fit(self, self.default_kind if kind is None else kind, threshold)
+        return FittedCounts(self, category_counts(reference, "reference"), chosen)
 
 
 @dataclass(frozen=True, slots=True)
-class FittedChiSquare:
-    """The reference's value counts for a chi-squared test."""
+class FittedCounts:
+    """The reference's value counts for a :class:`CountsTest`."""
 
+    test: CountsTest
     counts: Mapping[Hashable, int]
     threshold: float
 
     def score(self, current: Values) -> DriftScore:
-        """Chi-squared statistic and p-value of ``current`` against the reference.
+        """The test's statistic and p-value for ``current`` against the reference.
 
         Raises:
             ValueError: See :meth:`FittedDriftTest.score`.
         """
         cur = category_counts(current, "current window")
-        n_ref, n_cur = sum(self.counts.values()), sum(cur.values())
-        keys = list(self.counts)
-        keys.extend(k for k in cur if k not in self.counts)
-        expected = np.array([self.counts.get(k, 0) for k in keys], dtype=np.float64)
-        expected *= n_cur / n_ref
-        observed = np.array([cur.get(k, 0) for k in keys], dtype=np.float64)
-        if (expected == 0).any():
-            statistic, p = float("inf"), 0.0
-        else:
-            statistic = float(np.sum((observed - expected) ** 2 / expected))
-            p = float(stats.chi2.sf(statistic, len(keys) - 1)) if len(keys) > 1 else 1.0
+        statistic, p = self.test.compare(self.counts, cur)
         return DriftScore(
-            ChiSquare.name, statistic, p, self.threshold, p < self.threshold, n_ref, n_cur
+            self.test.name,
+            statistic,
+            p,
+            self.threshold,
+            self.test.drifts_when(p, self.threshold),
+            sum(self.counts.values()),
+            sum(cur.values()),
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TwoProportionZ:
-    """Two-proportion Z test with a pooled variance, two-sided.
-
-    The proportion compared is the share of values other than the smallest value either
-    sample holds (Evidently's choice; for a boolean feature, the share of ``True``).
-    """
-
-    name: ClassVar[str] = "z"
-    default_threshold: ClassVar[float] = 0.05
-    statistic: ClassVar[StatisticKind] = "p_value"
-    kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"boolean", "categorical"})
-
-    def fit(
-        self, reference: Values, kind: FeatureKind = "boolean", threshold: float | None = None
-    ) -> FittedTwoProportionZ:
-        """Count the reference's values.
-
-        Raises:
-            ValueError: See :meth:`DriftTest.fit`.
-        """
-        _, chosen = check_fit(self, kind, threshold)
-        return FittedTwoProportionZ(category_counts(reference, "reference"), chosen)
+def _chi_square_counts(
+    reference: Mapping[Hashable, int], current: Mapping[Hashable, int]
+) -> tuple[float, float]:
+    _, ref, cur = aligned_counts(reference, current)
+    return chi_square(ref, cur)
 
 
-@dataclass(frozen=True, slots=True)
-class FittedTwoProportionZ:
-    """The reference's value counts for a Z test."""
-
-    counts: Mapping[Hashable, int]
-    threshold: float
-
-    def score(self, current: Values) -> DriftScore:
-        """z and its p-value for ``current`` against the reference.
-
-        Raises:
-            ValueError: See :meth:`FittedDriftTest.score`.
-        """
-        cur = category_counts(current, "current window")
-        n1, n2 = sum(self.counts.values()), sum(cur.values())
-        if len(self.counts) == 1 and self.counts.keys() == cur.keys():
-            z, p = 0.0, 1.0
-        else:
-            first = _smallest({*self.counts, *cur})
-            p1 = float(n1 - self.counts.get(first, 0)) / n1
-            p2 = float(n2 - cur.get(first, 0)) / n2
-            pooled = float(p1 * n1 + p2 * n2) / (n1 + n2)
-            z = float((p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2)))
-            p = float(2 * stats.norm.sf(abs(z)))
-        return DriftScore(TwoProportionZ.name, z, p, self.threshold, p < self.threshold, n1, n2)
+def _z_counts(
+    reference: Mapping[Hashable, int], current: Mapping[Hashable, int]
+) -> tuple[float, float]:
+    keys, ref, cur = aligned_counts(reference, current)
+    return two_proportion_z(ref, cur, keys.index(_smallest(set(keys))))
 
 
 def _smallest(keys: set[Hashable]) -> Hashable:
@@ -210,3 +201,21 @@ def _smallest(keys: set[Hashable]) -> Hashable:
         return min(keys)  # type: ignore[type-var]
     except TypeError:  # values of mixed types: order them by their spelling
         return min(keys, key=repr)
+
+
+ChiSquare: Final = CountsTest(
+    "chisquare", frozenset({"categorical", "boolean"}), "categorical", _chi_square_counts
+)
+"""Pearson's chi-squared goodness of fit of the window to the reference's frequencies.
+
+The expected count of each value is its reference count scaled to the window's size,
+over every value either sample holds (``scipy.stats.chisquare``, k - 1 degrees of
+freedom). A value the reference never had makes the statistic infinite and p = 0.
+"""
+
+TwoProportionZ: Final = CountsTest("z", frozenset({"boolean", "categorical"}), "boolean", _z_counts)
+"""Two-proportion Z test with a pooled variance, two-sided.
+
+The proportion compared is the share of values other than the smallest value either
+sample holds (Evidently's choice; for a boolean feature, the share of ``True``).
+"""

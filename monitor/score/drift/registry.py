@@ -5,8 +5,9 @@ Names are Evidently's, so that a ``test`` label reads the same in both tools.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from monitor.errors import ConfigError
 from monitor.score.drift.base import DriftTest, FeatureKind
@@ -24,13 +25,13 @@ __all__ = [
 DRIFT_TESTS: Final[dict[str, DriftTest]] = {
     test.name: test
     for test in (
-        KolmogorovSmirnov(),
-        ChiSquare(),
-        TwoProportionZ(),
-        Psi(),
-        JensenShannon(),
-        Wasserstein(),
-        Hellinger(),
+        KolmogorovSmirnov,
+        ChiSquare,
+        TwoProportionZ,
+        Psi,
+        JensenShannon,
+        Wasserstein,
+        Hellinger,
     )
 }
 """Every drift test, by its name."""
@@ -40,6 +41,8 @@ SMALL_REFERENCE_ROWS = 1000
 
 _FEW_NUMERIC_VALUES = 5
 
+T = TypeVar("T")
+
 
 def get_drift_test(name: str) -> DriftTest:
     """The drift test registered under ``name``.
@@ -47,10 +50,19 @@ def get_drift_test(name: str) -> DriftTest:
     Raises:
         ConfigError: No test has that name; the message lists the valid ones.
     """
+    return lookup(DRIFT_TESTS, name)
+
+
+def lookup(tests: Mapping[str, T], name: str) -> T:
+    """The test registered under ``name`` in ``tests``.
+
+    Raises:
+        ConfigError: No test has that name; the message lists the valid ones.
+    """
     try:
-        return DRIFT_TESTS[name]
+        return tests[name]
     except KeyError:
-        valid = ", ".join(sorted(DRIFT_TESTS))
+        valid = ", ".join(sorted(tests))
         raise ConfigError(f"unknown drift test {name!r}; valid tests: {valid}") from None
 
 
