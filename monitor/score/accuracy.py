@@ -48,8 +48,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,7 @@ __all__ = [
     "ConfusionCell",
     "RegressionAccuracy",
     "RegressionState",
+    "accuracy_from_json",
     "accuracy_from_state",
     "class_key",
     "classification_rows",
@@ -271,6 +272,21 @@ class ClassificationAccuracy:
     :data:`OTHER_CLASSES`)."""
     classes_cut: int
     """Classes summed under :data:`OTHER_CLASSES`."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document)."""
+        data = {
+            f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "confusion"
+        }
+        data["confusion"] = [[c.true_class, c.predicted_class, c.count] for c in self.confusion]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassificationAccuracy:
+        """Rebuild from :meth:`as_json`."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name != "confusion"}
+        cells = tuple(ConfusionCell(str(t), str(p), int(n)) for t, p, n in data["confusion"])
+        return cls(**values, confusion=cells)
 
 
 def score_classification(
@@ -550,6 +566,7 @@ class RegressionState:
 class RegressionAccuracy:
     """Regression accuracy over one window's labelled predictions."""
 
+    task: ClassVar[str] = "regression"
     predictions: int
     labelled: int
     label_coverage: float | None
@@ -585,6 +602,27 @@ class RegressionAccuracy:
             if n >= 2 and state.label_max > state.label_min
             else None,
         )
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document, with ``task`` to tell it from classification)."""
+        return {"task": self.task, **{f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RegressionAccuracy:
+        """Rebuild from :meth:`as_json`."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number JSON encoders take."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def accuracy_from_json(data: Mapping[str, Any]) -> ClassificationAccuracy | RegressionAccuracy:
+    """Rebuild either accuracy from its ``as_json`` form, by its ``task``."""
+    if data["task"] == RegressionAccuracy.task:
+        return RegressionAccuracy.from_json(data)
+    return ClassificationAccuracy.from_json(data)
 
 
 def score_regression(labelled: Labelled, *, predictions: int) -> RegressionAccuracy:

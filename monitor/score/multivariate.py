@@ -15,7 +15,8 @@ Two detectors, each with the two phases ``fit(reference)`` then ``score(window)`
   Mann-Whitney U of the out-of-fold scores, so its p-value is that of the U test, i.e. of
   permuting the reference/window labels over those scores.
 - :class:`PcaReconstruction`: as NannyML's data-reconstruction drift, PCA on the
-  standardised reference keeps the components that explain ``variance`` (65%) of it; a
+  standardised reference keeps the components that explain ``variance`` (65%) of it,
+  but never all of them (then every row would be rebuilt exactly); a
   window's statistic is its rows' mean squared reconstruction error. The threshold is
   learned from the reference: rows held out of the PCA fit give the error of unchanged
   data, and the threshold is their mean plus the ``1 - alpha`` quantile of the bootstrap
@@ -35,8 +36,8 @@ constant in the reference is left out. Categorical features are not used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +76,25 @@ class MultivariateDrift:
     features: tuple[str, ...]
     features_cut: tuple[str, ...]
     """Features left out: beyond ``max_features``, or constant in the reference."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MultivariateDrift:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            method=data["method"],
+            statistic=float(data["statistic"]),
+            threshold=float(data["threshold"]),
+            p_value=float(data["p_value"]),
+            drifted=bool(data["drifted"]),
+            reference_rows=int(data["reference_rows"]),
+            current_rows=int(data["current_rows"]),
+            features=tuple(data["features"]),
+            features_cut=tuple(data["features_cut"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +312,9 @@ class PcaReconstruction:
         z = (fit_rows - mean) / scale
         _, singular, vt = np.linalg.svd(z, full_matrices=False)
         explained = np.cumsum(singular**2) / np.sum(singular**2)
-        kept = int(np.searchsorted(explained, self.variance) + 1)
+        # Never every component: the reconstruction of all of them is exact, its error
+        # rounding noise (two uncorrelated features need both for 65% of the variance).
+        kept = min(int(np.searchsorted(explained, self.variance) + 1), z.shape[1] - 1)
         fitted = FittedPcaReconstruction(
             self, columns, mean, scale, vt[:kept], np.empty(0), sample.shape[0]
         )

@@ -375,9 +375,27 @@ def test_the_public_names_are_the_intended_ones() -> None:
             "DEFAULT_MAX_CLASSES", "DEFAULT_THRESHOLD", "MAX_AUC_CLASSES", "NEGATIVE",
             "OTHER_CLASSES", "POSITIVE",
             "ClassificationAccuracy", "ClassificationRows", "ClassificationState",
-            "ConfusionCell", "RegressionAccuracy", "RegressionState", "accuracy_from_state",
+            "ConfusionCell", "RegressionAccuracy", "RegressionState", "accuracy_from_json",
+            "accuracy_from_state",
             "class_key", "classification_rows", "roc_auc", "score_accuracy",
             "score_classification", "score_regression",
         ]
     )  # fmt: skip
     assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_the_stored_form_rebuilds_each_accuracy() -> None:
+    import orjson
+
+    from monitor.score.accuracy import accuracy_from_json
+
+    labelled = [({"predicted_class": c, "score": s}, t) for c, s, t in [(1, 0.9, 1), (0, 0.2, 1)]]
+    binary = score_accuracy(BINARY, labelled, predictions=3)
+    multi = score_accuracy(
+        MULTICLASS, [({"probabilities": {"a": 0.7, "b": 0.3}}, "b")] * 2, predictions=2
+    )
+    regression = score_accuracy(REGRESSION, [({"value": 2.0}, 3.0)] * 2, predictions=4)
+    for accuracy in (binary, multi, regression):
+        stored = orjson.loads(orjson.dumps(accuracy.as_json()))
+        assert accuracy_from_json(stored) == accuracy
+    assert isinstance(accuracy_from_json(regression.as_json()), RegressionAccuracy)

@@ -207,3 +207,18 @@ def test_the_public_names_are_the_intended_ones() -> None:
         "PcaReconstruction",
     ]
     assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_pca_never_keeps_every_component() -> None:
+    # Two uncorrelated features need both components for 65% of the variance; keeping
+    # both would rebuild every row exactly, leaving rounding noise as the "error".
+    rng = np.random.default_rng(4)
+    ref = {"x": rng.normal(size=1000), "y": rng.normal(size=1000)}
+    fitted = PcaReconstruction().fit(ref)
+    assert fitted.components.shape == (1, 2)
+    # The minor axis' variance (about 1, standardised) spread over the two features.
+    assert 0.35 < fitted.reference_errors.mean() < 0.65
+    same = {"x": rng.normal(size=500), "y": rng.normal(size=500)}
+    assert not fitted.score(same).drifted
+    wider = {"x": 2 * rng.normal(size=500), "y": 2 * rng.normal(size=500)}
+    assert fitted.score(wider).drifted

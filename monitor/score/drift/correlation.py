@@ -26,9 +26,10 @@ behind Pearson's r, so a window can be scored from moments merged at ingest
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +102,42 @@ class PairCorrelationDrift:
     undefined."""
     drifted: bool
     """``adjusted_p_value <= fdr`` and ``|current_r - reference_r| >= min_difference``."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document; an undefined correlation is null)."""
+        return {
+            "feature_a": self.feature_a,
+            "feature_b": self.feature_b,
+            "reference_r": None if math.isnan(self.reference_r) else self.reference_r,
+            "current_r": None if math.isnan(self.current_r) else self.current_r,
+            "z": self.z,
+            "p_value": self.p_value,
+            "adjusted_p_value": self.adjusted_p_value,
+            "drifted": self.drifted,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairCorrelationDrift:
+        """Rebuild from :meth:`as_json`."""
+
+        def number(key: str) -> float | None:
+            value = data[key]
+            return None if value is None else float(value)
+
+        def r(key: str) -> float:
+            value = number(key)
+            return math.nan if value is None else value
+
+        return cls(
+            feature_a=str(data["feature_a"]),
+            feature_b=str(data["feature_b"]),
+            reference_r=r("reference_r"),
+            current_r=r("current_r"),
+            z=number("z"),
+            p_value=number("p_value"),
+            adjusted_p_value=number("adjusted_p_value"),
+            drifted=bool(data["drifted"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
