@@ -12,11 +12,14 @@ import ipaddress
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from collectors.contract import ModelName
+from collectors.contract import FeatureName, ModelName
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 MiB = 1024 * 1024
+
+DEFAULT_ROLLUPS = (3600, 86400)
+"""Hourly and daily windows, where they are multiples of the base window."""
 
 
 class MonitorSettings(BaseSettings):
@@ -35,7 +38,21 @@ class MonitorSettings(BaseSettings):
     """Ingest tokens and the models each may write (``"*"``: all), as JSON in
     ``SIDEWATCH_INGEST_TOKENS``, e.g. ``{"s3cret": ["credit-risk"]}``."""
     window_seconds: int = Field(default=300, ge=1, le=7 * 86400)
-    """Length of the tumbling scoring windows."""
+    """Length of the base tumbling scoring windows (ingest keeps their profiles)."""
+    rollup_seconds: list[int] | None = None
+    """Lengths of longer time windows, as JSON, each a multiple of ``window_seconds``;
+    their drift is scored from the merge of their base windows' profiles. Unset: 3600
+    and 86400, those of them that are longer multiples of the window; ``[]``: none."""
+    count_window: int = Field(default=0, ge=0, le=10_000_000)
+    """Predictions per count window (blocks of N in ingest order); 0: none. Off by
+    default: no one N suits both a model serving ten predictions a day and one serving
+    thousands a second, and placing predictions in order costs a write per prediction."""
+    segment_keys: list[FeatureName] = Field(default_factory=list, max_length=16)
+    """Segment keys whose values are scored as windows of their own, as JSON, e.g.
+    ``["region"]``."""
+    max_segment_values: int = Field(default=20, ge=1, le=1000)
+    """Most values scored per segment key and window, the most frequent; the others
+    are counted in ``sidewatch_segment_series_cut``."""
     score_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often the scoring loop looks for new or changed windows."""
     psi_bins: int = Field(default=10, ge=2, le=1000)
@@ -77,6 +94,34 @@ class MonitorSettings(BaseSettings):
         if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
             raise ValueError("SIDEWATCH_ADMIN_TOKEN must be at least 16 characters long")
         return self
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> MonitorSettings:
+        w = self.window_seconds
+        for seconds in self.rollup_seconds or []:
+            if seconds <= w or seconds % w:
+                raise ValueError(
+                    f"rollup_seconds {seconds} is not a multiple of window_seconds {w} longer "
+                    "than it: set SIDEWATCH_ROLLUP_SECONDS to such multiples as JSON (e.g. "
+                    f"[{w * 12}]), or to [] for no longer windows"
+                )
+        if 0 < self.count_window < self.min_window_events:
+            raise ValueError(
+                f"count_window {self.count_window} is below min_window_events "
+                f"{self.min_window_events}, so its blocks would never be scored for drift: "
+                "raise SIDEWATCH_COUNT_WINDOW, or set it to 0 to turn count windows off"
+            )
+        if len(set(self.segment_keys)) != len(self.segment_keys):
+            raise ValueError(f"segment_keys repeats a key: {self.segment_keys}")
+        return self
+
+    @property
+    def rollups(self) -> list[int]:
+        """The rollup lengths in effect (the defaults that fit when unset)."""
+        if self.rollup_seconds is not None:
+            return sorted(set(self.rollup_seconds))
+        w = self.window_seconds
+        return [s for s in DEFAULT_ROLLUPS if s > w and s % w == 0]
 
     @property
     def auth_enabled(self) -> bool:

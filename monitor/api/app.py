@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
@@ -26,7 +27,7 @@ from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.report import report_router
-from monitor.api.results import results_router
+from monitor.api.results import Windows, results_router
 from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
@@ -120,6 +121,10 @@ def create_app(
         scorer,
         window_seconds=settings.window_seconds,
         interval_seconds=settings.score_interval_seconds,
+        rollup_seconds=settings.rollups,
+        count_window=settings.count_window,
+        segment_keys=settings.segment_keys,
+        max_segment_values=settings.max_segment_values,
         clock=clock,
     )
     ingestor = Ingestor(store, metrics, loop.mark, window_seconds=settings.window_seconds)
@@ -130,6 +135,7 @@ def create_app(
             store.list_models,
             lambda: (loop.last_success, loop.failures),
             settings.max_feature_labels,
+            segments=loop.latest_segments,
         )
     )
 
@@ -154,6 +160,7 @@ def create_app(
         description="Ingest captured predictions and late labels; score drift and accuracy.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.store = store
     app.state.loop = loop
     app.state.registry = registry
@@ -340,11 +347,14 @@ def create_app(
         name: ModelPath,
         version: VersionPath,
         _: Admin,
+        which: Windows,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[WindowPublic]:
-        """The version's scored windows, newest first."""
+        """The version's scored windows, newest first: by default the base time windows
+        of every event; ``segment``, ``kind`` and ``seconds`` choose others."""
         store.get_model(name)
-        return [_window_public(w) for w in store.window_results(name, version, limit=limit)]
+        found = store.window_results(name, version, limit=limit, **asdict(which))
+        return [_window_public(w) for w in found]
 
     app.include_router(report_router(settings, store))
     app.include_router(results_router(store))
@@ -380,6 +390,9 @@ def _window_public(w: WindowResult) -> WindowPublic:
         scored_at=w.scored_at,
         drift_share=w.drift_share,
         dataset_drifted=w.dataset_drifted,
+        segment=w.segment,
+        window_kind=w.window_kind,
+        block=w.block,
     )
 
 

@@ -26,6 +26,7 @@ from monitor.api.auth import Principal
 from monitor.api.schemas import IngestResult
 from monitor.errors import InputError, NotFoundError
 from monitor.export.prometheus import IngestMetrics
+from monitor.score.loop import Marker
 from monitor.score.profile import (
     FeatureBins,
     FeatureProfile,
@@ -90,7 +91,8 @@ class Ingestor:
         store: Where rows go.
         metrics: Counters to update.
         on_stored: Called with (model, version, event times) for what was stored, so
-            that the windows holding them get scored.
+            that the windows holding them get scored; for labels, also with the
+            labelled predictions' places in ingest order (their count windows).
         window_seconds: Length of the windows whose feature profiles are kept up to
             date with each batch (None: no profiles).
     """
@@ -99,7 +101,7 @@ class Ingestor:
         self,
         store: Store,
         metrics: IngestMetrics,
-        on_stored: Callable[[str, str, list[float]], None],
+        on_stored: Marker,
         window_seconds: int | None = None,
     ) -> None:
         self._store = store
@@ -197,8 +199,9 @@ class Ingestor:
         per_model = Counter(r["model"] for r in unique if r["event_id"] in stored)
         for model_name, count in per_model.items():
             self._metrics.events.labels(model_name, "labels", "stored").inc(count)
-        for model_name, version, ts in self._store.predictions_labelled_by(sorted(stored)):
-            self._on_stored(model_name, version, [ts])
+        for found in self._store.predictions_labelled_by(sorted(stored)):
+            places = [] if found.position is None else [found.position]
+            self._on_stored(found.model, found.model_version, [found.ts], places)
         self._count_duplicates("labels", rows, unique, stored)
         return IngestResult(
             received=len(rows), stored=len(stored), duplicates=len(rows) - len(stored)

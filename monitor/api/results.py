@@ -5,11 +5,17 @@
   test, its value, threshold, verdict and error bound, newest window first; filtered by
   ``feature`` and a ``since`` / ``until`` range of window starts.
 
+Every route that reads windows takes which ones (:func:`window_query`): ``segment``
+(``key=value``; empty, the default: every event), ``kind`` (``time``, the default, or
+``count``) and, for time windows, ``seconds`` (the base window length, the default, or
+a rollup length).
+
 Reads need the admin token, as the other read endpoints do.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -22,8 +28,10 @@ from monitor.api.schemas import (
     FeatureDriftWindowPublic,
     WindowPublic,
 )
-from monitor.errors import NotFoundError
-from monitor.score.results import WindowResult
+from monitor.errors import InputError, NotFoundError
+from monitor.score.results import WindowKind, WindowResult
+from monitor.score.windows import parse_segment
+from monitor.settings import MonitorSettings
 from monitor.store import Store
 
 ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
@@ -40,19 +48,95 @@ def _admin(request: Request, authorization: Annotated[str | None, Header()] = No
     authorizer.principal(authorization).check_admin()
 
 
+@dataclass(frozen=True, slots=True)
+class WindowQuery:
+    """Which stored windows a read is about (the filters of :meth:`Store.window_results`)."""
+
+    segment: str = ""
+    window_kind: WindowKind = "time"
+    window_seconds: float | None = None
+    block_size: int | None = None
+
+
+def window_query(
+    request: Request,
+    segment: Annotated[
+        str,
+        Query(
+            max_length=300,
+            description="key=value of a scored segment (e.g. region=eu); empty: all events",
+        ),
+    ] = "",
+    kind: Annotated[
+        WindowKind, Query(description="time windows, or count windows (N predictions)")
+    ] = "time",
+    seconds: Annotated[
+        int | None,
+        Query(ge=1, description="time windows of this length (default: the base window)"),
+    ] = None,
+) -> WindowQuery:
+    """The query parameters that choose windows, checked against what is scored.
+
+    Raises:
+        InputError: A segment key that is not scored, a length that is neither the
+            base window's nor a rollup's, or a length or segment asked of count windows.
+    """
+    settings: MonitorSettings = request.app.state.settings
+    lengths = [settings.window_seconds, *settings.rollups]
+    keys = list(settings.segment_keys)
+    problems = []
+    try:
+        parsed = parse_segment(segment)
+    except ValueError as exc:
+        problems.append(("query.segment", str(exc)))
+        parsed = None
+    if parsed is not None and parsed[0] not in keys:
+        scored = ", ".join(keys) if keys else "none (SIDEWATCH_SEGMENT_KEYS is empty)"
+        problems.append(
+            ("query.segment", f"segment key {parsed[0]!r} is not scored; scored keys: {scored}")
+        )
+    if kind == "count":
+        if seconds is not None:
+            problems.append(("query.seconds", "count windows have no length in seconds"))
+        if segment:
+            problems.append(("query.segment", "count windows cover every event, no segment"))
+    elif seconds is not None and seconds not in lengths:
+        valid = ", ".join(str(n) for n in lengths)
+        problems.append(
+            (
+                "query.seconds",
+                f"no {seconds} s windows are scored; scored lengths: {valid} "
+                "(SIDEWATCH_WINDOW_SECONDS and SIDEWATCH_ROLLUP_SECONDS)",
+            )
+        )
+    if problems:
+        raise InputError("the window parameters ask for windows that are not scored", problems)
+    if kind == "count":
+        return WindowQuery("", "count", None, settings.count_window or None)
+    return WindowQuery(segment, "time", seconds or settings.window_seconds)
+
+
+Windows = Annotated[WindowQuery, Depends(window_query)]
+"""A route parameter: the windows a read is about."""
+
+
 def results_router(store: Store) -> APIRouter:
     """The results routes, bound to the monitor's store."""
     router = APIRouter(tags=["results"], dependencies=[Depends(_admin)], responses=_ERRORS)
 
     @router.get("/v1/models/{name}/versions/{version}/windows/{window_start}")
-    def window(name: ModelPath, version: VersionPath, window_start: float) -> WindowPublic:
+    def window(
+        name: ModelPath, version: VersionPath, window_start: float, which: Windows
+    ) -> WindowPublic:
         """One scored window, by its start (epoch seconds).
 
         Raises:
             NotFoundError: The model is not registered or the window was not scored.
         """
         store.get_model(name)
-        found = store.window_results(name, version, since=window_start, until=window_start, limit=1)
+        found = store.window_results(
+            name, version, since=window_start, until=window_start, limit=1, **asdict(which)
+        )
         if not found:
             raise NotFoundError(
                 f"no scored window of {name!r} version {version!r} starts at {window_start}; "
@@ -64,6 +148,7 @@ def results_router(store: Store) -> APIRouter:
     def drift(
         name: ModelPath,
         version: VersionPath,
+        which: Windows,
         feature: Annotated[str | None, Query(max_length=128)] = None,
         since: Seconds = None,
         until: Seconds = None,
@@ -76,7 +161,10 @@ def results_router(store: Store) -> APIRouter:
         """
         store.get_model(name)
         rows = []
-        for w in store.window_results(name, version, since=since, until=until, limit=limit):
+        found = store.window_results(
+            name, version, since=since, until=until, limit=limit, **asdict(which)
+        )
+        for w in found:
             for d in w.drift:
                 if feature is None or d.feature == feature:
                     rows.append(
@@ -114,4 +202,7 @@ def window_public(w: WindowResult) -> WindowPublic:
         scored_at=w.scored_at,
         drift_share=w.drift_share,
         dataset_drifted=w.dataset_drifted,
+        segment=w.segment,
+        window_kind=w.window_kind,
+        block=w.block,
     )

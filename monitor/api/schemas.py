@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from collectors.contract import ModelDescription
@@ -94,6 +96,12 @@ class WindowPublic(_Public):
     """Share of the scored features that drifted."""
     dataset_drifted: bool | None = None
     """Whether that share reached ``SIDEWATCH_DRIFT_SHARE``."""
+    segment: str = ""
+    """``key=value`` of the segment the window covers; empty: every event."""
+    window_kind: Literal["time", "count"] = "time"
+    """``time``: a tumbling time window; ``count``: a block of N predictions."""
+    block: int | None = None
+    """Count windows: the block's number in the version's ingest order (0 first)."""
 
 
 class Problem(_Public):

@@ -2,7 +2,8 @@
 
 Names follow CONVENTIONS.md: the ``sidewatch_`` prefix, base units in the name,
 ``_total`` for counters, ``_ratio`` for 0..1, ``_info`` for metadata. Labels are
-bounded: model, version, feature (capped per version), test, kind, outcome.
+bounded: model, version, feature (capped per version), segment (capped per key), test,
+kind, outcome.
 """
 
 from __future__ import annotations
@@ -114,6 +115,49 @@ SCORING_FAILURES = MetricName(
     (),
 )
 
+# -- segments: the newest closed base window, per segment value ----------------------
+# ``segment`` is ``key=value`` (e.g. ``region=eu``) for the configured segment keys, at
+# most SIDEWATCH_MAX_SEGMENT_VALUES values per key (the most frequent in the window).
+
+_MVS = (*_MV, "segment")
+
+SEGMENT_PREDICTIONS = MetricName(
+    "sidewatch_segment_predictions",
+    "gauge",
+    "Predictions the model made for this segment (for example region=eu) in the newest "
+    "closed window.",
+    _MVS,
+)
+SEGMENT_ACCURACY = MetricName(
+    "sidewatch_segment_accuracy_ratio",
+    "gauge",
+    "Share of this segment's predictions in the newest closed window that turned out "
+    "right, among those whose true outcome is known by now (0 to 1).",
+    _MVS,
+)
+SEGMENT_LABEL_COVERAGE = MetricName(
+    "sidewatch_segment_label_coverage_ratio",
+    "gauge",
+    "Share of this segment's predictions in the newest closed window whose true outcome "
+    "is known by now (0 to 1); accuracy is only as sure as this share is large.",
+    _MVS,
+)
+SEGMENT_DRIFTED_FEATURES = MetricName(
+    "sidewatch_segment_drifted_features_ratio",
+    "gauge",
+    "Share of the model's inputs whose values for this segment in the newest closed "
+    "window moved away from the reference data (0 to 1); high means this segment's "
+    "traffic no longer looks like what the model was checked on.",
+    _MVS,
+)
+SEGMENT_SERIES_CUT = MetricName(
+    "sidewatch_segment_series_cut",
+    "gauge",
+    "Segment values in the newest closed window that were not scored or exported, "
+    "because only the most frequent values per segment key are.",
+    _MV,
+)
+
 ALL: dict[str, MetricName] = {
     m.name: m
     for m in (
@@ -134,6 +178,11 @@ ALL: dict[str, MetricName] = {
         FEATURE_LABELS_CUT,
         SCORING_LAST_SUCCESS,
         SCORING_FAILURES,
+        SEGMENT_PREDICTIONS,
+        SEGMENT_ACCURACY,
+        SEGMENT_LABEL_COVERAGE,
+        SEGMENT_DRIFTED_FEATURES,
+        SEGMENT_SERIES_CUT,
     )
 }
 """Every metric family the monitor exports, by name."""

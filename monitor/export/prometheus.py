@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from collectors.contract import ModelDescription
 from collectors.naming import MetricName
 from monitor.export import names
+from monitor.score.loop import SegmentResults
 from monitor.score.results import WindowResult
 
 LATENCY_BUCKETS = (
@@ -56,6 +57,28 @@ def _gauge(m: MetricName) -> GaugeMetricFamily:
     return GaugeMetricFamily(m.name, m.help, labels=m.labels)
 
 
+def _segment_families(
+    latest: dict[tuple[str, str], SegmentResults],
+) -> tuple[GaugeMetricFamily, ...]:
+    predictions = _gauge(names.SEGMENT_PREDICTIONS)
+    accuracy = _gauge(names.SEGMENT_ACCURACY)
+    coverage = _gauge(names.SEGMENT_LABEL_COVERAGE)
+    drifted = _gauge(names.SEGMENT_DRIFTED_FEATURES)
+    cut = _gauge(names.SEGMENT_SERIES_CUT)
+    for (model, version), segments in sorted(latest.items()):
+        cut.add_metric([model, version], segments.cut)
+        for result in segments.results:
+            labels = [model, version, result.segment]
+            predictions.add_metric(labels, result.predictions)
+            if result.accuracy is not None:
+                accuracy.add_metric(labels, result.accuracy)
+            if result.label_coverage is not None:
+                coverage.add_metric(labels, result.label_coverage)
+            if result.drift_share is not None:
+                drifted.add_metric(labels, result.drift_share)
+    return predictions, accuracy, coverage, drifted, cut
+
+
 class ResultsCollector(Collector):
     """Exports the latest window results and the registered models.
 
@@ -63,6 +86,8 @@ class ResultsCollector(Collector):
         latest: Returns the newest closed window result per (model, version).
         models: Returns the registered models.
         scoring_state: Returns (last successful pass time or None, failed passes).
+        segments: Returns the segment results of the newest closed base window per
+            (model, version), and how many segment values were left unscored.
         max_feature_series: Most features exported per version; the features with the
             highest drift are kept and the number cut is exported.
     """
@@ -73,8 +98,11 @@ class ResultsCollector(Collector):
         models: Callable[[], list[ModelDescription]],
         scoring_state: Callable[[], tuple[float | None, int]],
         max_feature_series: int,
+        *,
+        segments: Callable[[], dict[tuple[str, str], SegmentResults]] | None = None,
     ) -> None:
         self._latest = latest
+        self._segments = segments
         self._models = models
         self._scoring_state = scoring_state
         self._cap = max_feature_series
@@ -122,6 +150,9 @@ class ResultsCollector(Collector):
                 dataset.add_metric(mv, float(result.dataset_drifted))
         yield from (predictions, start, end, coverage, accuracy, score, threshold, drifted, cut)
         yield from (share, dataset)
+
+        if self._segments is not None:
+            yield from _segment_families(self._segments())
 
         last_success, failures = self._scoring_state()
         last = _gauge(names.SCORING_LAST_SUCCESS)

@@ -184,9 +184,10 @@ def _chosen(
     if len(specs) <= cap:
         return specs
     drifted: set[str] = set()
-    for result in store.window_results(model.name, version, since=start, limit=10):
-        if result.window_start == start:
-            drifted = {d.feature for d in result.drift if d.drifted}
+    found = store.window_results(model.name, version, since=start, until=start, limit=10)
+    if found:  # the base window: the shortest of those starting there (rollups are longer)
+        base = min(found, key=lambda r: r.window_end - r.window_start)
+        drifted = {d.feature for d in base.drift if d.drifted}
     ordered = [s for s in specs if s.name in drifted] + [s for s in specs if s.name not in drifted]
     return ordered[:cap]
 

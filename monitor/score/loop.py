@@ -1,9 +1,20 @@
 """The scoring loop: marks of new data in, fresh window results out.
 
-Ingest marks the windows its events and labels touched; a background thread scores
-each marked window, stores the result and keeps, per model version, the newest closed
-window's result for the exporter. Windows are tumbling: ``[k*W, (k+1)*W)`` in event
-time, so a late event or label lands in (and rescores) the window it belongs to.
+Ingest marks what its events and labels touched; a background thread scores each
+marked window, stores the result and keeps, per model version, the newest closed base
+window's results (the whole version's and each segment's) for the exporter.
+
+- Base time windows are tumbling, ``[k*W, (k+1)*W)`` in event time, so a late event
+  or label lands in (and rescores) the window it belongs to. An open window is scored
+  on every pass that brings it data, and once more when it closes.
+- Rollups, longer time windows (multiples of W, aligned to the epoch), are scored when
+  they close and again whenever a late event or label lands in one; their drift comes
+  from the merge of their base windows' stored profiles.
+- Segments: when a base window closes (or changes after), each configured segment key's
+  most frequent values are scored as windows of their own; the other values are not
+  scored but counted, and the count is exported.
+- Count windows: predictions get their places in ingest order here, once; a block of N
+  places is scored when it is full, and again when a late label lands in it.
 """
 
 from __future__ import annotations
@@ -11,18 +22,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+from collectors.contract import ModelDescription
 from monitor.errors import NotFoundError
 from monitor.score.results import WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.score.windows import Window, window_start
 from monitor.store import Store
 
+__all__ = ["Marker", "ScoringLoop", "SegmentResults", "window_start"]
+
 logger = logging.getLogger("sidewatch.score")
 
 WindowKey = tuple[str, str, float]
 """(model, version, window start)."""
+RollupKey = tuple[str, str, int, float]
+"""(model, version, rollup length, window start)."""
+BlockKey = tuple[str, str, int]
+"""(model, version, block number)."""
+
+MAX_BLOCKS_PER_PASS = 200
+"""Most count blocks one pass scores; the rest wait for the next (a backlog, such as
+turning count windows on over stored history, then cannot stall the other windows)."""
+
+
+class Marker(Protocol):
+    """What ingest calls with what it stored (the loop's :meth:`ScoringLoop.mark`)."""
+
+    def __call__(
+        self,
+        model: str,
+        version: str,
+        timestamps: Iterable[float],
+        positions: Iterable[int] = (),
+    ) -> None:
+        """Note new data at these event times (and, for labels, these ingest places)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResults:
+    """The segment results of one base window of one model version."""
+
+    window_start: float
+    results: tuple[WindowResult, ...]
+    """One per scored segment value, in key order, then most predictions first."""
+    cut: int
+    """Segment values in the window left unscored by the per-key cap (all keys)."""
 
 
 class ScoringLoop:
@@ -31,9 +79,17 @@ class ScoringLoop:
     Args:
         store: The monitor's store.
         scorer: Computes one window's result.
-        window_seconds: Window length.
+        window_seconds: Base window length (the windows whose profiles ingest keeps).
         interval_seconds: Pause between passes.
+        rollup_seconds: Lengths of the longer time windows, each a multiple of
+            ``window_seconds``.
+        count_window: Predictions per count window; 0 turns count windows off.
+        segment_keys: Segment keys whose values are scored as windows of their own.
+        max_segment_values: Most values scored per key and window (the most frequent).
         clock: Returns the current epoch time (injected in tests).
+
+    Raises:
+        ValueError: A rollup length is not a multiple of ``window_seconds``.
     """
 
     def __init__(
@@ -43,40 +99,102 @@ class ScoringLoop:
         *,
         window_seconds: int,
         interval_seconds: float,
+        rollup_seconds: Sequence[int] = (),
+        count_window: int = 0,
+        segment_keys: Sequence[str] = (),
+        max_segment_values: int = 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        for seconds in rollup_seconds:
+            if seconds <= window_seconds or seconds % window_seconds:
+                raise ValueError(
+                    f"a rollup of {seconds} s is not a multiple of the {window_seconds} s window"
+                )
         self._store = store
         self._scorer = scorer
         self._window = window_seconds
         self._interval = interval_seconds
+        self._rollup_lengths = tuple(sorted(set(rollup_seconds)))
+        self._count = count_window
+        self._segment_keys = tuple(segment_keys)
+        self._max_values = max_segment_values
         self._clock = clock
         self._lock = threading.Lock()
         self._dirty: set[WindowKey] = set()
         self._open: set[WindowKey] = set()
         """Windows scored while still open: scored once more when they close."""
+        self._rollups: set[RollupKey] = set()
+        """Rollups with new data, scored once closed."""
+        self._unplaced: dict[tuple[str, str], set[float] | None] = {}
+        """Per version, base windows that hold predictions without a place in ingest
+        order (None: search every row)."""
+        self._relabelled: set[tuple[str, str, int]] = set()
+        """Places of predictions that got a label."""
+        self._blocks: set[BlockKey] = set()
+        """Full count blocks waiting to be scored."""
+        self._placed: dict[tuple[str, str], int] = {}
         self._latest: dict[tuple[str, str], WindowResult] = {}
+        self._latest_segments: dict[tuple[str, str], SegmentResults] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_success: float | None = None
         self.passes = 0
         self.failures = 0
 
-    def mark(self, model: str, version: str, timestamps: Iterable[float]) -> None:
-        """Note that windows holding these event times have new data."""
+    # -- marks -------------------------------------------------------------------------
+
+    def mark(
+        self,
+        model: str,
+        version: str,
+        timestamps: Iterable[float],
+        positions: Iterable[int] = (),
+    ) -> None:
+        """Note new data in the windows holding these event times.
+
+        Args:
+            positions: Places in ingest order of predictions that got a label (their
+                count blocks are scored again); without them, the marked windows are
+                searched for predictions to place.
+        """
         starts = {window_start(ts, self._window) for ts in timestamps}
+        places = set(positions)
         with self._lock:
             self._dirty.update((model, version, s) for s in starts)
+            for seconds in self._rollup_lengths:
+                self._rollups.update(
+                    (model, version, seconds, window_start(s, seconds)) for s in starts
+                )
+            if self._count:
+                if places:
+                    self._relabelled.update((model, version, p) for p in places)
+                elif starts:
+                    found = self._unplaced.setdefault((model, version), set())
+                    if found is not None:
+                        found.update(starts)
 
     def latest(self) -> dict[tuple[str, str], WindowResult]:
-        """Per (model, version): the result of the newest closed window scored."""
+        """Per (model, version): the result of the newest closed base window scored."""
         with self._lock:
             return dict(self._latest)
+
+    def latest_segments(self) -> dict[tuple[str, str], SegmentResults]:
+        """Per (model, version): the segment results of the newest closed base window."""
+        with self._lock:
+            return dict(self._latest_segments)
+
+    # -- running -----------------------------------------------------------------------
 
     def start(self) -> None:
         """Mark the recent windows (they may have changed while down) and start."""
         recent = self._store.windows_with_predictions(self._clock() - 2 * self._window)
         for model, version, newest in recent:
             self.mark(model, version, [newest, newest - self._window])
+        if self._count:
+            # Predictions stored while down may have no place yet: search every row once.
+            with self._lock:
+                for model, version in self._store.list_versions():
+                    self._unplaced[(model, version)] = None
         self._thread = threading.Thread(target=self._run, name="sidewatch-scoring", daemon=True)
         self._thread.start()
 
@@ -93,31 +211,105 @@ class ScoringLoop:
             closed = {k for k in self._open if k[2] + self._window <= now}
             self._open -= closed
             dirty, self._dirty = self._dirty | closed, set()
+            rollups = {k for k in self._rollups if k[3] + k[2] <= now}
+            self._rollups -= rollups
+            unplaced, self._unplaced = self._unplaced, {}
+            relabelled, self._relabelled = self._relabelled, set()
+        models = _Models(self._store)
         results = []
         for model_name, version, start in sorted(dirty, key=lambda k: k[2]):
-            try:
-                model = self._store.get_model(model_name)
-            except NotFoundError:
+            model = models.get(model_name)
+            if model is None:
                 continue
             window = Window.of_time(model_name, version, start, self._window)
-            result = self._scorer.score(model, window)
-            self._store.save_window_result(result)
+            result = self._save(model, window)
             results.append(result)
             if result.window_end <= now:
-                self._publish(result)
+                segments = self._score_segments(model, window)
+                results.extend(segments.results)
+                self._publish(result, segments)
             else:
                 with self._lock:
                     self._open.add((model_name, version, start))
+        for model_name, version, seconds, start in sorted(rollups, key=lambda k: (k[2], k[3])):
+            model = models.get(model_name)
+            if model is not None:
+                window = Window.of_time(model_name, version, start, seconds)
+                results.append(self._save(model, window))
+        results.extend(self._score_blocks(models, unplaced, relabelled))
         self.passes += 1
         self.last_success = self._clock()
         return results
 
-    def _publish(self, result: WindowResult) -> None:
+    def _save(self, model: ModelDescription, window: Window) -> WindowResult:
+        result = self._scorer.score(model, window)
+        self._store.save_window_result(result)
+        return result
+
+    def _score_segments(self, model: ModelDescription, window: Window) -> SegmentResults:
+        results = []
+        cut = 0
+        for key in self._segment_keys:
+            counts = self._store.segment_counts(window, key)
+            ranked = sorted(counts, key=lambda value: (-counts[value], value))
+            cut += max(0, len(ranked) - self._max_values)
+            for value in ranked[: self._max_values]:
+                segment = Window.of_time(
+                    window.model, window.version, window.start, self._window, (key, value)
+                )
+                results.append(self._save(model, segment))
+        return SegmentResults(window.start, tuple(results), cut)
+
+    def _score_blocks(
+        self,
+        models: _Models,
+        unplaced: dict[tuple[str, str], set[float] | None],
+        relabelled: set[tuple[str, str, int]],
+    ) -> list[WindowResult]:
+        if not self._count:
+            return []
+        size = self._count
+        for (model_name, version), starts in sorted(unplaced.items()):
+            spans = None if starts is None else [(s, s + self._window) for s in sorted(starts)]
+            before, after = self._store.place_predictions(model_name, version, spans)
+            self._placed[(model_name, version)] = after
+            with self._lock:
+                self._blocks.update(
+                    (model_name, version, b) for b in range(before // size, after // size)
+                )
+        for model_name, version, position in relabelled:
+            placed = self._placed.get((model_name, version))
+            if placed is None:
+                placed = self._store.placed_count(model_name, version)
+                self._placed[(model_name, version)] = placed
+            if position < placed // size * size:  # a full block; else scored once full
+                with self._lock:
+                    self._blocks.add((model_name, version, position // size))
+        with self._lock:
+            batch = sorted(self._blocks, key=lambda k: (k[2], k[0], k[1]))[:MAX_BLOCKS_PER_PASS]
+            self._blocks.difference_update(batch)
+        results = []
+        for model_name, version, block in batch:
+            model = models.get(model_name)
+            if model is None:
+                continue
+            rows, first_ts, last_ts = self._store.block_span(
+                model_name, version, block * size, (block + 1) * size
+            )
+            if rows < size:
+                continue
+            window = Window.of_count(model_name, version, block, size, first_ts, last_ts)
+            results.append(self._save(model, window))
+        return results
+
+    def _publish(self, result: WindowResult, segments: SegmentResults) -> None:
         key = (result.model, result.model_version)
         with self._lock:
             current = self._latest.get(key)
             if current is None or current.window_start <= result.window_start:
                 self._latest[key] = result
+                if self._segment_keys:
+                    self._latest_segments[key] = segments
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -126,3 +318,19 @@ class ScoringLoop:
             except Exception:  # keep scoring: one bad pass must not stop the loop
                 self.failures += 1
                 logger.exception("scoring pass failed")
+
+
+class _Models:
+    """Model descriptions looked up once per pass (None: no longer registered)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._found: dict[str, ModelDescription | None] = {}
+
+    def get(self, name: str) -> ModelDescription | None:
+        if name not in self._found:
+            try:
+                self._found[name] = self._store.get_model(name)
+            except NotFoundError:
+                self._found[name] = None
+        return self._found[name]

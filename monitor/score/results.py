@@ -113,6 +113,8 @@ class WindowResult:
     """``key=value`` of the segment the window covers; empty: every event."""
     window_kind: WindowKind = "time"
     """``time``: a tumbling time window; ``count``: a block of N predictions."""
+    block: int | None = None
+    """Count windows: the block's number in the version's ingest order (0 first)."""
 
     @property
     def label_coverage(self) -> float | None:

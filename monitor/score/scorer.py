@@ -133,6 +133,7 @@ class WindowScorer:
             dataset_drifted=verdict.drifted if verdict else None,
             segment=window.segment_label,
             window_kind=window.kind,
+            block=window.block,
         )
 
     def drift(

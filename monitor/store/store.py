@@ -10,10 +10,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Engine, Table, create_engine, event, func, insert, or_, select, text
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Select,
+    Table,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +39,7 @@ from monitor.score.results import FeatureDrift, WindowKind, WindowResult
 from monitor.score.windows import Window
 from monitor.store.tables import (
     FeatureProfileRow,
+    IngestOrderRow,
     LabelRow,
     ModelRow,
     ModelVersionRow,
@@ -49,6 +63,7 @@ _PREDICTIONS = _table(PredictionRow)
 _LABELS = _table(LabelRow)
 _WINDOWS = _table(WindowResultRow)
 _PROFILES = _table(FeatureProfileRow)
+_ORDER = _table(IngestOrderRow)
 
 STALE_BINS = -1
 """``bins_revision`` of a profile that merged histograms on different bins: its window
@@ -61,6 +76,23 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _WAL_BACKSTOP_PAGES = 25_000
 _ID_CHUNK = 5_000
 """Most ids in one ``IN (...)`` list (SQLite allows 32,766 parameters)."""
+_PLACE_CHUNK = 10_000
+"""Most predictions placed in ingest order per write transaction."""
+_MAX_SPANS = 64
+"""Most separate time ranges searched for unplaced predictions in one query."""
+
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+class Labelled(NamedTuple):
+    """A prediction that a label joins to."""
+
+    model: str
+    model_version: str
+    ts: float
+    position: int | None
+    """Its place in ingest order (count windows), None if not placed yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,7 +555,7 @@ class Store:
         """
         seconds = int(window.seconds)
         key = (window.model, window.version, seconds, window.start)
-        probe = select(_PREDICTIONS.c.event_id).where(*self._selection(window)).limit(1)
+        probe = self._in_window(select(_PREDICTIONS.c.event_id), window).limit(1)
         with self.engine.connect() as conn:
             if conn.execute(probe).first() is None:  # no rows: no write, nothing stored
                 return profile_rows([], kinds, bins)
@@ -540,22 +572,137 @@ class Store:
         return profiles
 
     def _window_features(self, conn: Connection, window: Window) -> list[dict[str, Any]]:
-        p = _PREDICTIONS.c
-        stmt = select(p.features).where(*self._selection(window))
+        stmt = self._in_window(select(_PREDICTIONS.c.features), window)
         return [f for (f,) in conn.execute(stmt)]
 
-    def _selection(self, window: Window) -> list[Any]:
-        """The conditions on ``predictions`` that select a window's rows."""
+    def _in_window(self, stmt: _S, window: Window) -> _S:
+        """``stmt`` (a select from ``predictions``) narrowed to the window's rows."""
         p = _PREDICTIONS.c
-        where: list[Any] = [p.model == window.model, p.model_version == window.version]
-        if window.kind != "time":
-            raise ValueError(f"{window.kind} windows are not stored yet")
-        where += [p.ts >= window.start, p.ts < window.end]
+        if window.kind == "count":
+            # The block's places first (primary key range), then each row by its id.
+            o = _ORDER.c
+            first, stop = window.positions
+            return stmt.join(_ORDER, o.event_id == p.event_id).where(
+                o.model == window.model,
+                o.model_version == window.version,
+                o.position >= first,
+                o.position < stop,
+            )
+        stmt = stmt.where(
+            p.model == window.model,
+            p.model_version == window.version,
+            p.ts >= window.start,
+            p.ts < window.end,
+        )
         if window.segment is not None:
             key, value = window.segment
-            # JSON_EXTRACT(segment, '$."key"') on SQLite, segment ->> 'key' on PostgreSQL.
-            where.append(p.segment[key].as_string() == value)
-        return where
+            # JSON_EXTRACT(segment, '$."key"') on SQLite, segment ->> 'key' on PostgreSQL;
+            # the window index bounds the scan to the window's rows.
+            stmt = stmt.where(p.segment[key].as_string() == value)
+        return stmt
+
+    def segment_counts(self, window: Window, key: str) -> dict[str, int]:
+        """Predictions of a (whole-version) window per value of segment ``key``."""
+        p = _PREDICTIONS.c
+        value = p.segment[key].as_string()
+        stmt = self._in_window(select(value, func.count()), window)
+        stmt = stmt.where(value.is_not(None)).group_by(value)
+        with self.engine.connect() as conn:
+            return {str(v): int(n) for v, n in conn.execute(stmt)}
+
+    # -- ingest order (count windows) --------------------------------------------------
+
+    def place_predictions(
+        self, model: str, version: str, spans: Sequence[tuple[float, float]] | None
+    ) -> tuple[int, int]:
+        """Give the version's unplaced predictions their places in ingest order.
+
+        Places are handed out once, in ``(received_at, event_id)`` order of the rows
+        found unplaced, after every place already given; a row committed later (a late
+        event, a slow concurrent batch) joins the block being filled and never moves a
+        placed one.
+
+        Args:
+            spans: Event-time ranges ``[start, end)`` that hold the new rows (the
+                windows ingest marked); None searches every row of the version.
+
+        Returns:
+            How many predictions of the version were placed before, and after.
+        """
+        p, o = _PREDICTIONS.c, _ORDER.c
+        stmt = (
+            select(p.event_id)
+            .outerjoin(_ORDER, o.event_id == p.event_id)
+            .where(p.model == model, p.model_version == version, o.event_id.is_(None))
+            .order_by(p.received_at, p.event_id)
+        )
+        if spans is not None:
+            merged = _merge_spans(spans)
+            if len(merged) > _MAX_SPANS:
+                merged = [(merged[0][0], merged[-1][1])]
+            stmt = stmt.where(or_(*(and_(p.ts >= a, p.ts < b) for a, b in merged)))
+        before = after = self.placed_count(model, version)
+        with self.engine.connect().execution_options(stream_results=True) as read:
+            for chunk in read.execute(stmt).scalars().partitions(_PLACE_CHUNK):
+                after = self._place(model, version, list(chunk))
+        return before, after
+
+    def _place(self, model: str, version: str, ids: list[str]) -> int:
+        o = _ORDER.c
+        with self._write() as conn:
+            if self.dialect == "postgresql":  # one placer per version at a time
+                conn.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    (orjson.dumps(["ingest_order", model, version]).decode(),),
+                )
+            placed = set(conn.execute(select(o.event_id).where(o.event_id.in_(ids))).scalars())
+            top = conn.execute(
+                select(func.max(o.position)).where(o.model == model, o.model_version == version)
+            ).scalar()
+            position = 0 if top is None else int(top) + 1
+            rows = []
+            for event_id in ids:
+                if event_id not in placed:
+                    rows.append(
+                        {
+                            "model": model,
+                            "model_version": version,
+                            "position": position,
+                            "event_id": event_id,
+                        }
+                    )
+                    position += 1
+            if rows:
+                conn.execute(insert(_ORDER), rows)
+        return position
+
+    def placed_count(self, model: str, version: str) -> int:
+        """How many of the version's predictions have a place in ingest order."""
+        o = _ORDER.c
+        stmt = select(func.max(o.position)).where(o.model == model, o.model_version == version)
+        with self.engine.connect() as conn:
+            top = conn.execute(stmt).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def block_span(
+        self, model: str, version: str, first: int, stop: int
+    ) -> tuple[int, float, float]:
+        """Rows and first and last event times of the predictions placed in ``[first, stop)``."""
+        p, o = _PREDICTIONS.c, _ORDER.c
+        stmt = (
+            select(func.count(), func.min(p.ts), func.max(p.ts))
+            .select_from(_ORDER)
+            .join(_PREDICTIONS, p.event_id == o.event_id)
+            .where(
+                o.model == model,
+                o.model_version == version,
+                o.position >= first,
+                o.position < stop,
+            )
+        )
+        with self.engine.connect() as conn:
+            count, low, high = conn.execute(stmt).one()
+        return int(count), float(low or 0.0), float(high or 0.0)
 
     def save_window_profiles(
         self,
@@ -580,7 +727,7 @@ class Store:
     def window_latencies(self, window: Window) -> tuple[int, list[float]]:
         """How many predictions the window holds, and their reported latencies."""
         p = _PREDICTIONS.c
-        stmt = select(p.latency_seconds).where(*self._selection(window))
+        stmt = self._in_window(select(p.latency_seconds), window)
         with self.engine.connect() as conn:
             values = [lat for (lat,) in conn.execute(stmt)]
         return len(values), [lat for lat in values if lat is not None]
@@ -606,7 +753,7 @@ class Store:
     ) -> list[tuple[dict[str, Any], dict[str, Any], float | None]]:
         """``(features, outputs, latency_seconds)`` of the window's predictions."""
         p = _PREDICTIONS.c
-        stmt = select(p.features, p.outputs, p.latency_seconds).where(*self._selection(window))
+        stmt = self._in_window(select(p.features, p.outputs, p.latency_seconds), window)
         with self.engine.connect() as conn:
             return [(f, o, lat) for f, o, lat in conn.execute(stmt)]
 
@@ -621,32 +768,30 @@ class Store:
             lab.prediction_id == p.event_id,
             (lab.correlation_key == p.correlation_key) & (lab.model == p.model),
         )
-        stmt = (
-            select(p.event_id, p.outputs, lab.value)
-            .join(_LABELS, join)
-            .where(*self._selection(window))
-            .order_by(lab.ts)
-        )
+        stmt = self._in_window(select(p.event_id, p.outputs, lab.value), window)
+        stmt = stmt.join(_LABELS, join).order_by(lab.ts)
         with self.engine.connect() as conn:
             latest = {eid: (outputs, value) for eid, outputs, value in conn.execute(stmt)}
         return list(latest.values())
 
-    def predictions_labelled_by(self, label_ids: Sequence[str]) -> list[tuple[str, str, float]]:
-        """``(model, version, ts)`` of the predictions that the given labels join to."""
+    def predictions_labelled_by(self, label_ids: Sequence[str]) -> list[Labelled]:
+        """The predictions that the given labels join to, with their places in ingest
+        order (so that the count windows holding them are scored again)."""
         if not label_ids:
             return []
-        p, lab = _PREDICTIONS.c, _LABELS.c
+        p, lab, o = _PREDICTIONS.c, _LABELS.c, _ORDER.c
         join = or_(
             lab.prediction_id == p.event_id,
             (lab.correlation_key == p.correlation_key) & (lab.model == p.model),
         )
         stmt = (
-            select(p.model, p.model_version, p.ts)
+            select(p.model, p.model_version, p.ts, o.position)
             .join(_LABELS, join)
+            .outerjoin(_ORDER, o.event_id == p.event_id)
             .where(lab.event_id.in_(list(label_ids)))
         )
         with self.engine.connect() as conn:
-            return [(m, v, ts) for m, v, ts in conn.execute(stmt)]
+            return [Labelled(*row) for row in conn.execute(stmt)]
 
     def newest_prediction_time(self, model: str, version: str) -> float | None:
         """Event time of a version's newest stored prediction, or None if it has none."""
@@ -701,6 +846,7 @@ class Store:
             "window_kind": result.window_kind,
             "window_start": result.window_start,
             "window_end": result.window_end,
+            "block": -1 if result.block is None else result.block,
             "definition": result.definition,
             "predictions": result.predictions,
             "labelled": result.labelled,
@@ -714,7 +860,15 @@ class Store:
             "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
         }
-        keys = ["model", "model_version", "segment", "window_kind", "window_start", "window_end"]
+        keys = [
+            "model",
+            "model_version",
+            "segment",
+            "window_kind",
+            "window_start",
+            "window_end",
+            "block",
+        ]
         stmt = self._insert(w)
         stmt = stmt.on_conflict_do_update(
             index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
@@ -732,9 +886,16 @@ class Store:
         limit: int = 100,
         segment: str = "",
         window_kind: WindowKind = "time",
+        window_seconds: float | None = None,
+        block_size: int | None = None,
     ) -> list[WindowResult]:
         """A version's window results of one segment and kind, newest first; window
-        starts in ``[since, until]``."""
+        starts in ``[since, until]``.
+
+        Args:
+            window_seconds: Time windows of this length only (None: every length).
+            block_size: Count windows of this many predictions only (None: all).
+        """
         w = _WINDOWS
         stmt = select(w).where(
             w.c.model == model,
@@ -742,6 +903,11 @@ class Store:
             w.c.segment == segment,
             w.c.window_kind == window_kind,
         )
+        if window_seconds is not None:
+            # Window bounds are whole seconds well inside a float's exact integers.
+            stmt = stmt.where(w.c.window_end - w.c.window_start == float(window_seconds))
+        if block_size is not None:
+            stmt = stmt.where(w.c.predictions == block_size)
         if since is not None:
             stmt = stmt.where(w.c.window_start >= since)
         if until is not None:
@@ -750,6 +916,16 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [_window_result(r) for r in rows]
+
+
+def _merge_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -799,4 +975,5 @@ def _window_result(row: Any) -> WindowResult:
         scored_at=row["scored_at"],
         segment=row["segment"],
         window_kind=row["window_kind"],
+        block=None if row["block"] < 0 else row["block"],
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -135,6 +135,7 @@ class WindowResultRow(SQLModel, table=True):
             "window_kind",
             "window_start",
             "window_end",
+            "block",
             name="uq_window_results_window",
         ),
     )
@@ -148,6 +149,9 @@ class WindowResultRow(SQLModel, table=True):
     """``time`` (a tumbling time window) or ``count`` (a block of N predictions)."""
     window_start: float
     window_end: float
+    block: int = Field(default=-1, sa_type=BigInteger, sa_column_kwargs={"server_default": "-1"})
+    """Count windows: the block's number in ingest order (two blocks can span the same
+    event times); -1 for time windows."""
     definition: str = Field(max_length=256)
     """Name and version of the metric definitions that produced the row."""
     predictions: int
@@ -167,6 +171,23 @@ class WindowResultRow(SQLModel, table=True):
     scores: dict[str, Any] | None = _json(nullable=True)
     """Everything else scored (accuracy metrics, data quality, prediction and label
     drift, correlation and multivariate drift), as :class:`WindowResult` stores it."""
+
+
+class IngestOrderRow(SQLModel, table=True):
+    """A prediction's place in its version's ingest order, written once by the scoring
+    loop; count window ``k`` of ``N`` predictions is places ``[k * N, (k + 1) * N)``.
+
+    A table of its own rather than a column of ``predictions``, so that ingest writes
+    nothing more: places are appended by the loop, and only with count windows on.
+    """
+
+    __tablename__ = "ingest_order"
+    __table_args__ = (UniqueConstraint("event_id", name="uq_ingest_order_event"),)
+
+    model: str = Field(primary_key=True, max_length=128)
+    model_version: str = Field(primary_key=True, max_length=64)
+    position: int = Field(primary_key=True, sa_type=BigInteger)
+    event_id: str = Field(max_length=128)
 
 
 class FeatureProfileRow(SQLModel, table=True):

@@ -108,7 +108,7 @@ def test_labels_join_by_event_id_or_correlation_key(store: Store) -> None:
     assert store.insert_labels(labels) == set()
     joined = store.labelled_in_window(Window("credit", "v1", 0, 5000))
     assert sorted(str(v) for _, v in joined) == ["0", "yes"], "the newest label of ev-0 counts"
-    assert sorted(store.predictions_labelled_by(["l1"])) == [("credit", "v1", 1001.0)]
+    assert sorted(store.predictions_labelled_by(["l1"])) == [("credit", "v1", 1001.0, None)]
 
 
 def test_references_get_new_revisions(store: Store) -> None:
