@@ -8,6 +8,7 @@ the service before it listens.
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,19 @@ class MonitorSettings(BaseSettings):
     """Share of drifted features at which a window's dataset counts as drifted."""
     min_window_events: int = Field(default=30, ge=1)
     """Fewest events a window needs before drift is scored on it."""
+    score_sample_rows: int = Field(default=5_000, ge=100, le=1_000_000)
+    """Most rows of a window read for data quality, prediction drift, the served classes
+    and scores, correlation and multivariate drift: a uniform sample when the window
+    holds more (results say when they were sampled)."""
+    multivariate_method: Literal["pca_reconstruction", "domain_classifier", "off"] = (
+        "pca_reconstruction"
+    )
+    """Multivariate drift detector: ``pca_reconstruction`` (cheap to score),
+    ``domain_classifier`` (a classifier telling the window from the reference, about
+    0.3 s a window), or ``off``."""
+    correlation_max_features: int = Field(default=20, ge=2, le=100)
+    """Most numeric features whose pairs are tested for correlation drift, in the model's
+    order: ``k (k - 1) / 2`` pairs."""
     max_request_bytes: int = Field(default=32 * MiB, ge=1024)
     max_reference_bytes: int = Field(default=256 * MiB, ge=1024)
     max_feature_labels: int = Field(default=100, ge=1, le=10_000)

@@ -27,10 +27,9 @@ from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.report import report_router
-from monitor.api.results import Windows, results_router
+from monitor.api.results import Windows, results_router, window_public
 from monitor.api.schemas import (
     ErrorBody,
-    FeatureDriftPublic,
     IngestResult,
     ModelPublic,
     ReferencePublic,
@@ -49,8 +48,8 @@ from monitor.errors import (
 )
 from monitor.export.prometheus import IngestMetrics, ResultsCollector
 from monitor.reference import format_for, profile_reference, read_reference, to_parquet
+from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
-from monitor.score.results import WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
 from monitor.store import Store
@@ -115,6 +114,13 @@ def create_app(
         drift_tests=settings.drift_tests,
         fdr=settings.drift_fdr or None,
         drift_share=settings.drift_share,
+        options=ScoringOptions(
+            sample_rows=settings.score_sample_rows,
+            multivariate=None
+            if settings.multivariate_method == "off"
+            else settings.multivariate_method,
+            correlation_max_features=settings.correlation_max_features,
+        ),
     )
     loop = ScoringLoop(
         store,
@@ -354,7 +360,7 @@ def create_app(
         of every event; ``segment``, ``kind`` and ``seconds`` choose others."""
         store.get_model(name)
         found = store.window_results(name, version, limit=limit, **asdict(which))
-        return [_window_public(w) for w in found]
+        return [window_public(w) for w in found]
 
     app.include_router(report_router(settings, store))
     app.include_router(results_router(store))
@@ -369,31 +375,6 @@ async def _body(request: Request, limit: int) -> bytes:
 def _model_public(store: Store, model: ModelDescription) -> ModelPublic:
     versions = [v for _, v in store.list_versions(model.name)]
     return ModelPublic(**model.model_dump(), versions=versions)
-
-
-def _window_public(w: WindowResult) -> WindowPublic:
-    return WindowPublic(
-        model=w.model,
-        model_version=w.model_version,
-        window_start=w.window_start,
-        window_end=w.window_end,
-        definition=w.definition,
-        predictions=w.predictions,
-        labelled=w.labelled,
-        label_coverage=w.label_coverage,
-        accuracy=w.accuracy,
-        latency_p50_seconds=w.latency_p50_seconds,
-        latency_p95_seconds=w.latency_p95_seconds,
-        latency_p99_seconds=w.latency_p99_seconds,
-        reference_revision=w.reference_revision,
-        drift=[FeatureDriftPublic(feature=d.feature, **d.as_json()) for d in w.drift],
-        scored_at=w.scored_at,
-        drift_share=w.drift_share,
-        dataset_drifted=w.dataset_drifted,
-        segment=w.segment,
-        window_kind=w.window_kind,
-        block=w.block,
-    )
 
 
 __all__ = ["create_app", "validation_problems"]

@@ -16,19 +16,29 @@ Reads need the admin token, as the other read endpoints do.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BaseModel
 
 from collectors.contract import ID_PATTERN, NAME_PATTERN
 from monitor.api.auth import Authorizer
 from monitor.api.schemas import (
+    ClassificationAccuracyPublic,
+    CorrelationPublic,
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
+    MultivariatePublic,
+    NotScoredPublic,
+    OutputDriftPublic,
+    QualityPublic,
+    RegressionAccuracyPublic,
+    ServedPublic,
     WindowPublic,
 )
 from monitor.errors import InputError, NotFoundError
+from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.results import WindowKind, WindowResult
 from monitor.score.windows import parse_segment
 from monitor.settings import MonitorSettings
@@ -182,8 +192,23 @@ def results_router(store: Store) -> APIRouter:
     return router
 
 
+_P = TypeVar("_P", bound=BaseModel)
+
+
+def _public(model: type[_P], record: object | None) -> _P | None:
+    """The public model of a frozen result record (read by its attributes), or None."""
+    return None if record is None else model.model_validate(record, from_attributes=True)
+
+
 def window_public(w: WindowResult) -> WindowPublic:
-    """The API's form of a window result."""
+    """The API's form of a window result (the one conversion every route uses)."""
+    s = w.scores
+    accuracy = (
+        _public(ClassificationAccuracyPublic, s.accuracy)
+        if isinstance(s.accuracy, ClassificationAccuracy)
+        else _public(RegressionAccuracyPublic, s.accuracy)
+    )
+    outputs = s.prediction_drift
     return WindowPublic(
         model=w.model,
         model_version=w.model_version,
@@ -205,4 +230,14 @@ def window_public(w: WindowResult) -> WindowPublic:
         segment=w.segment,
         window_kind=w.window_kind,
         block=w.block,
+        accuracy_metrics=accuracy,
+        quality=_public(QualityPublic, s.quality),
+        prediction_drift=None
+        if outputs is None
+        else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],
+        label_drift=_public(OutputDriftPublic, s.label_drift),
+        correlation=_public(CorrelationPublic, s.correlation),
+        multivariate=_public(MultivariatePublic, s.multivariate),
+        served=_public(ServedPublic, s.predictions),
+        not_scored=[NotScoredPublic(part=n.part, reason=n.reason) for n in s.not_scored],
     )

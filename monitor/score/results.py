@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from monitor.score.scores import WindowScores
+
 WindowKind = Literal["time", "count"]
 
-DEFINITION = "window-v1;drift-profile-v1;accuracy-v1"
+DEFINITION = (
+    "window-v1;drift-profile-v1;accuracy-v2;quality-v1;output-drift-v1;correlation-v1;"
+    "multivariate-v1"
+)
 """Names and versions of the metric definitions that produce a :class:`WindowResult`.
 
 Bump the matching part when a computation changes, so that stored results say which
@@ -113,6 +118,9 @@ class WindowResult:
     """``key=value`` of the segment the window covers; empty: every event."""
     window_kind: WindowKind = "time"
     """``time``: a tumbling time window; ``count``: a block of N predictions."""
+    scores: WindowScores = WindowScores()
+    """Accuracy metrics, data quality, prediction and label drift, correlation and
+    multivariate drift, the served classes and scores (see :mod:`monitor.score.scores`)."""
     block: int | None = None
     """Count windows: the block's number in the version's ingest order (0 first)."""
 

@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from collectors.contract import ModelDescription
 from monitor.errors import ConfigError
+from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
 from monitor.score.drift.base import DriftScore
 from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, PROFILE_TESTS
 from monitor.score.drift.registry import choose_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
+from monitor.score.fitted import (
+    FittedReference,
+    ScoringOptions,
+    fit_reference,
+    label_value,
+    numeric_columns,
+    output_profiles,
+    output_values,
+    prediction_summary,
+    window_quality,
+)
 from monitor.score.profile import (
     FeatureBins,
     FeatureProfile,
@@ -31,8 +43,16 @@ from monitor.score.profile import (
     ReferenceProfile,
 )
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
+from monitor.score.scores import (
+    CorrelationSummary,
+    NotScored,
+    OutputDrift,
+    ScorePart,
+    WindowScores,
+    finite_or_none,
+)
 from monitor.score.windows import Window
-from monitor.store import Store
+from monitor.store import ReferenceInfo, Store
 
 logger = logging.getLogger("sidewatch.score")
 
@@ -55,6 +75,8 @@ class WindowScorer:
         fdr: Benjamini-Hochberg false discovery rate over a window's p-value tests;
             None leaves each test's own threshold in charge.
         drift_share: Share of drifted features at which the dataset counts as drifted.
+        options: Settings of the parts beyond feature drift (data quality, output and
+            label drift, correlation and multivariate drift).
 
     Raises:
         ConfigError: A configured test name is unknown.
@@ -72,6 +94,7 @@ class WindowScorer:
         drift_tests: Mapping[str, str] | None = None,
         fdr: float | None = 0.05,
         drift_share: float = DEFAULT_DRIFT_SHARE,
+        options: ScoringOptions | None = None,
     ) -> None:
         self._store = store
         self._window = window_seconds
@@ -87,6 +110,9 @@ class WindowScorer:
         self._fdr = fdr
         self._drift_share = drift_share
         self._references: dict[tuple[str, str, int], ReferenceProfile | None] = {}
+        self._options = options or ScoringOptions()
+        self._fits: dict[tuple[str, str], FittedReference] = {}
+        """Per (model, version): the window parts fitted on its newest reference."""
 
     def score(self, model: ModelDescription, window: Window) -> WindowResult:
         """Score one window of ``model`` (a time window, a segment's, or a count block).
@@ -103,6 +129,8 @@ class WindowScorer:
             p50, p95, p99 = (float(q) for q in quantiles)
         reference = self._store.latest_reference(model.name, version)
         drift: tuple[FeatureDrift, ...] = ()
+        fitted: ReferenceProfile | None = None
+        profiles: dict[str, FeatureProfile] | None = None
         if reference is not None and count:
             fitted = self._reference(model, version, reference.revision, reference.profile)
             if fitted is not None:
@@ -114,6 +142,8 @@ class WindowScorer:
             else None
         )
         labelled = self._store.labelled_in_window(window)
+        sample = self._store.sample_window(window, self._options.sample_rows)
+        scores = self._parts(model, reference, fitted, profiles, labelled, count, sample[1])
         return WindowResult(
             model=model.name,
             model_version=version,
@@ -122,7 +152,9 @@ class WindowScorer:
             definition=DEFINITION,
             predictions=count,
             labelled=len(labelled),
-            accuracy=_accuracy(model, labelled),
+            accuracy=scores.accuracy.accuracy
+            if isinstance(scores.accuracy, ClassificationAccuracy)
+            else None,
             latency_p50_seconds=p50,
             latency_p95_seconds=p95,
             latency_p99_seconds=p99,
@@ -134,18 +166,27 @@ class WindowScorer:
             segment=window.segment_label,
             window_kind=window.kind,
             block=window.block,
+            scores=scores,
         )
 
     def drift(
         self, reference: ReferenceProfile, window: Mapping[str, FeatureProfile]
     ) -> tuple[FeatureDrift, ...]:
         """Each feature's drift from its window profile, under multiple-testing control."""
+        return self._drift(reference, window, self._drift_tests)
+
+    def _drift(
+        self,
+        reference: ReferenceProfile,
+        window: Mapping[str, FeatureProfile],
+        configured: Mapping[str, str],
+    ) -> tuple[FeatureDrift, ...]:
         scores: dict[str, DriftScore] = {}
         for name, ref in reference.features.items():
             current = window.get(name)
             if current is None or current.count < self._min_events:
                 continue
-            test_name = self._choose(name, ref)
+            test_name = self._choose(name, ref, configured)
             test = PROFILE_TESTS[test_name]
             threshold = self._psi_threshold if test_name == "psi" else test.default_threshold
             try:
@@ -175,14 +216,173 @@ class WindowScorer:
             )
         return tuple(results)
 
-    def _choose(self, feature: str, ref: ReferenceFeature) -> str:
-        configured = self._drift_tests.get(feature)
+    def _parts(
+        self,
+        model: ModelDescription,
+        reference: ReferenceInfo | None,
+        features: ReferenceProfile | None,
+        profiles: Mapping[str, FeatureProfile] | None,
+        labelled: Sequence[tuple[Mapping[str, Any], Any]],
+        count: int,
+        rows: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    ) -> WindowScores:
+        """Every part of a window's scores beyond feature drift; each part left out
+        says why.
+
+        Args:
+            model: The model.
+            reference: The version's newest reference, if any.
+            features: Its feature profiles (their bins), if read.
+            profiles: The window's feature profiles on those bins, if read.
+            labelled: The window's labelled predictions.
+            count: Predictions in the window.
+            rows: ``(features, outputs)`` of the window's rows read: all of them, or a
+                uniform sample of ``sample_rows``.
+        """
+        not_scored: list[NotScored] = []
+        accuracy = None
+        if labelled:
+            accuracy = score_accuracy(model, labelled, predictions=count)
+        else:
+            not_scored.append(NotScored("accuracy", "no prediction of the window has a label"))
+        window_parts: tuple[ScorePart, ...] = (
+            "quality",
+            "prediction_drift",
+            "label_drift",
+            "correlation",
+            "multivariate",
+        )
+        if not count or not rows:
+            not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
+            not_scored.append(NotScored("predictions", "the window has no predictions"))
+            return WindowScores(accuracy, not_scored=tuple(not_scored))
+        outputs = [o for _, o in rows]
+        predictions = prediction_summary(model, outputs, count)
+        fit = None if reference is None else self._fit(model, reference)
+        if fit is None:
+            why = (
+                "no reference was uploaded for this version"
+                if reference is None
+                else "the reference's data could not be read"
+            )
+            not_scored += [NotScored(p, why) for p in window_parts]
+            return WindowScores(accuracy, predictions=predictions, not_scored=tuple(not_scored))
+        not_scored.extend(fit.not_fitted)
+        feature_rows = [f for f, _ in rows]
+        sampled = len(rows) < count
+        quality = window_quality(model, fit.quality, features, profiles, feature_rows, count)
+        prediction_drift = None
+        if fit.outputs.features:
+            columns = output_values(model, outputs, fit.outputs.features)
+            prediction_drift = self._output_drift(fit.outputs, columns, not_scored)
+        label_drift = None
+        if fit.label.features and not labelled:
+            not_scored.append(NotScored("label_drift", "no prediction of the window has a label"))
+        elif fit.label.features:
+            values = {"label": [label_value(model, truth) for _, truth in labelled]}
+            found = self._output_drift(fit.label, values, not_scored, "label_drift")
+            label_drift = found[0] if found else None
+        correlation = multivariate = None
+        few = f"fewer than {self._min_events} predictions (SIDEWATCH_MIN_WINDOW_EVENTS)"
+        used = [*(fit.correlation.features if fit.correlation else ())]
+        used += [
+            n for n in (fit.multivariate.features if fit.multivariate else ()) if n not in used
+        ]
+        numeric = numeric_columns(used, feature_rows) if count >= self._min_events else {}
+        if fit.correlation is not None:
+            try:
+                if count < self._min_events:
+                    raise ValueError(few)
+                result = fit.correlation.score(numeric)
+                correlation = CorrelationSummary.of(result, sampled=sampled)
+            except ValueError as exc:
+                not_scored.append(NotScored("correlation", str(exc)))
+        if fit.multivariate is not None:
+            try:
+                if count < self._min_events:
+                    raise ValueError(few)
+                multivariate = fit.multivariate.score(numeric)
+            except ValueError as exc:
+                not_scored.append(NotScored("multivariate", str(exc)))
+        return WindowScores(
+            accuracy=accuracy,
+            quality=quality,
+            prediction_drift=prediction_drift,
+            label_drift=label_drift,
+            correlation=correlation,
+            multivariate=multivariate,
+            predictions=predictions,
+            not_scored=tuple(not_scored),
+        )
+
+    def _output_drift(
+        self,
+        reference: ReferenceProfile,
+        columns: Mapping[str, Sequence[Any]],
+        not_scored: list[NotScored],
+        part: ScorePart = "prediction_drift",
+    ) -> tuple[OutputDrift, ...]:
+        """The outputs' (or the label's) drift: their tests chosen and thresholded as the
+        features' are (a test configured for every feature applies; per-feature ones do
+        not), and the p-value tests of the family under Benjamini-Hochberg control."""
+        window = output_profiles(reference, columns)
+        scored = self._drift(reference, window, {})
+        for name in reference.features.keys() - {d.feature for d in scored}:
+            have = window[name].count if name in window else 0
+            not_scored.append(
+                NotScored(part, f"{name}: {have} values, fewer than {self._min_events}")
+            )
+        return tuple(
+            OutputDrift(
+                output=d.feature,
+                test=d.test,
+                value=d.value,
+                threshold=d.threshold,
+                drifted=d.drifted,
+                current_count=d.current_count,
+                statistic=finite_or_none(d.statistic),
+                adjusted_p_value=d.adjusted_p_value,
+                error_bound=d.error_bound,
+            )
+            for d in scored
+        )
+
+    def _fit(self, model: ModelDescription, reference: ReferenceInfo) -> FittedReference | None:
+        """The window parts fitted on the version's newest reference, fitted once per
+        revision from its stored Parquet (an older revision's fit is dropped)."""
+        key = (model.name, reference.version)
+        cached = self._fits.get(key)
+        if cached is not None and cached.revision == reference.revision:
+            return cached
+        found = self._store.reference_data(model.name, reference.version)
+        if found is None or found[0].revision != reference.revision:
+            return None
+        import io
+
+        import pandas as pd
+
+        began = time.perf_counter()
+        frame = pd.read_parquet(io.BytesIO(found[1]), engine="pyarrow")
+        fitted = fit_reference(model, frame, reference.revision, self._options)
+        self._fits[key] = fitted
+        logger.info(
+            "fitted the window parts on reference %s/%s revision %d (%d rows) in %.2f s",
+            model.name,
+            reference.version,
+            reference.revision,
+            len(frame),
+            time.perf_counter() - began,
+        )
+        return fitted
+
+    def _choose(self, feature: str, ref: ReferenceFeature, tests: Mapping[str, str]) -> str:
+        configured = tests.get(feature)
         if configured is None and self._drift_test != AUTO:
             configured = self._drift_test
         try:
             return choose_test(ref.kind, ref.profile.count, ref.distinct, configured).test.name
         except ConfigError:
-            if feature in self._drift_tests:
+            if feature in tests:
                 logger.warning(
                     "the drift test %r does not apply to feature %r (%s); choosing one",
                     configured,
@@ -284,26 +484,3 @@ def _merge_into(merged: dict[str, FeatureProfile], profiles: Mapping[str, Featur
     for name, profile in profiles.items():
         before = merged.get(name)
         merged[name] = profile if before is None else before.merge(profile)
-
-
-def _accuracy(model: ModelDescription, labelled: list[tuple[dict[str, Any], Any]]) -> float | None:
-    if model.task == "regression" or not labelled:
-        return None
-    right = 0
-    counted = 0
-    for outputs, truth in labelled:
-        served = _served_class(model, outputs)
-        if served is None:
-            continue
-        counted += 1
-        right += str(served) == str(truth)
-    return right / counted if counted else None
-
-
-def _served_class(model: ModelDescription, outputs: dict[str, Any]) -> Any:
-    if outputs.get("predicted_class") is not None:
-        return outputs["predicted_class"]
-    probabilities = outputs.get("probabilities")
-    if probabilities:
-        return max(probabilities, key=probabilities.__getitem__)
-    return None

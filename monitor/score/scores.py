@@ -1,0 +1,458 @@
+"""A window's scores beyond feature drift: frozen records, kept in one JSON column.
+
+Stage: score. In: what :class:`~monitor.score.scorer.WindowScorer` computes for a
+window from its labelled predictions, a bounded sample of its rows, its profiles and the
+reference. Out: :class:`WindowScores`, which the store keeps in ``window_results.scores``
+(:meth:`WindowScores.as_json` / :meth:`WindowScores.from_json`) and the exporter and the
+API read:
+
+- ``accuracy``: :class:`~monitor.score.accuracy.ClassificationAccuracy` or
+  :class:`~monitor.score.accuracy.RegressionAccuracy` (scikit-learn's definitions).
+- ``quality``: :class:`WindowQuality`, per feature the share missing, out of the
+  reference's range, of new categories, and of type errors.
+- ``prediction_drift`` and ``label_drift``: :class:`OutputDrift`, the same univariate
+  tests as the features, on the served class, score or value and on the labels.
+- ``correlation``: :class:`CorrelationSummary`, Fisher's z over the feature pairs.
+- ``multivariate``: :class:`~monitor.score.multivariate.MultivariateDrift`.
+- ``predictions``: :class:`PredictionSummary`, the served classes' shares and the
+  served score's quantiles.
+- ``not_scored``: for every part left out, why (:class:`NotScored`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from collectors.contract import FeatureType
+from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy, accuracy_from_json
+from monitor.score.drift.correlation import CorrelationDriftResult, PairCorrelationDrift
+from monitor.score.multivariate import MultivariateDrift
+from monitor.score.quality import NewCategory
+
+__all__ = [
+    "MAX_CLASS_SERIES",
+    "MAX_LISTED_PAIRS",
+    "SCORE_QUANTILES",
+    "ClassRatio",
+    "CorrelationSummary",
+    "FeatureQualityScore",
+    "NotScored",
+    "OutputDrift",
+    "PredictionSummary",
+    "ScorePart",
+    "ScoreQuantile",
+    "WindowQuality",
+    "WindowScores",
+]
+
+ScorePart = Literal[
+    "accuracy",
+    "quality",
+    "prediction_drift",
+    "label_drift",
+    "correlation",
+    "multivariate",
+    "predictions",
+]
+"""The parts of :class:`WindowScores`."""
+
+MAX_CLASS_SERIES: Final = 20
+"""Most classes named per window (served-class shares, per-class probability drift)."""
+MAX_LISTED_PAIRS: Final = 20
+"""Most feature pairs a :class:`CorrelationSummary` lists."""
+SCORE_QUANTILES: Final = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""Quantiles of the served score kept per window."""
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class NotScored:
+    """A part of a window's scores that was left out, and why."""
+
+    part: ScorePart
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureQualityScore:
+    """One feature's data quality over one window.
+
+    Shares come from the window's profile where it holds them (exact, over every row of
+    the window), otherwise from the rows read (a uniform sample of at most
+    ``sample_rows`` when the window holds more); :attr:`from_sample` names the fields
+    estimated from a sample.
+    """
+
+    feature: str
+    kind: FeatureType
+    missing_ratio: float | None
+    """Share of the window's rows where the feature is absent or null."""
+    type_errors_ratio: float | None
+    """Share of rows whose value has the wrong type for the feature (ingest refuses such
+    events, so rows it stored have none)."""
+    out_of_range_ratio: float | None
+    """Numeric: share of the valid values outside the reference's ``[min, max]``."""
+    new_category_ratio: float | None
+    """Categorical: share of the valid values whose category the reference never had."""
+    new_categories: int | None
+    """Categorical: distinct new categories among the rows read (a lower bound of the
+    window's when sampled)."""
+    examples: tuple[NewCategory, ...]
+    """The most frequent new categories among the rows read, most frequent first."""
+    from_sample: tuple[str, ...] = ()
+    """Fields estimated from a sample of the window's rows (empty: all exact)."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "feature": self.feature,
+            "kind": self.kind,
+            "missing_ratio": self.missing_ratio,
+            "type_errors_ratio": self.type_errors_ratio,
+            "out_of_range_ratio": self.out_of_range_ratio,
+            "new_category_ratio": self.new_category_ratio,
+            "new_categories": self.new_categories,
+            "examples": [[e.category, e.count] for e in self.examples],
+            "from_sample": list(self.from_sample),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureQualityScore:
+        """Rebuild from :meth:`as_json`."""
+        new = data["new_categories"]
+        return cls(
+            feature=str(data["feature"]),
+            kind=data["kind"],
+            missing_ratio=_float(data["missing_ratio"]),
+            type_errors_ratio=_float(data["type_errors_ratio"]),
+            out_of_range_ratio=_float(data["out_of_range_ratio"]),
+            new_category_ratio=_float(data["new_category_ratio"]),
+            new_categories=None if new is None else int(new),
+            examples=tuple(NewCategory(str(c), int(n)) for c, n in data["examples"]),
+            from_sample=tuple(data["from_sample"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowQuality:
+    """Data quality of every feature of the model over one window."""
+
+    rows: int
+    """Predictions in the window."""
+    sample_rows: int
+    """Rows read for what the profiles do not hold (all of them, up to the sample size)."""
+    features: tuple[FeatureQualityScore, ...]
+    """One per feature, in the model's order."""
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the rows read were a sample of the window."""
+        return self.sample_rows < self.rows
+
+    def feature(self, name: str) -> FeatureQualityScore:
+        """The result of the feature called ``name``.
+
+        Raises:
+            KeyError: The model has no such feature.
+        """
+        for result in self.features:
+            if result.feature == name:
+                return result
+        raise KeyError(name)
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (features in a list: PostgreSQL's JSONB reorders object keys)."""
+        return {
+            "rows": self.rows,
+            "sample_rows": self.sample_rows,
+            "features": [f.as_json() for f in self.features],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WindowQuality:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            rows=int(data["rows"]),
+            sample_rows=int(data["sample_rows"]),
+            features=tuple(FeatureQualityScore.from_json(f) for f in data["features"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputDrift:
+    """Drift of one of the model's outputs, or of its labels, over one window.
+
+    The test is chosen, thresholded and (for p-value tests, across a window's outputs)
+    put under Benjamini-Hochberg control as for the features.
+    """
+
+    output: str
+    """``class`` (the served class), ``score`` (the served score), ``value`` (a
+    regression's value), ``probability_<class>`` (a multiclass model's probability of
+    that class), or ``label``."""
+    test: str
+    value: float
+    """The p-value of a p-value test, the distance of a distance test."""
+    threshold: float
+    drifted: bool
+    current_count: int
+    """Values of the output in the window that the test used."""
+    statistic: float | None = None
+    """The test statistic; None where it is infinite (chi-squared with a new class)."""
+    adjusted_p_value: float | None = None
+    error_bound: float = 0.0
+    """How far ``statistic`` may be from its value on the raw values (see
+    :mod:`monitor.score.drift.profiled`)."""
+
+    @property
+    def is_p_value(self) -> bool:
+        """Whether ``value`` is a p-value (drift when below the threshold)."""
+        return self.test in ("ks", "chisquare", "z")
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "output": self.output,
+            "test": self.test,
+            "value": self.value,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+            "current_count": self.current_count,
+            "statistic": self.statistic,
+            "adjusted_p_value": self.adjusted_p_value,
+            "error_bound": self.error_bound,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutputDrift:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            output=str(data["output"]),
+            test=str(data["test"]),
+            value=float(data["value"]),
+            threshold=float(data["threshold"]),
+            drifted=bool(data["drifted"]),
+            current_count=int(data["current_count"]),
+            statistic=_float(data["statistic"]),
+            adjusted_p_value=_float(data["adjusted_p_value"]),
+            error_bound=float(data["error_bound"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationSummary:
+    """Correlation drift over one window: counts, the largest change, and the pairs that
+    matter most (at most :data:`MAX_LISTED_PAIRS`: the drifted ones, then the largest
+    changes)."""
+
+    method: str
+    fdr: float
+    min_difference: float
+    reference_count: int
+    current_count: int
+    """Rows read with every tested feature present."""
+    sampled: bool
+    """Whether the rows read were a sample of the window."""
+    tested_pairs: int
+    """Pairs whose correlation is defined in both the reference and the window."""
+    drifted_pairs: int
+    change_max: float | None
+    """Largest ``|current r - reference r|`` over the tested pairs."""
+    pairs: tuple[PairCorrelationDrift, ...]
+    features_cut: tuple[str, ...]
+    pairs_cut: int
+    """Pairs of the numeric features that were not tested (the pair bound)."""
+
+    @classmethod
+    def of(
+        cls, result: CorrelationDriftResult, *, sampled: bool, listed: int = MAX_LISTED_PAIRS
+    ) -> CorrelationSummary:
+        """Summarise a :class:`CorrelationDriftResult`."""
+        tested = [p for p in result.pairs if p.z is not None]
+        changes = {id(p): abs(p.current_r - p.reference_r) for p in tested}
+        ranked = sorted(tested, key=lambda p: (not p.drifted, -changes[id(p)]))
+        return cls(
+            method=result.method,
+            fdr=result.fdr,
+            min_difference=result.min_difference,
+            reference_count=result.reference_count,
+            current_count=result.current_count,
+            sampled=sampled,
+            tested_pairs=len(tested),
+            drifted_pairs=sum(p.drifted for p in tested),
+            change_max=max(changes.values()) if changes else None,
+            pairs=tuple(ranked[:listed]),
+            features_cut=result.features_cut,
+            pairs_cut=result.pairs_cut,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "method": self.method,
+            "fdr": self.fdr,
+            "min_difference": self.min_difference,
+            "reference_count": self.reference_count,
+            "current_count": self.current_count,
+            "sampled": self.sampled,
+            "tested_pairs": self.tested_pairs,
+            "drifted_pairs": self.drifted_pairs,
+            "change_max": self.change_max,
+            "pairs": [p.as_json() for p in self.pairs],
+            "features_cut": list(self.features_cut),
+            "pairs_cut": self.pairs_cut,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CorrelationSummary:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            method=str(data["method"]),
+            fdr=float(data["fdr"]),
+            min_difference=float(data["min_difference"]),
+            reference_count=int(data["reference_count"]),
+            current_count=int(data["current_count"]),
+            sampled=bool(data["sampled"]),
+            tested_pairs=int(data["tested_pairs"]),
+            drifted_pairs=int(data["drifted_pairs"]),
+            change_max=_float(data["change_max"]),
+            pairs=tuple(PairCorrelationDrift.from_json(p) for p in data["pairs"]),
+            features_cut=tuple(data["features_cut"]),
+            pairs_cut=int(data["pairs_cut"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRatio:
+    """The share of a window's predictions that served one class."""
+
+    served_class: str
+    """The class's key (:func:`~monitor.score.accuracy.class_key`); a binary model's
+    classes are ``positive`` and ``negative``, as in its confusion counts."""
+    ratio: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreQuantile:
+    """One quantile of the served score (or a regression's value) over a window."""
+
+    quantile: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionSummary:
+    """What a window's predictions served: each class's share and the score's quantiles."""
+
+    rows: int
+    """Rows read (all of the window's, up to the sample size)."""
+    sampled: bool
+    class_ratios: tuple[ClassRatio, ...]
+    """Classification: the most served classes first, at most :data:`MAX_CLASS_SERIES`;
+    shares of the rows that served a class."""
+    classes_cut: int
+    """Served classes left out of ``class_ratios``."""
+    score_quantiles: tuple[ScoreQuantile, ...]
+    """:data:`SCORE_QUANTILES` of the served score (binary: the positive class's;
+    multiclass: the served class's probability) or of a regression's value; empty
+    without such values."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "rows": self.rows,
+            "sampled": self.sampled,
+            "class_ratios": [[c.served_class, c.ratio] for c in self.class_ratios],
+            "classes_cut": self.classes_cut,
+            "score_quantiles": [[q.quantile, q.value] for q in self.score_quantiles],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PredictionSummary:
+        """Rebuild from :meth:`as_json`."""
+        return cls(
+            rows=int(data["rows"]),
+            sampled=bool(data["sampled"]),
+            class_ratios=tuple(ClassRatio(str(c), float(r)) for c, r in data["class_ratios"]),
+            classes_cut=int(data["classes_cut"]),
+            score_quantiles=tuple(
+                ScoreQuantile(float(q), float(v)) for q, v in data["score_quantiles"]
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScores:
+    """Everything scored for a window beyond counts, latency and feature drift.
+
+    A part is None when it was not scored; :attr:`not_scored` says why.
+    """
+
+    accuracy: ClassificationAccuracy | RegressionAccuracy | None = None
+    quality: WindowQuality | None = None
+    prediction_drift: tuple[OutputDrift, ...] | None = None
+    """One per output scored."""
+    label_drift: OutputDrift | None = None
+    correlation: CorrelationSummary | None = None
+    multivariate: MultivariateDrift | None = None
+    predictions: PredictionSummary | None = None
+    not_scored: tuple[NotScored, ...] = ()
+
+    def reason(self, part: ScorePart) -> str | None:
+        """Why ``part`` (or some of it) was not scored; None if nothing was left out."""
+        reasons = [n.reason for n in self.not_scored if n.part == part]
+        return "; ".join(reasons) if reasons else None
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON document; what has an order is kept in lists, since
+        PostgreSQL's JSONB reorders the keys of an object)."""
+        return {
+            "accuracy": None if self.accuracy is None else self.accuracy.as_json(),
+            "quality": None if self.quality is None else self.quality.as_json(),
+            "prediction_drift": None
+            if self.prediction_drift is None
+            else [d.as_json() for d in self.prediction_drift],
+            "label_drift": None if self.label_drift is None else self.label_drift.as_json(),
+            "correlation": None if self.correlation is None else self.correlation.as_json(),
+            "multivariate": None if self.multivariate is None else self.multivariate.as_json(),
+            "predictions": None if self.predictions is None else self.predictions.as_json(),
+            "not_scored": [[n.part, n.reason] for n in self.not_scored],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> WindowScores:
+        """Rebuild from :meth:`as_json`; a row scored before these parts existed (None)
+        gives empty scores."""
+        if data is None:
+            return cls()
+        outputs = data["prediction_drift"]
+        label = data["label_drift"]
+        return cls(
+            accuracy=None if data["accuracy"] is None else accuracy_from_json(data["accuracy"]),
+            quality=None if data["quality"] is None else WindowQuality.from_json(data["quality"]),
+            prediction_drift=None
+            if outputs is None
+            else tuple(OutputDrift.from_json(d) for d in outputs),
+            label_drift=None if label is None else OutputDrift.from_json(label),
+            correlation=None
+            if data["correlation"] is None
+            else CorrelationSummary.from_json(data["correlation"]),
+            multivariate=None
+            if data["multivariate"] is None
+            else MultivariateDrift.from_json(data["multivariate"]),
+            predictions=None
+            if data["predictions"] is None
+            else PredictionSummary.from_json(data["predictions"]),
+            not_scored=tuple(NotScored(part, str(reason)) for part, reason in data["not_scored"]),
+        )
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value``, or None where it is missing, NaN or infinite (JSON has no such numbers)."""
+    return None if value is None or not math.isfinite(value) else value
