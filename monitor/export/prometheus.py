@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from collectors.contract import ModelDescription
 from collectors.naming import MetricName
 from monitor.export import names
+from monitor.export.scores import ScoreFamilies, all_features, named_features
 from monitor.score.loop import SegmentResults
 from monitor.score.results import WindowResult
 
@@ -89,7 +90,8 @@ class ResultsCollector(Collector):
         segments: Returns the segment results of the newest closed base window per
             (model, version), and how many segment values were left unscored.
         max_feature_series: Most features exported per version; the features with the
-            highest drift are kept and the number cut is exported.
+            highest drift are kept, then those of worst data quality, and the number cut
+            is exported.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class ResultsCollector(Collector):
         cut = _gauge(names.FEATURE_LABELS_CUT)
         share = _gauge(names.WINDOW_DRIFTED_FEATURES)
         dataset = _gauge(names.WINDOW_DATASET_DRIFTED)
+        scores = ScoreFamilies()
         for (name, version), result in sorted(self._latest().items()):
             mv = [name, version]
             predictions.add_metric(mv, result.predictions)
@@ -143,13 +146,16 @@ class ResultsCollector(Collector):
                 score.add_metric(labels, d.value)
                 threshold.add_metric(labels, d.threshold)
                 drifted.add_metric(labels, float(d.drifted))
-            cut.add_metric(mv, len(result.drift) - len(kept))
+            named = named_features(result, kept, self._cap)
+            scores.add(mv, result, named)
+            cut.add_metric(mv, len(all_features(result) - named))
             if result.drift_share is not None:
                 share.add_metric(mv, result.drift_share)
             if result.dataset_drifted is not None:
                 dataset.add_metric(mv, float(result.dataset_drifted))
         yield from (predictions, start, end, coverage, accuracy, score, threshold, drifted, cut)
         yield from (share, dataset)
+        yield from scores.families()
 
         if self._segments is not None:
             yield from _segment_families(self._segments())

@@ -1,0 +1,162 @@
+"""The metric families of a window's scores beyond counts and feature drift.
+
+Stage: export. In: the newest closed window's :class:`~monitor.score.results.WindowResult`
+per model version, as :class:`~monitor.export.prometheus.ResultsCollector` reads them
+at scrape time. Out: gauge families named in :mod:`monitor.export.names`: accuracy
+metrics, data quality per feature, output and label drift, correlation and multivariate
+drift, the served classes' shares and the served score's quantiles. A part that was not
+scored exports no sample, so a dashboard shows "no data" rather than a made-up zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.naming import MetricName
+from monitor.export import names
+from monitor.score.accuracy import ClassificationAccuracy
+from monitor.score.results import FeatureDrift, WindowResult
+from monitor.score.scores import FeatureQualityScore
+
+__all__ = ["ScoreFamilies", "named_features"]
+
+
+def _badness(q: FeatureQualityScore) -> float:
+    shares = (q.missing_ratio, q.type_errors_ratio, q.out_of_range_ratio, q.new_category_ratio)
+    return sum(s for s in shares if s is not None)
+
+
+def named_features(result: WindowResult, drift_kept: Sequence[FeatureDrift], cap: int) -> set[str]:
+    """The features a version's per-feature metrics name under the label cap: those its
+    drift metrics keep, then the features of worst data quality, up to ``cap``."""
+    named = {d.feature for d in drift_kept}
+    quality = result.scores.quality
+    if quality is not None:
+        others = sorted(
+            (q for q in quality.features if q.feature not in named),
+            key=lambda q: (-_badness(q), q.feature),
+        )
+        named.update(q.feature for q in others[: max(0, cap - len(named))])
+    return named
+
+
+def all_features(result: WindowResult) -> set[str]:
+    """Every feature that some per-feature metric of ``result`` could name."""
+    quality = result.scores.quality
+    found = {d.feature for d in result.drift}
+    return found | ({q.feature for q in quality.features} if quality is not None else set())
+
+
+class ScoreFamilies:
+    """Collects one scrape's samples of the families beyond counts and feature drift."""
+
+    def __init__(self) -> None:
+        def gauge(m: MetricName) -> GaugeMetricFamily:
+            return GaugeMetricFamily(m.name, m.help, labels=m.labels)
+
+        self._families: dict[str, GaugeMetricFamily] = {
+            m.name: gauge(m)
+            for m in (
+                names.WINDOW_PRECISION,
+                names.WINDOW_RECALL,
+                names.WINDOW_F1,
+                names.WINDOW_ROC_AUC,
+                names.WINDOW_LOG_LOSS,
+                names.WINDOW_MAE,
+                names.WINDOW_RMSE,
+                names.WINDOW_MAPE,
+                names.WINDOW_R2,
+                names.FEATURE_MISSING,
+                names.FEATURE_OUT_OF_RANGE,
+                names.FEATURE_NEW_CATEGORIES,
+                names.FEATURE_TYPE_ERRORS,
+                names.PREDICTION_DRIFT_SCORE,
+                names.PREDICTION_DRIFT_THRESHOLD,
+                names.PREDICTION_DRIFTED,
+                names.LABEL_DRIFT_SCORE,
+                names.LABEL_DRIFT_THRESHOLD,
+                names.LABEL_DRIFTED,
+                names.CORRELATION_TESTED_PAIRS,
+                names.CORRELATION_DRIFTED_PAIRS,
+                names.CORRELATION_CHANGE_MAX,
+                names.MULTIVARIATE_DRIFT_SCORE,
+                names.MULTIVARIATE_DRIFT_THRESHOLD,
+                names.MULTIVARIATE_DRIFTED,
+                names.WINDOW_PREDICTED_CLASS,
+                names.WINDOW_PREDICTION_SCORE,
+                names.CLASS_LABELS_CUT,
+            )
+        }
+
+    def _add(self, m: MetricName, labels: Iterable[str], value: float | int | None) -> None:
+        if value is not None:
+            self._families[m.name].add_metric(list(labels), float(value))
+
+    def add(self, mv: Sequence[str], result: WindowResult, features: set[str]) -> None:
+        """Add one version's samples; per-feature ones only for ``features``."""
+        scores = result.scores
+        accuracy = scores.accuracy
+        if isinstance(accuracy, ClassificationAccuracy):
+            binary = accuracy.task == "binary"
+            self._add(
+                names.WINDOW_PRECISION,
+                mv,
+                accuracy.precision if binary else accuracy.precision_macro,
+            )
+            self._add(names.WINDOW_RECALL, mv, accuracy.recall if binary else accuracy.recall_macro)
+            self._add(names.WINDOW_F1, mv, accuracy.f1 if binary else accuracy.f1_macro)
+            self._add(names.WINDOW_ROC_AUC, mv, accuracy.roc_auc)
+            self._add(names.WINDOW_LOG_LOSS, mv, accuracy.log_loss)
+        elif accuracy is not None:
+            self._add(names.WINDOW_MAE, mv, accuracy.mae)
+            self._add(names.WINDOW_RMSE, mv, accuracy.rmse)
+            self._add(names.WINDOW_MAPE, mv, accuracy.mape)
+            self._add(names.WINDOW_R2, mv, accuracy.r2)
+        if scores.quality is not None:
+            for q in scores.quality.features:
+                if q.feature not in features:
+                    continue
+                labels = [*mv, q.feature]
+                self._add(names.FEATURE_MISSING, labels, q.missing_ratio)
+                self._add(names.FEATURE_OUT_OF_RANGE, labels, q.out_of_range_ratio)
+                self._add(names.FEATURE_NEW_CATEGORIES, labels, q.new_categories)
+                self._add(names.FEATURE_TYPE_ERRORS, labels, q.type_errors_ratio)
+        for d in scores.prediction_drift or ():
+            labels = [*mv, d.output, d.test]
+            self._add(names.PREDICTION_DRIFT_SCORE, labels, d.value)
+            self._add(names.PREDICTION_DRIFT_THRESHOLD, labels, d.threshold)
+            self._add(names.PREDICTION_DRIFTED, labels, d.drifted)
+        if scores.label_drift is not None:
+            d = scores.label_drift
+            labels = [*mv, d.test]
+            self._add(names.LABEL_DRIFT_SCORE, labels, d.value)
+            self._add(names.LABEL_DRIFT_THRESHOLD, labels, d.threshold)
+            self._add(names.LABEL_DRIFTED, labels, d.drifted)
+        if scores.correlation is not None:
+            c = scores.correlation
+            self._add(names.CORRELATION_TESTED_PAIRS, mv, c.tested_pairs)
+            self._add(names.CORRELATION_DRIFTED_PAIRS, mv, c.drifted_pairs)
+            self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
+        if scores.multivariate is not None:
+            m = scores.multivariate
+            labels = [*mv, m.method]
+            self._add(names.MULTIVARIATE_DRIFT_SCORE, labels, m.statistic)
+            self._add(names.MULTIVARIATE_DRIFT_THRESHOLD, labels, m.threshold)
+            self._add(names.MULTIVARIATE_DRIFTED, labels, m.drifted)
+        if scores.predictions is not None:
+            p = scores.predictions
+            for ratio in p.class_ratios:
+                self._add(names.WINDOW_PREDICTED_CLASS, [*mv, ratio.served_class], ratio.ratio)
+            if p.class_ratios or p.classes_cut:
+                self._add(names.CLASS_LABELS_CUT, mv, p.classes_cut)
+            for quantile in p.score_quantiles:
+                self._add(
+                    names.WINDOW_PREDICTION_SCORE, [*mv, f"{quantile.quantile:g}"], quantile.value
+                )
+
+    def families(self) -> Iterator[Metric]:
+        """Every family, in the order of :mod:`monitor.export.names`."""
+        yield from self._families.values()
