@@ -50,3 +50,27 @@ def test_serve_reports_bad_settings_with_exit_code_2(
     monkeypatch.setenv("SIDEWATCH_DATABASE_URL", "mysql://localhost/x")
     assert main(["migrate"]) == 1
     assert "sqlite or postgresql" in capsys.readouterr().err
+
+
+def test_window_score_settings_have_defaults_and_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = MonitorSettings()
+    assert (settings.score_sample_rows, settings.multivariate_method) == (
+        5_000,
+        "pca_reconstruction",
+    )
+    assert settings.correlation_max_features == 20
+    monkeypatch.setenv("SIDEWATCH_MULTIVARIATE_METHOD", "domain_classifier")
+    monkeypatch.setenv("SIDEWATCH_SCORE_SAMPLE_ROWS", "20000")
+    assert (MonitorSettings().multivariate_method, MonitorSettings().score_sample_rows) == (
+        "domain_classifier",
+        20_000,
+    )
+    monkeypatch.setenv("SIDEWATCH_MULTIVARIATE_METHOD", "isolation_forest")
+    with pytest.raises(ValidationError, match="pca_reconstruction"):
+        MonitorSettings()
+    with pytest.raises(ValidationError, match="score_sample_rows"):
+        MonitorSettings(score_sample_rows=10, multivariate_method="off")
+    with pytest.raises(ValidationError, match="correlation_max_features"):
+        MonitorSettings(correlation_max_features=1, multivariate_method="off")
