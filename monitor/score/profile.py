@@ -55,6 +55,7 @@ __all__ = [
     "coarse_groups",
     "fit_bins",
     "profile_columns",
+    "profile_matrix",
     "profile_rows",
 ]
 
@@ -506,7 +507,7 @@ def profile_rows(
 ) -> dict[str, FeatureProfile]:
     """Each feature's profile of a batch of events' feature dicts (the ingest path)."""
     rows = list(features)
-    columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]] = {}
+    found: dict[str, FeatureProfile] = {}
     numeric = [name for name, kind in kinds.items() if kind == "numeric"]
     if numeric and rows:
         # One pass over the rows for every numeric feature: a float matrix (None is NaN).
@@ -518,12 +519,83 @@ def profile_rows(
         except (KeyError, TypeError, ValueError):
             table = None  # a row without a feature, or not a number: column by column
         if table is not None:
-            for j, name in enumerate(numeric):
-                columns[name] = ("numeric", table[:, j])
-    for name, kind in kinds.items():
-        if name not in columns:
-            columns[name] = (kind, [row.get(name) for row in rows])
-    return profile_columns({name: columns[name] for name in kinds}, bins)
+            found = profile_matrix(table, numeric, bins)
+    columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]] = {
+        name: (kind, [row.get(name) for row in rows])
+        for name, kind in kinds.items()
+        if name not in found
+    }
+    found.update(profile_columns(columns, bins))
+    return {name: found[name] for name in kinds}
+
+
+def profile_matrix(
+    table: FloatArray, names: Sequence[str], bins: dict[str, FeatureBins] | None
+) -> dict[str, FeatureProfile]:
+    """Numeric features' profiles from one float matrix, a row per event and a column
+    per feature of ``names`` (NaN or infinite: missing).
+
+    Equal to :meth:`FeatureProfile.of` on each column, the moments and offsets to
+    rounding, in a few whole-matrix operations: each feature's values sorted (a binary
+    search for sorted values costs a third of one for values in arrival order), the
+    statistics along the rows, and one ``bincount`` each for every feature's
+    histogram and offsets.
+    """
+    n = table.shape[0]
+    complete = np.isfinite(table).all(axis=0) if n else np.zeros(len(names), dtype=bool)
+    found: dict[str, FeatureProfile] = {}
+    for j in np.flatnonzero(~complete).tolist():  # missing values: the general path
+        name = names[j]
+        found[name] = FeatureProfile.of(table[:, j], "numeric", _bins_of(bins, name))
+    cols: list[int] = np.flatnonzero(complete).tolist()
+    if not cols:
+        return found
+    # A row per feature, its values in ascending order.
+    ordered = np.sort((table[:, cols] if len(cols) < len(names) else table).T, axis=1)
+    mean = ordered.mean(axis=1)
+    deviation = ordered - mean[:, None]
+    m2 = np.einsum("ij,ij->i", deviation, deviation)
+    fitted = [(c, b) for c, j in enumerate(cols) if (b := _bins_of(bins, names[j])) is not None]
+    binned = [c for c, _ in fitted]
+    histograms: list[IntArray] = []
+    sums: list[FloatArray] = []
+    if binned:
+        edges = [b.edges for _, b in fitted]
+        sizes = np.array([e.size + 1 for e in edges])
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        index = np.empty((len(binned), n), dtype=np.intp)
+        for k, (c, e) in enumerate(zip(binned, edges, strict=True)):
+            index[k] = np.searchsorted(e, ordered[c], "left")
+        index += starts[:, None]
+        anchors = np.concatenate([np.concatenate((e[:1], e)) for e in edges])
+        flat = index.ravel()
+        total = int(sizes.sum())
+        counts = np.bincount(flat, minlength=total).astype(np.int64)
+        offsets = np.bincount(
+            flat, (ordered[binned] - anchors[index]).ravel(), minlength=total
+        ).astype(np.float64)
+        histograms = np.split(counts, starts[1:])
+        sums = np.split(offsets, starts[1:])
+    position = {c: k for k, c in enumerate(binned)}
+    no_bins = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    for c, j in enumerate(cols):
+        at = position.get(c)
+        histogram, offset = no_bins if at is None else (histograms[at], sums[at])
+        found[names[j]] = FeatureProfile(
+            n,
+            0,
+            float(ordered[c, 0]),
+            float(ordered[c, -1]),
+            float(mean[c]),
+            float(m2[c]),
+            histogram,
+            offset,
+        )
+    return found
+
+
+def _bins_of(bins: dict[str, FeatureBins] | None, name: str) -> FeatureBins | None:
+    return None if bins is None else bins.get(name)
 
 
 def coarse_groups(reference_histogram: IntArray, coarse: int) -> npt.NDArray[np.intp]:

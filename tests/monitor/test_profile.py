@@ -19,6 +19,7 @@ from monitor.score.profile import (
     FeatureProfile,
     ReferenceProfile,
     fit_bins,
+    profile_rows,
 )
 from tests.conftest import credit_event
 
@@ -105,6 +106,30 @@ def test_numeric_profile_merged_from_any_split_is_the_whole(
             for i in range(bins.size)
         ]
         np.testing.assert_allclose(whole.offsets, offsets, rtol=1e-9, atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    reference=st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=60),
+    columns=st.lists(st.lists(numbers, min_size=30, max_size=30), min_size=1, max_size=5),
+    rows=st.integers(0, 30),
+    fine=st.sampled_from([4, 16, FINE_BINS]),
+    binned=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_the_batch_profile_of_a_matrix_is_each_columns_profile(
+    reference, columns, rows, fine, binned
+) -> None:
+    # profile_rows profiles numeric features from one float matrix at once (sorted
+    # columns, one bincount): it must equal FeatureProfile.of on each column.
+    names = [f"x{j}" for j in range(len(columns))]
+    fitted = fit_bins(reference, "numeric", fine)
+    bins = {n: fitted for n, b in zip(names, binned[: len(names)], strict=True) if b}
+    events = [{n: col[i] for n, col in zip(names, columns, strict=True)} for i in range(rows)]
+    got = profile_rows(events, dict.fromkeys(names, "numeric"), bins)
+    assert list(got) == names
+    for name, col in zip(names, columns, strict=True):
+        whole = FeatureProfile.of(col[:rows], "numeric", bins.get(name))
+        assert_same(got[name], whole, col[:rows])
 
 
 @settings(max_examples=200, deadline=None)
