@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install servers tools demo test lint bench-ingest bench-drift bench-sidecar bench-accelerators bench-report gpu-check lock clean
+.PHONY: install servers tools demo test lint bench-ingest bench-drift bench-sidecar bench-accelerators bench-report bench-windows gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench-accelerators: $(STAMP)
 
 bench-report: $(STAMP)
 	$(BIN)/python bench/report.py
+
+# A day's rollup from merged profiles vs from rows; segment filters; count placement.
+bench-windows: $(STAMP)
+	$(BIN)/python bench/windows.py
 
 # On a machine with an NVIDIA GPU (and PyTorch): known loads against the real collector.
 gpu-check: $(STAMP)

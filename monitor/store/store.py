@@ -36,7 +36,6 @@ from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowKind, WindowResult
-from monitor.score.scores import WindowScores
 from monitor.score.windows import Window
 from monitor.store.tables import (
     FeatureProfileRow,
@@ -649,33 +648,38 @@ class Store:
         return before, after
 
     def _place(self, model: str, version: str, ids: list[str]) -> int:
-        o = _ORDER.c
+        # Plain DB-API statements, as ingest's: SQLAlchemy's parameter processing cost
+        # three times the insert itself here.
+        mark = "?" if self.dialect == "sqlite" else "%s"
         with self._write() as conn:
             if self.dialect == "postgresql":  # one placer per version at a time
                 conn.exec_driver_sql(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))",
                     (orjson.dumps(["ingest_order", model, version]).decode(),),
                 )
-            placed = set(conn.execute(select(o.event_id).where(o.event_id.in_(ids))).scalars())
-            top = conn.execute(
-                select(func.max(o.position)).where(o.model == model, o.model_version == version)
+            placed: set[str] = set()
+            for i in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[i : i + _ID_CHUNK]
+                found = conn.exec_driver_sql(
+                    f"SELECT event_id FROM ingest_order WHERE event_id IN "
+                    f"({', '.join([mark] * len(chunk))})",
+                    tuple(chunk),
+                )
+                placed.update(found.scalars())
+            top = conn.exec_driver_sql(
+                f"SELECT max(position) FROM ingest_order WHERE model = {mark} "
+                f"AND model_version = {mark}",
+                (model, version),
             ).scalar()
-            position = 0 if top is None else int(top) + 1
-            rows = []
-            for event_id in ids:
-                if event_id not in placed:
-                    rows.append(
-                        {
-                            "model": model,
-                            "model_version": version,
-                            "position": position,
-                            "event_id": event_id,
-                        }
-                    )
-                    position += 1
-            if rows:
-                conn.execute(insert(_ORDER), rows)
-        return position
+            first = 0 if top is None else int(top) + 1
+            new = [event_id for event_id in ids if event_id not in placed]
+            if new:
+                conn.exec_driver_sql(
+                    "INSERT INTO ingest_order (model, model_version, position, event_id) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                    [(model, version, first + i, e) for i, e in enumerate(new)],
+                )
+        return first + len(new)
 
     def placed_count(self, model: str, version: str) -> int:
         """How many of the version's predictions have a place in ingest order."""
@@ -811,21 +815,10 @@ class Store:
             How many predictions the window holds, and ``(features, outputs)`` of at
             most ``limit`` of them, drawn without replacement.
         """
-        return self.sample_window(Window(model, version, start, end), limit)
-
-    def sample_window(
-        self, window: Window, limit: int
-    ) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
-        """A uniform random sample of a window's predictions.
-
-        Returns:
-            How many predictions the window holds, and ``(features, outputs)`` of at
-            most ``limit`` of them, drawn without replacement (all of them, in no
-            particular order, when it holds at most ``limit``).
-        """
         p = _PREDICTIONS.c
-        count = self._in_window(select(func.count()).select_from(_PREDICTIONS), window)
-        stmt = self._in_window(select(p.features, p.outputs), window)
+        where = (p.model == model, p.model_version == version, p.ts >= start, p.ts < end)
+        count = select(func.count()).select_from(_PREDICTIONS).where(*where)
+        stmt = select(p.features, p.outputs).where(*where)
         with self.engine.connect() as conn:
             total = int(conn.execute(count).scalar_one())
             if total > limit:
@@ -871,7 +864,6 @@ class Store:
             "drift_share": result.drift_share,
             "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
-            "scores": result.scores.as_json(),
         }
         keys = [
             "model",
@@ -988,6 +980,5 @@ def _window_result(row: Any) -> WindowResult:
         scored_at=row["scored_at"],
         segment=row["segment"],
         window_kind=row["window_kind"],
-        scores=WindowScores.from_json(row["scores"]),
         block=None if row["block"] < 0 else row["block"],
     )
