@@ -36,6 +36,7 @@ from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowKind, WindowResult
+from monitor.score.scores import WindowScores
 from monitor.score.windows import Window
 from monitor.store.tables import (
     FeatureProfileRow,
@@ -815,10 +816,21 @@ class Store:
             How many predictions the window holds, and ``(features, outputs)`` of at
             most ``limit`` of them, drawn without replacement.
         """
+        return self.sample_window(Window(model, version, start, end), limit)
+
+    def sample_window(
+        self, window: Window, limit: int
+    ) -> tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+        """A uniform random sample of a window's predictions.
+
+        Returns:
+            How many predictions the window holds, and ``(features, outputs)`` of at
+            most ``limit`` of them, drawn without replacement (all of them, in no
+            particular order, when it holds at most ``limit``).
+        """
         p = _PREDICTIONS.c
-        where = (p.model == model, p.model_version == version, p.ts >= start, p.ts < end)
-        count = select(func.count()).select_from(_PREDICTIONS).where(*where)
-        stmt = select(p.features, p.outputs).where(*where)
+        count = self._in_window(select(func.count()).select_from(_PREDICTIONS), window)
+        stmt = self._in_window(select(p.features, p.outputs), window)
         with self.engine.connect() as conn:
             total = int(conn.execute(count).scalar_one())
             if total > limit:
@@ -864,6 +876,7 @@ class Store:
             "drift_share": result.drift_share,
             "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
+            "scores": result.scores.as_json(),
         }
         keys = [
             "model",
@@ -980,5 +993,6 @@ def _window_result(row: Any) -> WindowResult:
         scored_at=row["scored_at"],
         segment=row["segment"],
         window_kind=row["window_kind"],
+        scores=WindowScores.from_json(row["scores"]),
         block=None if row["block"] < 0 else row["block"],
     )
