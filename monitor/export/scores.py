@@ -21,7 +21,7 @@ from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scores import FeatureQualityScore
 
-__all__ = ["ScoreFamilies", "named_features"]
+__all__ = ["ScoreFamilies", "all_features", "named_features"]
 
 
 def _badness(q: FeatureQualityScore) -> float:

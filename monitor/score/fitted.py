@@ -67,14 +67,17 @@ from monitor.score.scores import (
 )
 
 __all__ = [
-    "MultivariateMethod",
+    "PROBABILITY",
     "FittedReference",
+    "MultivariateMethod",
     "ScoringOptions",
     "fit_reference",
     "label_value",
     "numeric_columns",
+    "output_profiles",
     "output_values",
     "prediction_summary",
+    "served_class",
     "window_quality",
 ]
 

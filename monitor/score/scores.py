@@ -46,6 +46,7 @@ __all__ = [
     "ScoreQuantile",
     "WindowQuality",
     "WindowScores",
+    "finite_or_none",
 ]
 
 ScorePart = Literal[

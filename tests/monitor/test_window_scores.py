@@ -615,3 +615,28 @@ def test_an_unchanged_window_fires_no_joint_drift(sqlite_url) -> None:
         assert window["correlation"]["drifted_pairs"] == 0
         assert window["multivariate"]["drifted"] is False
         assert one(client, "sidewatch_multivariate_drifted") == 0.0
+
+
+def test_the_public_names_are_the_intended_ones() -> None:
+    import monitor.export.scores as export
+    import monitor.score.fitted as fitted
+    import monitor.score.scores as scores
+
+    assert sorted(fitted.__all__) == sorted(
+        [
+            "PROBABILITY", "FittedReference", "MultivariateMethod", "ScoringOptions",
+            "fit_reference", "label_value", "numeric_columns", "output_profiles",
+            "output_values", "prediction_summary", "served_class", "window_quality",
+        ]
+    )  # fmt: skip
+    assert sorted(scores.__all__) == sorted(
+        [
+            "MAX_CLASS_SERIES", "MAX_LISTED_PAIRS", "SCORE_QUANTILES", "ClassRatio",
+            "CorrelationSummary", "FeatureQualityScore", "NotScored", "OutputDrift",
+            "PredictionSummary", "ScorePart", "ScoreQuantile", "WindowQuality", "WindowScores",
+            "finite_or_none",
+        ]
+    )  # fmt: skip
+    assert sorted(export.__all__) == ["ScoreFamilies", "all_features", "named_features"]
+    for module in (fitted, scores, export):
+        assert all(hasattr(module, name) for name in module.__all__)
