@@ -300,6 +300,192 @@ MODEL: list[Panel] = [
         "none",
         [(f"sidewatch_feature_series_cut{{{SEL}}}", "")],
     ),
+    Panel(
+        "timeseries",
+        "Pairs of inputs whose relationship changed",
+        "Correlation drift: of the pairs of numeric inputs tested, how many changed how "
+        "they move together (Fisher's z test against the reference). A change here with "
+        "no single input drifting means the inputs are mixed differently, not shifted.",
+        "none",
+        [
+            (f"sidewatch_correlation_drifted_pairs{{{SEL}}}", "changed {{model_version}}"),
+            (f"sidewatch_correlation_tested_pairs{{{SEL}}}", "tested {{model_version}}"),
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Largest change in a correlation",
+        "The largest absolute change, between the reference and the window, of the "
+        "correlation of any tested pair of inputs (0: none, 2: reversed completely).",
+        "none",
+        [(f"sidewatch_correlation_change_max{{{SEL}}}", "{{model_version}}")],
+    ),
+    Panel(
+        "timeseries",
+        "All inputs together",
+        "Multivariate drift: how unlike the reference the window's inputs are taken "
+        "together (PCA reconstruction error, or a domain classifier's AUC), against the "
+        "threshold fitted on the reference. Above the threshold is drift.",
+        "none",
+        [
+            (f"sidewatch_multivariate_drift_score{{{SEL}}}", "{{method}} {{model_version}}"),
+            (
+                f"sidewatch_multivariate_drift_threshold{{{SEL}}}",
+                "threshold {{method}} {{model_version}}",
+            ),
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Missing values",
+        "Share of each input's values that were missing in the newest window.",
+        "percentunit",
+        [(f"sidewatch_feature_missing_ratio{{{SEL}}}", "{{feature}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Values outside the reference's range",
+        "Share of each numeric input's values below the reference's smallest or above "
+        "its largest value.",
+        "percentunit",
+        [(f"sidewatch_feature_out_of_range_ratio{{{SEL}}}", "{{feature}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Values of the wrong type",
+        "Share of each input's values whose type does not match the model's description "
+        "(text where a number is expected, for example).",
+        "percentunit",
+        [(f"sidewatch_feature_type_errors_ratio{{{SEL}}}", "{{feature}}")],
+    ),
+    Panel(
+        "timeseries",
+        "New categories",
+        "Distinct values of each categorical input that the reference never had.",
+        "none",
+        [(f"sidewatch_feature_new_categories{{{SEL}}}", "{{feature}}")],
+    ),
+    Panel(
+        "timeseries",
+        "What the model predicts",
+        "Share of the newest window's predictions per predicted class.",
+        "percentunit",
+        [(f"sidewatch_window_predicted_class_ratio{{{SEL}}}", "{{class}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Predicted scores",
+        "Quantiles of the served score (the positive class's probability) or, for a "
+        "regression model, of the predicted value, in the newest window.",
+        "none",
+        [(f"sidewatch_window_prediction_score{{{SEL}}}", "q{{quantile}} {{model_version}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Prediction drift",
+        "Drift of the model's outputs against the predictions in the reference, with the "
+        "same tests as the inputs: a p-value for ks, chisquare and z (drift when below the "
+        "threshold), a distance for the others (drift at or above it).",
+        "none",
+        [(f"sidewatch_prediction_drift_score{{{SEL}}}", "{{output}} ({{test}})")],
+    ),
+    Panel(
+        "timeseries",
+        "Label drift",
+        "Drift of the true outcomes received for the window against the reference's "
+        "targets: the world changed, whatever the model does.",
+        "none",
+        [(f"sidewatch_label_drift_score{{{SEL}}}", "{{model_version}} ({{test}})")],
+    ),
+    Panel(
+        "timeseries",
+        "Classification quality",
+        "From the outcomes received so far: precision (of the predicted positives, the "
+        "share that were), recall (of the actual positives, the share found), F1 and ROC "
+        "AUC. Multiclass models show macro averages.",
+        "percentunit",
+        [
+            (f"sidewatch_window_{name}_ratio{{{SEL}}}", f"{label} {{{{model_version}}}}")
+            for name, label in (
+                ("precision", "precision"),
+                ("recall", "recall"),
+                ("f1", "F1"),
+                ("roc_auc", "ROC AUC"),
+            )
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Log loss",
+        "How confident the model was in wrong answers, from the outcomes received so "
+        "far: lower is better; it rises before accuracy falls.",
+        "none",
+        [(f"sidewatch_window_log_loss{{{SEL}}}", "{{model_version}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Size of the errors",
+        "Regression models: the mean absolute error and the root mean squared error, "
+        "in the unit of the predicted value.",
+        "none",
+        [
+            (f"sidewatch_window_mae{{{SEL}}}", "MAE {{model_version}}"),
+            (f"sidewatch_window_rmse{{{SEL}}}", "RMSE {{model_version}}"),
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Relative error",
+        "Regression models: the mean absolute percentage error.",
+        "percentunit",
+        [(f"sidewatch_window_mape_ratio{{{SEL}}}", "{{model_version}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Variance explained",
+        "Regression models: R², 1 for perfect predictions, 0 for no better than the "
+        "mean, below 0 for worse.",
+        "none",
+        [(f"sidewatch_window_r2{{{SEL}}}", "{{model_version}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Accuracy by segment",
+        "Share of each segment's labelled predictions that were right in the newest "
+        "window (segments as configured, e.g. by region).",
+        "percentunit",
+        [(f"sidewatch_segment_accuracy_ratio{{{SEL}}}", "{{segment}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Label coverage by segment",
+        "Share of each segment's predictions with a known outcome: where it is low, that "
+        "segment's accuracy is not yet reliable.",
+        "percentunit",
+        [(f"sidewatch_segment_label_coverage_ratio{{{SEL}}}", "{{segment}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Drift by segment",
+        "Share of each segment's inputs that drifted in the newest window.",
+        "percentunit",
+        [(f"sidewatch_segment_drifted_features_ratio{{{SEL}}}", "{{segment}}")],
+    ),
+    Panel(
+        "timeseries",
+        "Predictions by segment",
+        "Predictions per segment in the newest window; segments beyond the cap are left "
+        "out (see the next panel).",
+        "none",
+        [(f"sidewatch_segment_predictions{{{SEL}}}", "{{segment}}")],
+    ),
+    Panel(
+        "stat",
+        "Segments left out of the metrics",
+        "Segment values beyond the per-version cap: see the API for all.",
+        "none",
+        [(f"sidewatch_segment_series_cut{{{SEL}}}", "")],
+    ),
 ]
 
 SIDECAR_MODEL = 'model=~"$model"'
@@ -498,7 +684,9 @@ DASHBOARDS = {
     "model.json": dashboard(
         "sidewatch-model",
         "Sidewatch: model deep dive",
-        "For data scientists: drift per input, windows, latency; links to the report.",
+        "For data scientists: drift per input and over time, correlation and multivariate "
+        "drift, data quality, the outputs, accuracy in detail and by segment; links to "
+        "the report.",
         MODEL,
         report_links=True,
     ),
