@@ -255,6 +255,8 @@ def test_binary_accuracy_and_output_drift_through_the_scorer(binary) -> None:
     assert metric(client, "sidewatch_label_drift_score") == {
         (("test", "z"),): pytest.approx(p_label, rel=1e-9)
     }
+    assert metric(client, "sidewatch_label_drift_threshold") == {(("test", "z"),): 0.05}
+    assert metric(client, "sidewatch_label_drifted") == {(("test", "z"),): float(p_label <= 0.05)}
 
     # What was served: the shares of the classes, the score's quantiles.
     served = window["served"]
@@ -595,6 +597,9 @@ def test_a_flipped_correlation_through_the_store_and_scorer(sqlite_url, method: 
         assert metric(client, "sidewatch_multivariate_drifted") == {(("method", method),): 1.0}
         assert metric(client, "sidewatch_multivariate_drift_score") == {
             (("method", method),): pytest.approx(multivariate["statistic"], **TOL)
+        }
+        assert metric(client, "sidewatch_multivariate_drift_threshold") == {
+            (("method", method),): pytest.approx(multivariate["threshold"], **TOL)
         }
 
 
