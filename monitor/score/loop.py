@@ -8,8 +8,9 @@ window's results (the whole version's and each segment's) for the exporter.
   or label lands in (and rescores) the window it belongs to. An open window is scored
   on every pass that brings it data, and once more when it closes.
 - Rollups, longer time windows (multiples of W, aligned to the epoch), are scored when
-  they close and again whenever a late event or label lands in one; their drift comes
-  from the merge of their base windows' stored profiles.
+  they close and again when a late event or label lands in one, at most once per base
+  window length (labels that trickle in for a day would otherwise rescore the day every
+  pass); their drift comes from the merge of their base windows' stored profiles.
 - Segments: when a base window closes (or changes after), each configured segment key's
   most frequent values are scored as windows of their own; the other values are not
   scored but counted, and the count is exported.
@@ -123,8 +124,9 @@ class ScoringLoop:
         self._dirty: set[WindowKey] = set()
         self._open: set[WindowKey] = set()
         """Windows scored while still open: scored once more when they close."""
-        self._rollups: set[RollupKey] = set()
-        """Rollups with new data, scored once closed."""
+        self._rollups: dict[RollupKey, float] = {}
+        """Rollups with new data, and when each is due: when it closes, or for a closed
+        one the end of the current base window."""
         self._unplaced: dict[tuple[str, str], set[float] | None] = {}
         """Per version, base windows that hold predictions without a place in ingest
         order (None: search every row)."""
@@ -159,12 +161,14 @@ class ScoringLoop:
         """
         starts = {window_start(ts, self._window) for ts in timestamps}
         places = set(positions)
+        later = window_start(self._clock(), self._window) + self._window if starts else 0.0
         with self._lock:
             self._dirty.update((model, version, s) for s in starts)
             for seconds in self._rollup_lengths:
-                self._rollups.update(
-                    (model, version, seconds, window_start(s, seconds)) for s in starts
-                )
+                for start in {window_start(s, seconds) for s in starts}:
+                    key = (model, version, seconds, start)
+                    if key not in self._rollups:
+                        self._rollups[key] = max(start + seconds, later)
             if self._count:
                 if places:
                     self._relabelled.update((model, version, p) for p in places)
@@ -211,8 +215,9 @@ class ScoringLoop:
             closed = {k for k in self._open if k[2] + self._window <= now}
             self._open -= closed
             dirty, self._dirty = self._dirty | closed, set()
-            rollups = {k for k in self._rollups if k[3] + k[2] <= now}
-            self._rollups -= rollups
+            rollups = {k for k, due in self._rollups.items() if due <= now}
+            for key in rollups:
+                del self._rollups[key]
             unplaced, self._unplaced = self._unplaced, {}
             relabelled, self._relabelled = self._relabelled, set()
         models = _Models(self._store)
@@ -258,6 +263,8 @@ class ScoringLoop:
                     window.model, window.version, window.start, self._window, (key, value)
                 )
                 results.append(self._save(model, segment))
+        if self._segment_keys:
+            self._store.drop_segment_results(window, [r.segment for r in results])
         return SegmentResults(window.start, tuple(results), cut)
 
     def _score_blocks(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     and_,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -893,6 +894,28 @@ class Store:
         )
         with self._write() as conn:
             conn.execute(stmt, [row])
+
+    def drop_segment_results(self, window: Window, keep: Iterable[str]) -> int:
+        """Delete a time window's segment results but those of ``keep`` (``key=value``).
+
+        A value that falls out of the per-key cap when its window is scored again would
+        otherwise keep its older result.
+
+        Returns:
+            How many results were deleted.
+        """
+        w = _WINDOWS.c
+        stmt = delete(_WINDOWS).where(
+            w.model == window.model,
+            w.model_version == window.version,
+            w.window_kind == "time",
+            w.window_start == window.start,
+            w.window_end == window.end,
+            w.segment != "",
+            w.segment.not_in(list(keep)),
+        )
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def window_results(
         self,

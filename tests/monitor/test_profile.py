@@ -392,8 +392,7 @@ def test_a_reference_stored_before_profiles_is_profiled_again_from_its_data(api)
     start = float((1_700_000_000 // 300) * 300)
     loop = api.app.state.loop
     loop.mark("credit", "v1", [start])
-    (result, *rollups) = loop.run_once()
-    assert [r.window_end - r.window_start for r in (result, *rollups)] == [300, 3600, 86400]
+    (result,) = loop.run_once()  # its rollups wait for the end of the current base window
     assert {d.feature: d.test for d in result.drift} == {
         "income": "ks",
         "age": "ks",

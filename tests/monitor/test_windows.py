@@ -167,12 +167,15 @@ def test_a_rollup_is_the_exact_merge_of_its_base_windows(app_on, reference_rows)
     _, _, latencies = zip(*store.predictions_in_window(whole), strict=True)
     assert rollup.latency_p95_seconds == pytest.approx(np.quantile(latencies, 0.95), rel=1e-12)
 
-    # A late event and a late label land in the closed rollup: it is scored again.
-    clock.now = T0 + 2 * R
+    # A late event and a late label land in the closed rollup: it is scored again, at
+    # the end of the current base window (at most once per base window).
+    clock.now = T0 + 2 * R + 1
     late = events(reference_frame(rng, 1), np.array([T0 + 2 * W + 7.0]), "late-")
     post(client, late)
     label(client, [("late-0000", 0), ("w1-0003", 1)])
-    loop.run_once()
+    assert [r.window_end - r.window_start for r in loop.run_once()] == [W, W]
+    clock.now = T0 + 2 * R + W
+    assert [r.window_end - r.window_start for r in loop.run_once()] == [R]
     (again,) = store.window_results("credit", "v1", window_seconds=R)
     assert (again.predictions, again.labelled) == (401, 2)
     assert again.scored_at > rollup.scored_at
@@ -363,6 +366,18 @@ def test_segments_are_scored_apart_capped_and_exported(app_on) -> None:
     assert samples(client, "sidewatch_window_predictions") == {mv: 2 * n + 75.0}, (
         "the whole, as before"
     )
+
+    # Late events make asia the second most frequent: us falls out of the cap, and its
+    # older result goes with it.
+    clock.now = T0 + 3 * W
+    late = reference_frame(rng, n + 10)
+    times = T0 + rng.uniform(0, W, n + 10)
+    post(client, events(late, times, "late", segment={"region": "asia"}))
+    client.app.state.loop.run_once()
+    assert store.window_results("credit", "v1", segment="region=us") == []
+    assert segment("region=asia").predictions == n + 50
+    assert by_segment("sidewatch_segment_predictions") == {"region=eu": n, "region=asia": n + 50}
+    assert samples(client, "sidewatch_segment_series_cut") == {mv: 2.0}, "us and af"
 
 
 # -- reading them back -----------------------------------------------------------------
