@@ -23,6 +23,19 @@ from monitor.score.scores import FeatureQualityScore
 
 __all__ = ["ScoreFamilies", "all_features", "named_features"]
 
+_PREDICTION = (
+    names.PREDICTION_DRIFT_SCORE,
+    names.PREDICTION_DRIFT_THRESHOLD,
+    names.PREDICTION_DRIFTED,
+)
+_LABEL = (names.LABEL_DRIFT_SCORE, names.LABEL_DRIFT_THRESHOLD, names.LABEL_DRIFTED)
+_MULTIVARIATE = (
+    names.MULTIVARIATE_DRIFT_SCORE,
+    names.MULTIVARIATE_DRIFT_THRESHOLD,
+    names.MULTIVARIATE_DRIFTED,
+)
+"""Each verdict's three families: score, threshold, drifted."""
+
 
 def _badness(q: FeatureQualityScore) -> float:
     shares = (q.missing_ratio, q.type_errors_ratio, q.out_of_range_ratio, q.new_category_ratio)
@@ -95,6 +108,17 @@ class ScoreFamilies:
         if value is not None:
             self._families[m.name].add_metric(list(labels), float(value))
 
+    def _verdict(
+        self,
+        family: tuple[MetricName, MetricName, MetricName],
+        labels: Sequence[str],
+        value: float,
+        threshold: float,
+        drifted: bool,
+    ) -> None:
+        for m, v in zip(family, (value, threshold, drifted), strict=True):
+            self._add(m, labels, v)
+
     def add(self, mv: Sequence[str], result: WindowResult, features: set[str]) -> None:
         """Add one version's samples; per-feature ones only for ``features``."""
         scores = result.scores
@@ -125,27 +149,16 @@ class ScoreFamilies:
                 self._add(names.FEATURE_NEW_CATEGORIES, labels, q.new_categories)
                 self._add(names.FEATURE_TYPE_ERRORS, labels, q.type_errors_ratio)
         for d in scores.prediction_drift or ():
-            labels = [*mv, d.output, d.test]
-            self._add(names.PREDICTION_DRIFT_SCORE, labels, d.value)
-            self._add(names.PREDICTION_DRIFT_THRESHOLD, labels, d.threshold)
-            self._add(names.PREDICTION_DRIFTED, labels, d.drifted)
-        if scores.label_drift is not None:
-            d = scores.label_drift
-            labels = [*mv, d.test]
-            self._add(names.LABEL_DRIFT_SCORE, labels, d.value)
-            self._add(names.LABEL_DRIFT_THRESHOLD, labels, d.threshold)
-            self._add(names.LABEL_DRIFTED, labels, d.drifted)
+            self._verdict(_PREDICTION, [*mv, d.output, d.test], d.value, d.threshold, d.drifted)
+        if (label := scores.label_drift) is not None:
+            self._verdict(_LABEL, [*mv, label.test], label.value, label.threshold, label.drifted)
         if scores.correlation is not None:
             c = scores.correlation
             self._add(names.CORRELATION_TESTED_PAIRS, mv, c.tested_pairs)
             self._add(names.CORRELATION_DRIFTED_PAIRS, mv, c.drifted_pairs)
             self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
-        if scores.multivariate is not None:
-            m = scores.multivariate
-            labels = [*mv, m.method]
-            self._add(names.MULTIVARIATE_DRIFT_SCORE, labels, m.statistic)
-            self._add(names.MULTIVARIATE_DRIFT_THRESHOLD, labels, m.threshold)
-            self._add(names.MULTIVARIATE_DRIFTED, labels, m.drifted)
+        if (m := scores.multivariate) is not None:
+            self._verdict(_MULTIVARIATE, [*mv, m.method], m.statistic, m.threshold, m.drifted)
         if scores.predictions is not None:
             p = scores.predictions
             for ratio in p.class_ratios:

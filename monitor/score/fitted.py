@@ -35,7 +35,7 @@ import logging
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -393,44 +393,41 @@ def window_quality(
     for spec in model.features:
         counts = fitted.counts(spec.name, spec.type, [r.get(spec.name) for r in rows])
         quality = fitted.result(spec.name, spec.type, counts)
-        estimated = ["type_errors_ratio"]
+        shares = {
+            "missing_ratio": quality.missing_share,
+            "out_of_range_ratio": quality.out_of_range_share,
+            "new_category_ratio": quality.new_category_share,
+        }
+        estimated = {"type_errors_ratio"}
         if spec.type == "categorical":
-            estimated.append("new_categories")
-        missing_ratio = quality.missing_share
-        out_of_range = quality.out_of_range_share
-        new_ratio = quality.new_category_share
+            estimated.add("new_categories")
         profile = None if profiles is None else profiles.get(spec.name)
         ref = None if reference is None else reference.features.get(spec.name)
-        on_bins = (
-            profile is not None and ref is not None and profile.histogram.size == ref.bins.size
-        )
+        exact: dict[str, float | None] = {"missing_ratio": None}
         if profile is not None and profile.count + profile.missing > 0:
-            missing_ratio = profile.missing / (profile.count + profile.missing)
-        else:
-            estimated.append("missing_ratio")
-        if spec.type == "numeric":
-            exact = _exact_out_of_range(fitted, spec.name, ref, profile) if on_bins else None
-            if exact is None:
-                estimated.append("out_of_range_ratio")
+            exact["missing_ratio"] = profile.missing / (profile.count + profile.missing)
+        if spec.type in _EXACT:
+            field, rule = _EXACT[spec.type]
+            on_bins = (
+                profile is not None and ref is not None and profile.histogram.size == ref.bins.size
+            )
+            exact[field] = rule(fitted, spec.name, ref, profile) if on_bins else None
+        for field, value in exact.items():
+            if value is None:
+                estimated.add(field)
             else:
-                out_of_range = exact
-        if spec.type == "categorical":
-            exact = _exact_new_categories(fitted, spec.name, ref, profile) if on_bins else None
-            if exact is None:
-                estimated.append("new_category_ratio")
-            else:
-                new_ratio = exact
+                shares[field] = value
         results.append(
             FeatureQualityScore(
                 feature=spec.name,
                 kind=spec.type,
-                missing_ratio=missing_ratio,
+                missing_ratio=shares["missing_ratio"],
                 type_errors_ratio=quality.type_error_share,
-                out_of_range_ratio=out_of_range,
-                new_category_ratio=new_ratio,
+                out_of_range_ratio=shares["out_of_range_ratio"],
+                new_category_ratio=shares["new_category_ratio"],
                 new_categories=quality.new_category_count,
                 examples=quality.new_categories,
-                from_sample=tuple(sorted(set(estimated))) if sampled else (),
+                from_sample=tuple(sorted(estimated)) if sampled else (),
             )
         )
     return WindowQuality(total, len(rows), tuple(results))
@@ -474,6 +471,16 @@ def _exact_new_categories(
     if frozenset(ref.bins.categories) != fitted.categories[name]:
         return None
     return float(profile.histogram[-1]) / profile.count
+
+
+_ExactRule = Callable[
+    [FittedDataQuality, str, ReferenceFeature | None, FeatureProfile | None], float | None
+]
+_EXACT: dict[str, tuple[str, _ExactRule]] = {
+    "numeric": ("out_of_range_ratio", _exact_out_of_range),
+    "categorical": ("new_category_ratio", _exact_new_categories),
+}
+"""Per feature type: the share its window profile can tell exactly, and how."""
 
 
 def prediction_summary(
