@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import yaml
 
@@ -48,6 +49,13 @@ BENCH_MODEL = ModelDescription.model_validate(
         "positive_class": 1,
         # The sidecar names the columns of bench/fast_model.py's input tensor x_0..x_3.
         "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)],
+    }
+)
+PRICE_MODEL = ModelDescription.model_validate(
+    {
+        "name": "price",
+        "task": "regression",
+        "features": [{"name": "rooms", "type": "numeric"}, {"name": "area", "type": "numeric"}],
     }
 )
 
@@ -129,6 +137,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             window_seconds=2,
             score_interval_seconds=0.5,
             min_window_events=20,
+            segment_keys=["channel"],
         )
     )
     monitor.start()
@@ -237,8 +246,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 class Traffic:
-    """Posts credit-model events (and their labels) to the monitor at a steady pace, and
-    sends requests to the bench model through the sidecar."""
+    """Posts credit-model and price-model events (and their labels) to the monitor at a
+    steady pace, and sends requests to the bench model through the sidecar."""
 
     def __init__(self, stack: Stack) -> None:
         monitor = self.monitor = stack.monitor
@@ -248,12 +257,38 @@ class Traffic:
         self.rng = np.random.default_rng(4)
         self.sent = 0
         monitor.app.state.store.put_model(credit_model())
-        reference = reference_frame(self.rng, 3000)
+        monitor.app.state.store.put_model(PRICE_MODEL)
+        # The references hold what the model served and the true outcomes beside the
+        # inputs, so prediction and label drift are scored too.
+        reference = self.credit(3000)
         self._post(
             "/v1/models/credit/versions/v1/reference",
             reference.to_csv(index=False).encode(),
             "text/csv",
             "PUT",
+        )
+        self._post(
+            "/v1/models/price/versions/v1/reference",
+            self.price(3000).to_csv(index=False).encode(),
+            "text/csv",
+            "PUT",
+        )
+
+    def credit(self, n: int) -> pd.DataFrame:
+        """Credit rows with the served class and score beside the true target."""
+        frame = reference_frame(self.rng, n)
+        frame["score"] = self.rng.random(n).round(4)
+        frame["prediction"] = (frame["score"] > 0.5).astype(int)
+        return frame
+
+    def price(self, n: int) -> pd.DataFrame:
+        """Price rows: two inputs, the served value and the true value."""
+        rooms = self.rng.integers(1, 6, n).astype(float)
+        area = (rooms * 25 + self.rng.normal(0, 10, n)).round(1)
+        prediction = (area * 3000).round(0)
+        target = (prediction * self.rng.normal(1, 0.1, n)).round(0)
+        return pd.DataFrame(
+            {"rooms": rooms, "area": area, "prediction": prediction, "target": target}
         )
 
     def _post(
@@ -295,7 +330,7 @@ class Traffic:
             if malformed:
                 assert self.infer(b'{"inputs": [{"name": "x", "shape": [1, 4]') == 500
                 self.malformed += 1
-            frame = reference_frame(self.rng, 40)
+            frame = self.credit(40)
             if drifted:
                 frame["income"] = frame["income"] * 3
             events = [
@@ -304,7 +339,7 @@ class Traffic:
                     "model": "credit",
                     "model_version": "v1",
                     "timestamp": time.time(),
-                    "outputs": {"predicted_class": int(r.target)},
+                    "outputs": {"predicted_class": int(r.prediction), "score": r.score},
                     "latency_seconds": 0.002 + 0.001 * (i % 5),
                     "features": {
                         "income": r.income,
@@ -312,6 +347,7 @@ class Traffic:
                         "region": r.region,
                         "has_card": bool(r.has_card),
                     },
+                    "segment": {"channel": ("web", "app")[i % 2]},
                 }
                 for i, r in enumerate(frame.itertuples())
             ]
@@ -325,6 +361,29 @@ class Traffic:
                 }
                 for i, e in enumerate(events)
             ]
+            prices = self.price(40)
+            price_events = [
+                {
+                    "event_id": f"p{self.sent + i}",
+                    "model": "price",
+                    "model_version": "v1",
+                    "timestamp": time.time(),
+                    "outputs": {"value": r.prediction},
+                    "features": {"rooms": r.rooms, "area": r.area},
+                }
+                for i, r in enumerate(prices.itertuples())
+            ]
+            labels += [
+                {
+                    "event_id": f"l{e['event_id']}",
+                    "model": "price",
+                    "prediction_id": e["event_id"],
+                    "value": r.target,
+                    "timestamp": time.time(),
+                }
+                for e, r in zip(price_events, prices.itertuples(), strict=True)
+            ]
+            events += price_events
             self.sent += len(events)
             self._post("/v1/ingest/predictions", orjson.dumps({"events": events}))
             self._post("/v1/ingest/labels", orjson.dumps({"labels": labels}))
@@ -454,6 +513,23 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
             for t in p["targets"]:
                 for r in results[(board, p["title"], t["expr"])]:
                     assert r["value"][1] in mapping["options"], (p["title"], r)
+    # The deep dive: each segment of credit, both models' own metrics, in range.
+    by_segment = values("Accuracy by segment")
+    assert {json.loads(k)["segment"] for k in by_segment} == {"channel=web", "channel=app"}
+    assert all(0 <= v <= 1 for v in by_segment.values())
+    quantiles = sorted(
+        (float(json.loads(k)["quantile"]), v)
+        for k, v in values("Predicted scores").items()
+        if json.loads(k)["model"] == "credit"
+    )
+    assert [v for _, v in quantiles] == sorted(v for _, v in quantiles), quantiles
+    assert all(0 <= v <= 1 for _, v in quantiles)
+    [mae] = values("Size of the errors", 0).values()
+    [rmse] = values("Size of the errors", 1).values()
+    assert 0 < mae <= rmse, (mae, rmse)
+    classes = values("What the model predicts")
+    credit = [v for k, v in classes.items() if json.loads(k)["model"] == "credit"]
+    assert sum(credit) == pytest.approx(1.0), classes
     status = values("Model status")
     assert status[key(model="bench")] == 0, "no reference, no labels: nothing wrong to see"
     # Undrifted credit windows of about 160 rows reach the dataset drift verdict now and
