@@ -11,9 +11,9 @@ window's results (the whole version's and each segment's) for the exporter.
   they close and again when a late event or label lands in one, at most once per base
   window length (labels that trickle in for a day would otherwise rescore the day every
   pass); their drift comes from the merge of their base windows' stored profiles.
-- Segments: when a base window closes (or changes after), each configured segment key's
-  most frequent values are scored as windows of their own; the other values are not
-  scored but counted, and the count is exported.
+- Segments: when a base window closes (or changes after, at most once per base window
+  length), each configured segment key's most frequent values are scored as windows of
+  their own; the other values are not scored but counted, and the count is exported.
 - Count windows: predictions get their places in ingest order here, once; a block of N
   places is scored when it is full, and again when a late label lands in it.
 """
@@ -135,6 +135,10 @@ class ScoringLoop:
         self._blocks: set[BlockKey] = set()
         """Full count blocks waiting to be scored."""
         self._placed: dict[tuple[str, str], int] = {}
+        self._segments_scored: dict[WindowKey, float] = {}
+        """Closed windows whose segments were scored less than a base window ago, and when."""
+        self._segments_due: dict[WindowKey, float] = {}
+        """Closed windows whose segments wait for that base window to pass, and until when."""
         self._latest: dict[tuple[str, str], WindowResult] = {}
         self._latest_segments: dict[tuple[str, str], SegmentResults] = {}
         self._stop = threading.Event()
@@ -220,22 +224,32 @@ class ScoringLoop:
                 del self._rollups[key]
             unplaced, self._unplaced = self._unplaced, {}
             relabelled, self._relabelled = self._relabelled, set()
+            segments_due = {k for k, due in self._segments_due.items() if due <= now}
+            for due_key in segments_due:
+                del self._segments_due[due_key]
+        self._segments_scored = {
+            k: t for k, t in self._segments_scored.items() if t + self._window > now
+        }
         models = _Models(self._store)
         results = []
-        for model_name, version, start in sorted(dirty, key=lambda k: k[2]):
+        for base in sorted(dirty | segments_due, key=lambda k: k[2]):
+            model_name, version, start = base
             model = models.get(model_name)
             if model is None:
                 continue
             window = Window.of_time(model_name, version, start, self._window)
-            result = self._save(model, window)
-            results.append(result)
-            if result.window_end <= now:
-                segments = self._score_segments(model, window)
+            if base in dirty:
+                result = self._save(model, window)
+                results.append(result)
+                if result.window_end > now:
+                    with self._lock:
+                        self._open.add(base)
+                    continue
+                self._publish(result)
+            segments = self._segments_of(model, window, now)
+            if segments is not None:
                 results.extend(segments.results)
-                self._publish(result, segments)
-            else:
-                with self._lock:
-                    self._open.add((model_name, version, start))
+                self._publish_segments(model_name, version, segments)
         for model_name, version, seconds, start in sorted(rollups, key=lambda k: (k[2], k[3])):
             model = models.get(model_name)
             if model is not None:
@@ -250,6 +264,23 @@ class ScoringLoop:
         result = self._scorer.score(model, window)
         self._store.save_window_result(result)
         return result
+
+    def _segments_of(
+        self, model: ModelDescription, window: Window, now: float
+    ) -> SegmentResults | None:
+        """The window's segment results, or None while they wait (scored too recently)."""
+        if not self._segment_keys:
+            return None
+        key = (window.model, window.version, window.start)
+        last = self._segments_scored.get(key)
+        if last is not None and now < last + self._window:
+            # Late labels trickling into a closed window would otherwise rescore every
+            # segment of it on every pass.
+            with self._lock:
+                self._segments_due[key] = last + self._window
+            return None
+        self._segments_scored[key] = now
+        return self._score_segments(model, window)
 
     def _score_segments(self, model: ModelDescription, window: Window) -> SegmentResults:
         results = []
@@ -309,14 +340,19 @@ class ScoringLoop:
             results.append(self._save(model, window))
         return results
 
-    def _publish(self, result: WindowResult, segments: SegmentResults) -> None:
+    def _publish(self, result: WindowResult) -> None:
         key = (result.model, result.model_version)
         with self._lock:
             current = self._latest.get(key)
             if current is None or current.window_start <= result.window_start:
                 self._latest[key] = result
-                if self._segment_keys:
-                    self._latest_segments[key] = segments
+
+    def _publish_segments(self, model: str, version: str, segments: SegmentResults) -> None:
+        key = (model, version)
+        with self._lock:
+            current = self._latest_segments.get(key)
+            if current is None or current.window_start <= segments.window_start:
+                self._latest_segments[key] = segments
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

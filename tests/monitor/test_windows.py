@@ -367,6 +367,18 @@ def test_segments_are_scored_apart_capped_and_exported(app_on) -> None:
         "the whole, as before"
     )
 
+    # Late labels rescore the whole window at once, its segments a base window after
+    # they were last scored (labels trickling in would otherwise rescore them each pass).
+    clock.now = T0 + W + 10
+    label(client, [(f"us{i:04d}", int(truth[i])) for i in range(1, 11, 2)])
+    rescored = client.app.state.loop.run_once()
+    assert [(r.segment, r.labelled) for r in rescored] == [("", n // 3 + 1 + n // 2 + 5)]
+    assert by_segment("sidewatch_segment_label_coverage_ratio")["region=us"] == 0.5
+    clock.now = T0 + 2 * W
+    rescored = client.app.state.loop.run_once()
+    assert [r.segment for r in rescored] == ["region=eu", "region=us"]
+    assert by_segment("sidewatch_segment_label_coverage_ratio")["region=us"] == (n // 2 + 5) / n
+
     # Late events make asia the second most frequent: us falls out of the cap, and its
     # older result goes with it.
     clock.now = T0 + 3 * W
