@@ -83,12 +83,26 @@ def run(
             work / "model.log",
         ) as model,
         _child(
-            [sys.executable, "-m", "monitor.cli", "sidecar",
-             "--upstream", f"http://127.0.0.1:{model_port}",
-             "--listen", f"127.0.0.1:{sidecar_port}",
-             "--admin-listen", f"127.0.0.1:{sidecar_admin}",
-             "--monitor-url", monitor_url, "--model", MODEL_NAME, "--version", MODEL_VERSION,
-             "--spool-dir", str(work / "spool")],
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "sidecar",
+                "--upstream",
+                f"http://127.0.0.1:{model_port}",
+                "--listen",
+                f"127.0.0.1:{sidecar_port}",
+                "--admin-listen",
+                f"127.0.0.1:{sidecar_admin}",
+                "--monitor-url",
+                monitor_url,
+                "--model",
+                MODEL_NAME,
+                "--version",
+                MODEL_VERSION,
+                "--spool-dir",
+                str(work / "spool"),
+            ],
             env,
             work / "sidecar.log",
         ) as sidecar,  # fmt: skip
@@ -97,7 +111,7 @@ def run(
         _wait_ready(f"http://127.0.0.1:{model_port}/ping", model, work / "model.log")
         _wait_ready(f"http://127.0.0.1:{sidecar_admin}/readyz", sidecar, work / "sidecar.log")
         data = load()
-        _setup_monitor(monitor_url, data.train)
+        _setup_monitor(monitor_url, _with_predictions(data.train, model_port))
         print(
             "\nSidewatch demo is running.\n"
             f"  monitor API docs  {monitor_url}/docs\n"
@@ -219,9 +233,17 @@ def _report(monitor_url: str, elapsed: float, sent: int) -> None:
         if labelled
         else "no labels yet"
     )
+    outputs = [d for d in w.get("prediction_drift") or [] if d["drifted"]]
+    together = w.get("multivariate") or {}
+    extra = "".join(
+        [
+            f"; outputs drifted ({', '.join(d['output'] for d in outputs)})" if outputs else "",
+            "; inputs together drifted" if together.get("drifted") else "",
+        ]
+    )
     print(
         f"[{elapsed:5.0f}s] sent {sent}; last window: {w['predictions']} predictions, "
-        f"top PSI {drift}; {accuracy}",
+        f"top PSI {drift}{extra}; {accuracy}",
         flush=True,
     )
 
@@ -229,6 +251,28 @@ def _report(monitor_url: str, elapsed: float, sent: int) -> None:
 def _ended_ago(window: dict[str, Any]) -> str:
     """How long ago a window ended, in words."""
     return f"(window ended {time.time() - window['window_end']:.0f} s ago)"
+
+
+def _with_predictions(train: Any, model_port: int) -> Any:
+    """The training split with what the model serves for it (asked directly, not through
+    the sidecar): the reference of prediction drift, as ``prediction`` and ``score``."""
+    conn = http.client.HTTPConnection("127.0.0.1", model_port, timeout=30)
+    body = json.dumps(
+        {
+            "dataframe_split": {
+                "columns": list(FEATURES),
+                "data": train[list(FEATURES)].values.tolist(),
+            }
+        }
+    )
+    conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    if response.status != 200:
+        raise CliError(f"the sample model answered {response.status}: {payload}")
+    score = np.array([row[1] for row in payload["predictions"]])
+    return train.assign(score=score, prediction=(score >= 0.5).astype(int))
 
 
 def _setup_monitor(monitor_url: str, train: Any) -> None:
