@@ -110,6 +110,10 @@ class ReferenceInfo:
     created_at: float
 
 
+class _SomeStored(Exception):
+    """A batch held ids already stored: its optimistic insert is rolled back."""
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -403,6 +407,27 @@ class Store:
             f"INSERT INTO {table.__tablename__} ({', '.join(names)}) "
             f"VALUES ({', '.join([mark] * len(names))}) ON CONFLICT (event_id) DO NOTHING"
         )
+        params = []
+        for row in rows:
+            param = list(values(row))
+            for i in encoded:
+                param[i] = _dumps(param[i])
+            params.append(tuple(param))
+        if self.dialect == "sqlite":
+            # Most batches hold no stored id: insert them all and count what SQLite
+            # stored (an executemany's rowcount sums its changes; a row ON CONFLICT
+            # skipped is none), which saves looking up every id first. A batch with a
+            # duplicate is rolled back and stored again the careful way.
+            try:
+                with self._write() as conn:
+                    stored = conn.exec_driver_sql(insert_sql, params).rowcount
+                    if stored != len(rows):
+                        raise _SomeStored
+                    if profiles is not None:
+                        self._merge_profiles(conn, profiles(list(rows)))
+                return {r["event_id"] for r in rows}
+            except _SomeStored:
+                pass
         ids = [r["event_id"] for r in rows]
         with self._write() as conn:
             existing: set[str] = set()
@@ -414,15 +439,10 @@ class Store:
                     tuple(chunk),
                 )
                 existing.update(found.scalars())
-            new = [r for r in rows if r["event_id"] not in existing]
+            keep = [i for i, r in enumerate(rows) if r["event_id"] not in existing]
+            new = [rows[i] for i in keep]
             if new:
-                params = []
-                for row in new:
-                    param = list(values(row))
-                    for i in encoded:
-                        param[i] = _dumps(param[i])
-                    params.append(tuple(param))
-                conn.exec_driver_sql(insert_sql, params)
+                conn.exec_driver_sql(insert_sql, [params[i] for i in keep])
                 if profiles is not None:
                     self._merge_profiles(conn, profiles(new))
         return {r["event_id"] for r in new}
