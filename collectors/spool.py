@@ -17,6 +17,7 @@ host's traffic never fails.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -25,6 +26,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -98,41 +100,52 @@ class Spool:
         self._counts = {"appended": 0, "shed_full": 0, "shed_disk": 0, "corrupt_skipped": 0}
         self._acked = self._load_cursor()
         self._read = self._acked
-        self._file: BinaryIO | None = None
+        self._file: FileIO | None = None
         if not reader:
             self._repair_tail()
         segments = self._segments()
         self._write_seq = segments[-1] if segments else max(self._acked.segment, 1)
+        self._offset = 0
         if not reader:
-            self._file = open(self._path(self._write_seq), "ab")  # noqa: SIM115 (held open)
+            self._file = self._open_segment(self._write_seq)
         self._bytes = self._pending_bytes()
 
     # -- writing -----------------------------------------------------------------------
 
     def append(self, payload: bytes) -> bool:
-        """Add a record; returns False (and counts why) if it was shed."""
+        """Add a record; returns False (and counts why) if it was shed.
+
+        Raises:
+            ValueError: The record is larger than :data:`MAX_RECORD_BYTES`, or this spool
+                was opened for reading only.
+        """
         if len(payload) > MAX_RECORD_BYTES:
             raise ValueError(f"a spool record is at most {MAX_RECORD_BYTES} bytes")
         record = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+        size = len(record)
         if self._file is None:
             raise ValueError("this spool was opened for reading only")
         with self._lock:
-            if self._bytes + len(record) > self._max_bytes:
+            if self._bytes + size > self._max_bytes:
                 self._counts["shed_full"] += 1
                 return False
-            if self._file.tell() + len(record) > self._segment_bytes and self._file.tell() > 0:
+            if self._offset + size > self._segment_bytes and self._offset > 0:
                 self._roll()
             try:
-                self._file.write(record)
-                self._file.flush()  # into the OS: survives kill -9 of this process
-                self._maybe_sync()
+                # One write(2), unbuffered: in the OS when it returns, so it survives
+                # kill -9 of this process.
+                if self._file.write(record) != size:
+                    raise OSError(errno.ENOSPC, "short write")
+                if self._sync != "none":
+                    self._maybe_sync()
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                     raise
                 self._counts["shed_disk"] += 1
                 self._undo_partial_write()
                 return False
-            self._bytes += len(record)
+            self._offset += size
+            self._bytes += size
             self._counts["appended"] += 1
         return True
 
@@ -141,7 +154,12 @@ class Spool:
         self._sync_now()
         self._file.close()
         self._write_seq += 1
-        self._file = open(self._path(self._write_seq), "ab")  # noqa: SIM115
+        self._file = self._open_segment(self._write_seq)
+
+    def _open_segment(self, seq: int) -> FileIO:
+        f = FileIO(self._path(seq), "ab")
+        self._offset = os.fstat(f.fileno()).st_size
+        return f
 
     def _maybe_sync(self) -> None:
         if self._sync == "always" or (
@@ -156,14 +174,10 @@ class Spool:
 
     def _undo_partial_write(self) -> None:
         # A write that failed half way must not leave a torn record mid-file.
-        assert self._file is not None
         try:
-            self._file.seek(0, os.SEEK_END)
-            size = os.path.getsize(self._path(self._write_seq))
-            good = self._last_good_offset(self._write_seq)
-            if size != good:
-                os.truncate(self._path(self._write_seq), good)
-                self._file.seek(good)
+            path = self._path(self._write_seq)
+            if os.path.getsize(path) != self._offset:
+                os.truncate(path, self._offset)
         except OSError:
             logger.exception("could not trim a failed spool write")
 
@@ -184,7 +198,7 @@ class Spool:
                 segments = self._segments()
                 write_seq, write_end = (segments[-1] if segments else self._acked.segment), None
             else:
-                write_seq, write_end = self._write_seq, self._file.tell()
+                write_seq, write_end = self._write_seq, self._offset
             position = self._read
         records: list[bytes] = []
         size = 0
@@ -256,10 +270,26 @@ class Spool:
             os.close(fd)
 
     def refresh(self) -> None:
-        """Re-read what a reader in another process acknowledged (the writer's side)."""
+        """Re-read what a reader in another process acknowledged (the writer's side).
+
+        The directory is read without the lock, so that ``append`` (on the proxy's event
+        loop) never waits on it; the active segment's size is the writer's own count.
+        """
+        acked = self._load_cursor()
         with self._lock:
-            self._acked = self._load_cursor()
-            self._bytes = self._pending_bytes()
+            write_seq, offset = self._write_seq, self._offset
+        total = 0
+        for seq in self._segments():
+            if acked.segment <= seq < write_seq:
+                with contextlib.suppress(FileNotFoundError):  # deleted by the reader
+                    size = self._path(seq).stat().st_size
+                    total += size - (acked.offset if seq == acked.segment else 0)
+        if acked.segment <= write_seq:
+            total += offset - (acked.offset if write_seq == acked.segment else 0)
+        with self._lock:
+            grown = self._offset - offset if self._write_seq == write_seq else 0
+            self._acked = acked
+            self._bytes = max(total, 0) + grown
 
     def stats(self) -> SpoolStats:
         """A snapshot of the counters."""
@@ -271,7 +301,6 @@ class Spool:
         with self._lock:
             if self._file is None:
                 return
-            self._file.flush()
             if self._sync != "none":
                 self._sync_now()
             self._file.close()

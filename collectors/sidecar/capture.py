@@ -1,10 +1,11 @@
 """Capture: a finished exchange in, a spool record out; later, that record in, events out.
 
 The proxy's event loop does the least it can on the request's path: once a response
-has ended it appends the exchange, as raw bytes (:func:`encode_exchange`), to the
-spool, so what the model served is durable within microseconds of being served and
-survives ``kill -9``. Everything else happens in the forwarding thread, when the
-record is shipped: :class:`ExchangeDecoder` decompresses (with a cap), decodes,
+has ended, :class:`Recorder` counts it and appends the exchange to the spool as raw
+bytes (both heads exactly as received, both bodies: :func:`encode_exchange`), so what
+the model served is durable within microseconds of being served and survives
+``kill -9``. Everything else happens in the shipper process, when the record is
+shipped: :class:`ExchangeDecoder` reads the heads, decompresses (with a cap), decodes,
 applies the field policy and checks the event contract. Event ids derive from the
 exchange's id, so a record shipped twice yields the same events and the monitor
 stores them once.
@@ -19,6 +20,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from collectors.contract import MAX_FEATURES, NAME_PATTERN
 from collectors.forward import EXCHANGE, PREDICTION
 from collectors.sidecar.decode import Decoded, DecodeError, Decoder, Message
 from collectors.sidecar.policy import FieldPolicy
+from collectors.sidecar.trace import parse_traceparent
 from collectors.spool import Spool
 
 logger = logging.getLogger("sidewatch.sidecar")
@@ -37,72 +40,92 @@ logger = logging.getLogger("sidewatch.sidecar")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,100}$")
 _NAME = re.compile(NAME_PATTERN)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-_FIELDS = 13
-_HEADER = struct.Struct(f">ddHB{_FIELDS}I")
+_HEADER_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_HEADER_LINE = re.compile(rb"\r\n(" + _HEADER_NAME + rb")[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
+_VERSION = 2
+_HEADER = struct.Struct(">BddHB6I")
+"""Format version, wall time, latency, status, flags, lengths of the six fields."""
 _SAMPLED, _REQUEST_CUT, _RESPONSE_CUT = 1, 2, 4
 _INT64 = (-(2**63), 2**63)
 
 
+def encode_exchange(
+    exchange_id: str,
+    wall_time: float,
+    latency: float,
+    status: int,
+    sampled: bool,
+    model: str,
+    request_head: bytes,
+    request_body: bytes | None,
+    response_head: bytes,
+    response_body: bytes | None,
+) -> bytes:
+    """The spool record of an exchange: kind byte, fixed header, the fields' bytes.
+
+    A body is None when it went over the capture limit (or, for a response, when the
+    exchange was sampled out and only its inputs are kept).
+    """
+    flags = (
+        (_SAMPLED if sampled else 0)
+        | (_REQUEST_CUT if request_body is None else 0)
+        | (_RESPONSE_CUT if response_body is None else 0)
+    )
+    ident = exchange_id.encode()
+    name = model.encode()
+    request_body = request_body or b""
+    response_body = response_body or b""
+    header = _HEADER.pack(_VERSION, wall_time, latency, status, flags, len(ident), len(name),
+                          len(request_head), len(request_body), len(response_head),
+                          len(response_body))  # fmt: skip
+    return b"".join((EXCHANGE, header, ident, name, request_head, request_body, response_head,
+                     response_body))  # fmt: skip
+
+
 @dataclass(slots=True)
 class Exchange:
-    """One request and its response, as the proxy (or the tap) saw them."""
+    """One request and its response as recorded: the heads raw, the bodies whole."""
 
     exchange_id: str
-    method: bytes
-    path: str
     wall_time: float
-    started: float
-    """``time.perf_counter()`` when the request's head arrived."""
+    latency: float
+    status: int
     sampled: bool
-    request_type: bytes = b""
-    request_encoding: bytes = b""
-    trace_id: str = ""
-    parent_span_id: str = ""
-    correlation: bytes = b""
-    request_body: list[bytes] | None = field(default_factory=list)
-    """Body pieces; None once the body went over the capture limit."""
-    request_size: int = 0
-    status: int = 0
-    response_type: bytes = b""
-    response_encoding: bytes = b""
-    response_body: list[bytes] | None = field(default_factory=list)
-    response_size: int = 0
-    latency: float = 0.0
+    request_head: bytes
+    request_body: bytes | None
+    """None when the body went over the capture limit."""
+    response_head: bytes
+    response_body: bytes | None
+    """None when over the capture limit, or not kept (sampled out)."""
     model: str = ""
     """Set by the tap receiver, which learns the model from CloudEvents headers."""
 
+    def encode(self) -> bytes:
+        """This exchange's spool record (:func:`encode_exchange`)."""
+        return encode_exchange(self.exchange_id, self.wall_time, self.latency, self.status,
+                               self.sampled, self.model, self.request_head, self.request_body,
+                               self.response_head, self.response_body)  # fmt: skip
 
-def encode_exchange(ex: Exchange) -> bytes:
-    """The spool record of an exchange (kind byte, fixed header, length-prefixed fields)."""
-    flags = (
-        (_SAMPLED if ex.sampled else 0)
-        | (_REQUEST_CUT if ex.request_body is None else 0)
-        | (_RESPONSE_CUT if ex.response_body is None else 0)
-    )
-    fields = (
-        ex.exchange_id.encode(),
-        ex.method,
-        ex.path.encode("latin-1", "replace"),
-        ex.request_type,
-        ex.request_encoding,
-        ex.trace_id.encode(),
-        ex.parent_span_id.encode(),
-        ex.correlation,
-        ex.response_type,
-        ex.response_encoding,
-        ex.model.encode(),
-        b"".join(ex.request_body or ()),
-        b"".join(ex.response_body or ()),
-    )
-    header = _HEADER.pack(ex.wall_time, ex.latency, ex.status, flags, *map(len, fields))
-    return b"".join((EXCHANGE, header, *fields))
+    @property
+    def method(self) -> bytes:
+        """The request's method."""
+        return self.request_head.split(b" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        """The request target's path (query left out; absolute form made relative)."""
+        return target_path(request_target(self.request_head))
 
 
 def decode_exchange(record: bytes) -> Exchange:
-    """The exchange in a spool record made by :func:`encode_exchange`."""
-    if record[:1] != EXCHANGE:
-        raise ValueError("not an exchange record")
-    wall, latency, status, flags, *lengths = _HEADER.unpack_from(record, 1)
+    """The exchange in a spool record made by :func:`encode_exchange`.
+
+    Raises:
+        ValueError: The record is not an exchange record of this format.
+    """
+    if record[:1] != EXCHANGE or record[1:2] != bytes((_VERSION,)):
+        raise ValueError("not an exchange record of this format")
+    _, wall, latency, status, flags, *lengths = _HEADER.unpack_from(record, 1)
     pos = 1 + _HEADER.size
     values = []
     for n in lengths:
@@ -110,57 +133,86 @@ def decode_exchange(record: bytes) -> Exchange:
         pos += n
     if pos != len(record):
         raise ValueError("exchange record of the wrong length")
+    ident, model, request_head, request_body, response_head, response_body = values
     return Exchange(
-        exchange_id=values[0].decode(),
-        method=values[1],
-        path=values[2].decode("latin-1"),
+        exchange_id=ident.decode(),
         wall_time=wall,
-        started=0.0,
-        sampled=bool(flags & _SAMPLED),
-        request_type=values[3],
-        request_encoding=values[4],
-        trace_id=values[5].decode(),
-        parent_span_id=values[6].decode(),
-        correlation=values[7],
-        response_type=values[8],
-        response_encoding=values[9],
-        model=values[10].decode(),
-        request_body=None if flags & _REQUEST_CUT else [values[11]],
-        request_size=len(values[11]),
-        status=status,
-        response_body=None if flags & _RESPONSE_CUT else [values[12]],
-        response_size=len(values[12]),
         latency=latency,
+        status=status,
+        sampled=bool(flags & _SAMPLED),
+        request_head=request_head,
+        request_body=None if flags & _REQUEST_CUT else request_body,
+        response_head=response_head,
+        response_body=None if flags & _RESPONSE_CUT else response_body,
+        model=model.decode(),
     )
+
+
+def header_lines(*names: bytes) -> re.Pattern[bytes]:
+    """A pattern that finds the lines of the headers ``names`` in a raw head (names are
+    case-insensitive): faster than parsing every header when few are wanted."""
+    alternatives = b"|".join(re.escape(name) for name in names)
+    return re.compile(_HEADER_LINE.pattern.replace(_HEADER_NAME, alternatives), re.IGNORECASE)
+
+
+def head_fields(head: bytes, lines: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
+    """The headers of a raw head (those ``lines`` finds, default all): the last value of
+    each, by lower-cased name."""
+    return {name.lower(): value for name, value in (lines or _HEADER_LINE).findall(head)}
+
+
+def request_target(head: bytes) -> bytes:
+    """The request target in a raw request head (empty if the line is malformed)."""
+    line = head[: head.find(b"\r\n")]
+    parts = line.split(b" ")
+    return parts[1] if len(parts) == 3 else b""
+
+
+def target_path(target: bytes) -> str:
+    """The path of a request target (query left out; absolute form made relative)."""
+    path = target.split(b"?", 1)[0].decode("latin-1")
+    if path.startswith(("http://", "https://")):  # absolute form
+        path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
+    return path
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_MODEL_LABELS = 32
 """Distinct ``model`` label values kept; later ones are counted as ``other``."""
-_STATUS_CLASS = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+STATUS_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+@dataclass(slots=True)
+class ModelCounts:
+    """One model's requests: by status class (index of :data:`STATUS_CLASSES`) and
+    latency (per bucket of :data:`LATENCY_BUCKETS`, then +Inf), plain ints."""
+
+    codes: list[int] = field(default_factory=lambda: [0] * len(STATUS_CLASSES))
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+
+    def copy(self) -> ModelCounts:
+        """A snapshot."""
+        return ModelCounts(list(self.codes), list(self.buckets), self.latency_sum)
 
 
 @dataclass
 class RequestStats:
-    """Requests seen, by model and status class, and their latency (one writer)."""
+    """Requests seen, by model, counted by one writer and read at scrape time."""
 
-    requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    latency_buckets: dict[str, list[int]] = field(default_factory=dict)
-    latency_sum: dict[str, float] = field(default_factory=dict)
+    models: dict[str, ModelCounts] = field(default_factory=dict)
     sampled_out: int = 0
 
     def copy(self) -> RequestStats:
         """A snapshot for a reader in another thread."""
         return RequestStats(
-            dict(self.requests),
-            {k: list(v) for k, v in self.latency_buckets.items()},
-            dict(self.latency_sum),
+            {name: counts.copy() for name, counts in list(self.models.items())},
             self.sampled_out,
         )
 
 
 class Recorder:
-    """The capture's side of the request path: ids, request metrics, the spool append.
+    """The capture's side of the request path: request metrics, the spool append.
 
     Args:
         model: The model's name for the metrics' ``model`` label; default: the path's.
@@ -174,50 +226,84 @@ class Recorder:
     ) -> None:
         self._model = model
         self._decoders = decoders
-        self._spool = spool
+        self._append = spool.append
         self.stats = stats
-        self._prefix = "sc-" + os.urandom(6).hex()
+        self._prefix = "sc-" + os.urandom(6).hex() + "-"
         self._ids = itertools.count()
-        self._labels: dict[str, str] = {}
-        self._models: set[str] = set()
+        self._by_target: dict[bytes, ModelCounts] = {}
+        self._wall_offset = 0.0
+        self.tick()
 
-    def new_id(self) -> str:
-        """A unique exchange id (the events' ids derive from it)."""
-        return f"{self._prefix}-{next(self._ids)}"
+    def tick(self) -> None:
+        """Take the wall clock again (called twice a second): wall times are derived from
+        ``time.perf_counter()``, read once per request, and this offset."""
+        self._wall_offset = time.time() - time.perf_counter()
 
-    def finished(self, exchange: Exchange) -> None:
-        """Count a finished exchange and spool it if it is to be captured."""
-        stats = self.stats
-        label = self._label(exchange.path, exchange.model)
-        key = (label, _STATUS_CLASS[exchange.status // 100] if exchange.status < 600 else "5xx")
-        stats.requests[key] = stats.requests.get(key, 0) + 1
-        buckets = stats.latency_buckets.get(label)
-        if buckets is None:
-            buckets = stats.latency_buckets[label] = [0] * (len(LATENCY_BUCKETS) + 1)
-        buckets[bisect.bisect_left(LATENCY_BUCKETS, exchange.latency)] += 1
-        stats.latency_sum[label] = stats.latency_sum.get(label, 0.0) + exchange.latency
-        if exchange.sampled or exchange.status >= 400:
-            self._spool.append(encode_exchange(exchange))  # a shed append is counted there
+    def finished(
+        self,
+        request_head: bytes,
+        request_body: list[bytes] | None,
+        response_head: bytes,
+        response_body: list[bytes] | None,
+        status: int,
+        started: float,
+        ended: float,
+        sampled: bool,
+        model: str = "",
+    ) -> None:
+        """Count a finished exchange and spool it if it is to be captured.
+
+        Args:
+            request_head: The request's head as received.
+            request_body: Its body's pieces; None if over the capture limit.
+            response_head: The response's head as received.
+            response_body: Its body's pieces; None if over the limit or not kept.
+            status: The response's status code.
+            started: ``time.perf_counter()`` when the request's head arrived.
+            ended: ``time.perf_counter()`` when the response ended.
+            sampled: Whether the exchange was sampled in (errors are kept anyway).
+            model: The model, where the caller knows it (the tap).
+        """
+        latency = ended - started
+        target = request_head[request_head.find(b" ") + 1 : request_head.find(b" HTTP/")]
+        counts = self._by_target.get(target) or self._counts(target, model)
+        counts.codes[status // 100 if status < 600 else 5] += 1
+        counts.buckets[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+        counts.latency_sum += latency
+        if sampled or status >= 400:
+            record = encode_exchange(
+                self._prefix + str(next(self._ids)),
+                started + self._wall_offset,
+                latency,
+                status,
+                sampled,
+                model,
+                request_head,
+                None if request_body is None else b"".join(request_body),
+                response_head,
+                None if response_body is None else b"".join(response_body),
+            )
+            self._append(record)  # a shed append is counted by the spool
         else:
-            stats.sampled_out += 1
+            self.stats.sampled_out += 1
 
-    def _label(self, path: str, model: str) -> str:
-        label = self._labels.get(path)
-        if label is not None:
-            return label
-        name = self._model or model or model_in_path(self._decoders, path)[1]
+    def _counts(self, target: bytes, model: str) -> ModelCounts:
+        name = self._model or model or model_in_path(self._decoders, target_path(target))[1]
+        models = self.stats.models
         if name is None:
             label = "unknown"
-        elif name in self._models or (
-            len(self._models) < MAX_MODEL_LABELS and _NAME.match(name) and len(name) <= 128
+        elif name in models or (
+            len(models) < MAX_MODEL_LABELS and _NAME.match(name) and len(name) <= 128
         ):
-            self._models.add(name)
             label = name
         else:
             label = "other"
-        if len(self._labels) < 1024:  # a cache of paths seen, bounded
-            self._labels[path] = label
-        return label
+        counts = models.get(label)
+        if counts is None:
+            counts = models[label] = ModelCounts()
+        if len(self._by_target) < 1024:  # a cache of targets seen, bounded
+            self._by_target[target] = counts
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +316,8 @@ class CaptureConfig:
     policy: FieldPolicy
     max_decoded_bytes: int
     """Largest body after decompression; beyond it the capture is skipped."""
+    correlation_header: bytes = b"x-request-id"
+    """Request header whose value becomes the events' correlation key (lower case)."""
 
 
 def model_in_path(decoders: tuple[Decoder, ...], path: str) -> tuple[Decoder | None, str | None]:
@@ -249,6 +337,10 @@ class ExchangeDecoder:
 
     def __init__(self, config: CaptureConfig) -> None:
         self._config = config
+        self._request_lines = header_lines(
+            b"content-type", b"content-encoding", b"traceparent", config.correlation_header
+        )
+        self._response_lines = header_lines(b"content-type", b"content-encoding")
         self._lock = threading.Lock()
         self.captured: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
@@ -276,19 +368,23 @@ class ExchangeDecoder:
 
     def _events(self, exchange: Exchange) -> list[bytes]:
         config = self._config
-        decoder, _ = model_in_path(config.decoders, exchange.path)
+        path = exchange.path
+        decoder, _ = model_in_path(config.decoders, path)
         if decoder is None:
             raise DecodeError("unknown_format")
         error = exchange.status >= 400
-        decoded = self._decode(decoder, exchange, with_response=not error)
+        request_headers = head_fields(exchange.request_head, self._request_lines)
+        decoded = self._decode(decoder, exchange, path, request_headers, with_response=not error)
         model = config.model or exchange.model or decoded.model
         version = config.version or decoded.version
         if not model or not version:
             raise DecodeError("no_model")
         rows = decoded.rows
-        key = exchange.correlation.decode("latin-1") or decoded.request_id
+        correlation = request_headers.get(config.correlation_header, b"")
+        key = correlation.decode("latin-1") or decoded.request_id
         if key is not None and not _ID.match(key):
             key = None
+        trace = parse_traceparent(request_headers.get(b"traceparent"))
         out = []
         invalid = 0
         for i, row in enumerate(rows):
@@ -301,9 +397,9 @@ class ExchangeDecoder:
                 "outputs": row.outputs,
                 "latency_seconds": min(exchange.latency, 3600.0),
             }
-            if exchange.trace_id:
-                event["trace_id"] = exchange.trace_id
-                event["parent_span_id"] = exchange.parent_span_id
+            if trace is not None:
+                event["trace_id"] = trace.trace_id
+                event["parent_span_id"] = trace.parent_span_id
             if key is not None:
                 event["correlation_key"] = key if len(rows) == 1 else f"{key}:{i}"
             if not _valid(event):
@@ -317,25 +413,33 @@ class ExchangeDecoder:
                 self.captured[model] += len(out)
         return out
 
-    def _decode(self, decoder: Decoder, exchange: Exchange, *, with_response: bool) -> Decoded:
+    def _decode(
+        self,
+        decoder: Decoder,
+        exchange: Exchange,
+        path: str,
+        request_headers: dict[bytes, bytes],
+        *,
+        with_response: bool,
+    ) -> Decoded:
         if exchange.request_body is None:
             raise DecodeError("too_large")
         request = Message(
-            self._body(exchange.request_body, exchange.request_encoding),
-            exchange.request_type.decode("latin-1").lower(),
+            self._body(exchange.request_body, request_headers.get(b"content-encoding", b"")),
+            request_headers.get(b"content-type", b"").decode("latin-1").lower(),
         )
         response = None
         if with_response:
             if exchange.response_body is None:
                 raise DecodeError("too_large")
+            headers = head_fields(exchange.response_head, self._response_lines)
             response = Message(
-                self._body(exchange.response_body, exchange.response_encoding),
-                exchange.response_type.decode("latin-1").lower(),
+                self._body(exchange.response_body, headers.get(b"content-encoding", b"")),
+                headers.get(b"content-type", b"").decode("latin-1").lower(),
             )
-        return decoder.decode(exchange.path, request, response)
+        return decoder.decode(path, request, response)
 
-    def _body(self, pieces: list[bytes], encoding: bytes) -> bytes:
-        body = b"".join(pieces)
+    def _body(self, body: bytes, encoding: bytes) -> bytes:
         coding = encoding.strip().lower()
         if not coding or coding == b"identity":
             return body

@@ -1,152 +1,78 @@
 """HTTP/1.1 framing: bytes of one direction of a connection in, message boundaries out.
 
 The proxy relays bytes; this module only finds where each message's head and body
-begin and end (RFC 9112 section 6: ``Content-Length``, ``chunked``, bodiless statuses,
-read-until-close), so that the proxy can copy bodies for capture and pair each
-response with its request. It never buffers a body: body bytes are reported as they
-are consumed. A message this module cannot frame raises :class:`FramingError`, and the
-proxy falls back to relaying the connection blind.
+begin and end, so that the proxy can copy heads and bodies for capture and pair each
+response with its request. llhttp (Node.js's parser, through ``httptools``) parses in
+C: start lines, headers, ``Content-Length``, ``chunked``, bodiless statuses, upgrades.
+This module adds what llhttp leaves to its caller:
+
+- each head's raw bytes, exactly as received: llhttp reports pieces, not positions,
+  so the framer follows where each message begins across messages and reads (heads
+  end at the first blank line, bodies are as long as llhttp says, chunk lines end at
+  CRLF) and keeps a head, chunk line or trailer begun at the end of a read;
+- a request head replaced before it is passed on (the proxy's child ``traceparent``):
+  a request head split across reads is held back until it is whole;
+- responses without a body that llhttp cannot know of (answers to ``HEAD``; ``2xx``
+  to ``CONNECT``), and tunnels (``101``, ``CONNECT``).
+
+Bodies are never buffered: body bytes are reported as llhttp consumes them. Bytes this
+module cannot frame raise :class:`FramingError`, and the proxy relays the rest of the
+connection blind.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
+from enum import IntEnum
 from typing import Protocol
 
-MAX_HEAD_BYTES = 64 * 1024
-"""Largest request or status line plus headers that is framed (servers allow 8-64 KiB)."""
+from collectors.errors import MissingDependencyError
 
-_MAX_CHUNK_LINE = 4096
+try:
+    from httptools import (
+        HttpParserCallbackError,
+        HttpParserError,
+        HttpParserUpgrade,
+        HttpRequestParser,
+        HttpResponseParser,
+    )
+except ImportError as exc:  # pragma: no cover - the dev environment has every extra
+    raise MissingDependencyError("httptools", "sidecar") from exc
+
+logger = logging.getLogger("sidewatch.sidecar")
+
+MAX_HEAD_BYTES = 64 * 1024
+"""Largest request or status line plus headers that is framed (servers allow 8-64 KiB);
+also the most a chunk line or trailer section may take."""
+
 _CRLF = b"\r\n"
+_HEAD_END = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length[ \t]*:")
+_CHUNKED = re.compile(rb"(?i)\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked[ \t]*\r\n")
 
 
 class FramingError(Exception):
     """The bytes are not HTTP/1.1 this module can frame."""
 
 
-class BodyKind(Enum):
-    """How a message's body is delimited."""
+class Body(IntEnum):
+    """What follows a response head, as the response's sink decides."""
 
-    NONE = 0
-    LENGTH = 1
-    CHUNKED = 2
-    UNTIL_CLOSE = 3
-    TUNNEL = 4
-    """After ``101 Switching Protocols`` or a successful ``CONNECT``: no more HTTP."""
-
-
-@dataclass(frozen=True, slots=True)
-class Framing:
-    """How the body of the message that follows a head is delimited."""
-
-    kind: BodyKind
-    length: int = 0
+    PARSED = 0
+    """What the head says (llhttp frames it)."""
+    NONE = 1
+    """No body, whatever the head says: the answer to ``HEAD``."""
+    TUNNEL = 2
+    """No more HTTP: a ``2xx`` answer to ``CONNECT``."""
 
 
-NO_BODY = Framing(BodyKind.NONE)
+class RequestSink(Protocol):
+    """Receives the requests that a :class:`RequestFramer` finds."""
 
-
-_HEADER_LINE = re.compile(rb"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """A parsed message head: the start line and the headers, names lower-cased."""
-
-    start_line: bytes
-    headers: dict[bytes, bytes]
-    """The last value of each header, by lower-cased name."""
-    repeated: frozenset[bytes]
-    """Names that appear more than once."""
-    raw: bytes
-    """The head exactly as received, final blank line included."""
-    lines: tuple[tuple[bytes, bytes], ...]
-    """Every header line, in order (names lower-cased)."""
-
-    def get(self, name: bytes) -> bytes | None:
-        """The last value of header ``name`` (lower-case), or None."""
-        return self.headers.get(name)
-
-    def all(self, name: bytes) -> list[bytes]:
-        """Every value of header ``name`` (lower-case)."""
-        if name not in self.repeated:
-            value = self.headers.get(name)
-            return [] if value is None else [value]
-        return [value for key, value in self.lines if key == name]
-
-
-def parse_head(raw: bytes) -> Head:
-    """Parse a head (ending in a blank line) into its start line and headers."""
-    end = raw.find(_CRLF)
-    found = _HEADER_LINE.findall(raw, end, len(raw) - 2)
-    if len(found) != raw.count(_CRLF) - 2:  # a line that is not ``name: value``
-        raise FramingError("malformed header line")
-    lines = tuple((name.lower(), value) for name, value in found)
-    headers = dict(lines)
-    repeated = frozenset() if len(headers) == len(lines) else frozenset(
-        name for name in headers if sum(1 for n, _ in lines if n == name) > 1
-    )
-    return Head(raw[:end], headers, repeated, raw, lines)
-
-
-def request_framing(head: Head) -> Framing:
-    """How a request's body is delimited (RFC 9112 section 6.3)."""
-    coding = head.get(b"transfer-encoding")
-    if coding is not None:
-        if coding.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
-            raise FramingError("a request's transfer coding must end in chunked")
-        return Framing(BodyKind.CHUNKED)
-    return _length_framing(head) or NO_BODY
-
-
-def response_framing(head: Head, request_method: bytes) -> Framing:
-    """How a response's body is delimited, given the method of its request."""
-    status = response_status(head)
-    if status == 101 or (request_method == b"CONNECT" and 200 <= status < 300):
-        return Framing(BodyKind.TUNNEL)
-    if request_method == b"HEAD" or status < 200 or status in (204, 304):
-        return NO_BODY
-    coding = head.get(b"transfer-encoding")
-    if coding is not None:
-        if coding.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
-            return Framing(BodyKind.CHUNKED)
-        return Framing(BodyKind.UNTIL_CLOSE)
-    return _length_framing(head) or Framing(BodyKind.UNTIL_CLOSE)
-
-
-def response_status(head: Head) -> int:
-    """The status code of a response head."""
-    parts = head.start_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3:
-        raise FramingError("malformed status line")
-    try:
-        return int(parts[1])
-    except ValueError:
-        raise FramingError("malformed status code") from None
-
-
-def _length_framing(head: Head) -> Framing | None:
-    value = head.headers.get(b"content-length")
-    if value is None:
-        return None
-    if value.isdigit() and b"content-length" not in head.repeated:  # the usual case
-        length = int(value)
-        return Framing(BodyKind.LENGTH, length) if length else NO_BODY
-    values = {v.strip() for item in head.all(b"content-length") for v in item.split(b",")}
-    if len(values) > 1 or not all(v.isdigit() for v in values):
-        raise FramingError("conflicting or malformed Content-Length")
-    length = int(values.pop())
-    return Framing(BodyKind.LENGTH, length) if length else NO_BODY
-
-
-class FrameSink(Protocol):
-    """Receives the messages that a :class:`Framer` finds."""
-
-    def on_head(self, head: Head) -> Framing:
-        """A head arrived; return how its body is delimited."""
+    def on_head(self, head: bytes) -> bytes | None:
+        """A head arrived (raw, final blank line included); returns the bytes to pass
+        on in its place, or None to pass it on unchanged."""
         ...
 
     def on_body(self, data: bytes) -> None:
@@ -158,174 +84,289 @@ class FrameSink(Protocol):
         ...
 
 
-class _State(Enum):
-    HEAD = 0
-    LENGTH = 1
-    CHUNK_SIZE = 2
-    CHUNK_DATA = 3
-    CHUNK_DATA_END = 4
-    TRAILER = 5
-    UNTIL_CLOSE = 6
-    TUNNEL = 7
+class ResponseSink(Protocol):
+    """Receives the responses that a :class:`ResponseFramer` finds."""
+
+    def on_head(self, head: bytes, status: int) -> Body:
+        """A head arrived (raw, final blank line included); returns what follows it
+        (after ``101 Switching Protocols``, a tunnel whatever it returns)."""
+        ...
+
+    def on_body(self, data: bytes) -> None:
+        """Body bytes (without chunk framing)."""
+        ...
+
+    def on_end(self) -> None:
+        """The message ended (an informational ``1xx`` response is one too)."""
+        ...
 
 
-class Framer:
-    """Frames the messages of one direction of a connection, incrementally.
+class _Stop(Exception):
+    """Raised in a callback to stop llhttp right after a head."""
 
-    Args:
-        sink: Told about each head, body piece and message end.
-        rewrite_head: Optional; given each head, returns the bytes to pass on in its
-            place (the request direction uses it to pass on a child trace context).
-        passthrough: Optional; receives the bytes to pass on (heads as rewritten,
-            bodies raw, chunk framing included). Without it nothing is passed on.
+
+class _Framer:
+    """What both directions share: llhttp, positions in the bytes, kept tails, tunnels.
+
+    Positions are in ``_buf``: the tail kept from the last read followed by this read.
+    ``_at`` is the first byte the framer has not accounted for: between messages, where
+    the next message begins; in a body, where its next byte (or chunk line) is.
     """
 
-    def __init__(
-        self,
-        sink: FrameSink,
-        *,
-        rewrite_head: Callable[[Head], bytes] | None = None,
-        passthrough: Callable[[bytes], None] | None = None,
-    ) -> None:
-        self._sink = sink
-        self._rewrite = rewrite_head
-        self._out = passthrough
-        self._state = _State.HEAD
+    _hold = False
+
+    def __init__(self) -> None:
+        self._parser = self._new_parser()
         self._buf = b""
-        self._remaining = 0
-        self._pos = 0
+        self._tail = b""
+        """Bytes from the end of the last read that begin a head, chunk line or
+        trailer not yet whole (kept to find its end; held back if it is a head that
+        this framer may rewrite)."""
+        self._tail_passed = True
+        self._at = 0
+        self._in_body = False
+        self._chunked = False
+        self._sized = False
+        self._head = b""
+        self._head_end = 0
+        self._edits: list[tuple[int, int, bytes]] = []
+        self._stop: FramingError | Body | None = None
+        self.tunnel = False
+        """True once the connection stopped speaking HTTP (upgrade, ``CONNECT``)."""
         self.leftover = b""
         """After a :class:`FramingError`: the bytes that were not passed on."""
 
+    def _new_parser(self) -> HttpRequestParser | HttpResponseParser:
+        raise NotImplementedError
+
     @property
     def idle(self) -> bool:
-        """True between messages (nothing partial held)."""
-        return self._state is _State.HEAD and not self._buf
+        """True between messages with nothing partial kept."""
+        return not self._in_body and not self._tail
 
-    def feed(self, data: bytes) -> None:
-        """Consume ``data``; raises :class:`FramingError` on bytes it cannot frame."""
-        buf = self._buf + data if self._buf else data
-        self._buf = b""
-        self._pos = 0
+    def feed(self, data: bytes) -> bytes:
+        """Consume ``data``; returns the bytes to pass on now.
+
+        Raises:
+            FramingError: On bytes that cannot be framed; :attr:`leftover` holds what
+                was not passed on.
+        """
+        if self.tunnel:
+            return data
+        tail = self._tail
+        buf = tail + data if tail else data
+        self._buf = buf
+        self._at = 0
+        skip = len(tail) if self._tail_passed else 0
         try:
-            self._feed(buf)
+            try:
+                self._parser.feed_data(data)
+            except (HttpParserUpgrade, HttpParserError) as exc:
+                self._resume(exc, len(tail))
+            end = len(buf)
+            if self._at < end:
+                end = self._keep_tail(buf)
+            elif tail:
+                self._tail = b""
+                self._tail_passed = True
         except FramingError:
-            self.leftover = buf[self._pos :]
+            self.leftover = buf[skip:] if self._hold else data
+            self._tail = b""
+            self._edits.clear()
             raise
+        if not self._hold:
+            return data
+        if self._edits:
+            return self._apply_edits(buf, skip, end)
+        return buf if skip == 0 and end == len(buf) else buf[skip:end]
 
-    def _feed(self, buf: bytes) -> None:
-        # self._pos marks what has been passed on, for a caller that falls back to
-        # relaying blind after a FramingError.
-        pos = 0
+    def _keep_tail(self, buf: bytes) -> int:
+        """Keep the bytes after ``_at``: a head, chunk line or trailer section begun
+        and not finished (stray CRLFs between messages are none). Returns where the
+        bytes to pass on end (before a head held back)."""
+        at = self._at
         end = len(buf)
-        out = self._out
-        while pos < end:
-            self._pos = pos
-            state = self._state
-            if state is _State.HEAD:
-                stop = buf.find(b"\r\n\r\n", pos)
-                if stop < 0:
-                    if end - pos > MAX_HEAD_BYTES:
-                        raise FramingError("head too large")
-                    self._buf = buf[pos:]
+        if end - at > MAX_HEAD_BYTES:
+            raise FramingError("head, chunk line or trailers too large")
+        rest = buf[at:]
+        if self._in_body or rest.strip(_CRLF):
+            self._tail = rest
+            self._tail_passed = self._in_body or not self._hold
+            return end if self._tail_passed else at
+        self._tail = b""
+        self._tail_passed = True
+        return end
+
+    def _resume(self, exc: Exception, pos: int) -> None:
+        """llhttp stopped at ``pos`` (in ``_buf``) with ``exc``: start it again after the
+        message it stopped at, until the rest is fed."""
+        while True:
+            if isinstance(exc, HttpParserUpgrade):
+                # After a request to upgrade (or CONNECT) llhttp stops at the byte that
+                # follows. The upgrade happens only if the response agrees (the proxy
+                # then starts a tunnel); until then what follows is HTTP.
+                pos += exc.args[0]
+            elif isinstance(exc, HttpParserCallbackError):
+                stop = self._stop
+                self._stop = None
+                if isinstance(stop, FramingError):
+                    raise stop from None
+                if stop is None:
+                    cause = exc.__context__
+                    if not isinstance(cause, FramingError):
+                        logger.warning("framing failed: %r", cause)
+                    raise FramingError(str(cause or exc)) from exc
+                # A response with no body, or the last before a tunnel: it ended with
+                # its head.
+                self._in_body = False
+                self._end_early()
+                if stop is Body.TUNNEL:
+                    self.tunnel = True
                     return
-                if stop - pos > MAX_HEAD_BYTES:
-                    raise FramingError("head too large")
-                raw = buf[pos : stop + 4]
-                if raw[:2] == _CRLF:  # a stray CRLF between messages is allowed
-                    pos += 2
-                    if out is not None:
-                        out(_CRLF)
-                    continue
-                head = parse_head(raw)
-                framing = self._sink.on_head(head)
-                if out is not None:
-                    out(self._rewrite(head) if self._rewrite is not None else raw)
-                pos = stop + 4
-                self._begin_body(framing)
-            elif state is _State.LENGTH or state is _State.CHUNK_DATA:
-                take = min(self._remaining, end - pos)
-                piece = buf[pos : pos + take]
-                pos += take
-                self._remaining -= take
-                if out is not None:
-                    out(piece)
-                self._sink.on_body(piece)
-                if self._remaining == 0:
-                    if state is _State.LENGTH:
-                        self._finish()
-                    else:
-                        self._state = _State.CHUNK_DATA_END
-            elif state is _State.CHUNK_SIZE or state is _State.TRAILER:
-                stop = buf.find(_CRLF, pos)
-                if stop < 0:
-                    if end - pos > _MAX_CHUNK_LINE:
-                        raise FramingError("chunk line too long")
-                    self._buf = buf[pos:]
-                    return
-                line = buf[pos:stop]
-                if state is _State.TRAILER:
-                    if out is not None:
-                        out(buf[pos : stop + 2])
-                    pos = stop + 2
-                    if not line:
-                        self._finish()
-                    continue
-                size = line.split(b";", 1)[0].strip()
-                if not size or len(size) > 16 or size.strip(b"0123456789abcdefABCDEF"):
-                    raise FramingError("malformed chunk size")
-                self._remaining = int(size, 16)
-                if out is not None:
-                    out(buf[pos : stop + 2])
-                pos = stop + 2
-                self._state = _State.CHUNK_DATA if self._remaining else _State.TRAILER
-            elif state is _State.CHUNK_DATA_END:
-                if end - pos < 2:
-                    self._buf = buf[pos:]
-                    return
-                if buf[pos : pos + 2] != _CRLF:
-                    raise FramingError("chunk data not followed by CRLF")
-                if out is not None:
-                    out(_CRLF)
-                pos += 2
-                self._state = _State.CHUNK_SIZE
-            else:  # UNTIL_CLOSE or TUNNEL: everything is body (or opaque)
-                piece = buf[pos:]
-                pos = end
-                if out is not None:
-                    out(piece)
-                if state is _State.UNTIL_CLOSE:
-                    self._sink.on_body(piece)
+                pos = self._head_end
+            else:
+                raise FramingError(str(exc)) from exc
+            self._parser = self._new_parser()
+            self._at = pos
+            try:
+                self._parser.feed_data(memoryview(self._buf)[pos:])
+                return
+            except (HttpParserUpgrade, HttpParserError) as again:
+                exc = again
+
+    def _end_early(self) -> None:
+        raise NotImplementedError
+
+    def _apply_edits(self, buf: bytes, start: int, end: int) -> bytes:
+        pieces = []
+        pos = start
+        for head_start, head_end, replacement in self._edits:
+            pieces.append(buf[pos:head_start])
+            pieces.append(replacement)
+            pos = head_end
+        pieces.append(buf[pos:end])
+        self._edits.clear()
+        return b"".join(pieces)
+
+    def _head_bytes(self) -> bytes:
+        """The head llhttp just finished (called from ``on_headers_complete``)."""
+        buf = self._buf
+        start = self._at
+        while buf[start] in b"\r\n":  # stray CRLFs before a message are allowed
+            start += 1
+        end = buf.find(_HEAD_END, start) + 4
+        if end < 4 or end - start > MAX_HEAD_BYTES:
+            self._stop = FramingError("head too large" if end >= 4 else "head not found")
+            raise _Stop
+        self._head_end = self._at = end
+        self._in_body = True
+        self._chunked = False
+        return buf[start:end]
+
+    # -- llhttp's callbacks (positions only; the subclasses tell their sinks) ----------
+
+    def on_chunk_header(self) -> None:
+        self._chunked = True
+        self._sized = False
+        self._at = self._buf.find(_CRLF, self._at) + 2  # past the chunk-size line
+
+    def on_chunk_complete(self) -> None:
+        if self._sized:  # past the CRLF after the chunk's data
+            self._at += 2
+            self._sized = False
+
+    def _message_end(self) -> None:
+        self._in_body = False
+        if self._chunked:  # after the last chunk: no trailers and CRLF, or trailers
+            at = self._at
+            buf = self._buf
+            self._at = at + 2 if buf.startswith(_CRLF, at) else buf.find(_HEAD_END, at) + 4
+
+
+class RequestFramer(_Framer):
+    """Frames the requests of one connection, incrementally.
+
+    Args:
+        sink: Told about each head (and may replace it), body piece and message end.
+    """
+
+    _hold = True
+
+    def __init__(self, sink: RequestSink) -> None:
+        self._sink = sink
+        super().__init__()
+
+    def _new_parser(self) -> HttpRequestParser:
+        return HttpRequestParser(self)
+
+    def release(self) -> bytes:
+        """The head held back, to pass on as it is (the caller closed its side: the
+        head will never be whole)."""
+        held = b"" if self._tail_passed else self._tail
+        self._tail = b""
+        self._tail_passed = True
+        return held
+
+    def _end_early(self) -> None:  # pragma: no cover - a request is never stopped early
+        self._sink.on_end()
+
+    def on_headers_complete(self) -> None:
+        head = self._head_bytes()
+        replacement = self._sink.on_head(head)
+        if replacement is not None:
+            end = self._head_end
+            self._edits.append((end - len(head), end, replacement))
+
+    def on_body(self, data: bytes) -> None:
+        self._at += len(data)
+        self._sized = True
+        self._sink.on_body(data)
+
+    def on_message_complete(self) -> None:
+        self._message_end()
+        self._sink.on_end()
+
+
+class ResponseFramer(_Framer):
+    """Frames the responses of one connection, incrementally.
+
+    Args:
+        sink: Told about each head (and says what follows it), body piece and end.
+    """
+
+    def __init__(self, sink: ResponseSink) -> None:
+        self._sink = sink
+        super().__init__()
+
+    def _new_parser(self) -> HttpResponseParser:
+        return HttpResponseParser(self)
+
+    def _end_early(self) -> None:
+        self._sink.on_end()
+
+    def on_headers_complete(self) -> None:
+        head = self._head = self._head_bytes()
+        status = self._parser.get_status_code()  # type: ignore[union-attr]
+        body = self._sink.on_head(head, status)
+        if status == 101:
+            body = Body.TUNNEL
+        if body:  # not Body.PARSED: stop llhttp right after the head
+            self._stop = body
+            raise _Stop
+
+    def on_body(self, data: bytes) -> None:
+        self._at += len(data)
+        self._sized = True
+        self._sink.on_body(data)
+
+    def on_message_complete(self) -> None:
+        self._message_end()
+        self._sink.on_end()
 
     def eof(self) -> None:
-        """The connection closed: ends a read-until-close body."""
-        if self._state is _State.UNTIL_CLOSE:
-            self._finish()
-
-    @property
-    def tunnel(self) -> bool:
-        """True once the connection stopped speaking HTTP (upgrade, CONNECT)."""
-        return self._state is _State.TUNNEL
-
-    def start_tunnel(self) -> None:
-        """Pass everything on from now on without framing."""
-        self._state = _State.TUNNEL
-
-    def _begin_body(self, framing: Framing) -> None:
-        kind = framing.kind
-        if kind is BodyKind.NONE:
-            self._finish()
-        elif kind is BodyKind.LENGTH:
-            self._remaining = framing.length
-            self._state = _State.LENGTH
-        elif kind is BodyKind.CHUNKED:
-            self._state = _State.CHUNK_SIZE
-        elif kind is BodyKind.UNTIL_CLOSE:
-            self._state = _State.UNTIL_CLOSE
-        else:
+        """The connection closed: ends a body read until the close (one framed neither
+        by length nor by chunks; a truncated one does not end)."""
+        head = self._head
+        if self._in_body and not _CONTENT_LENGTH.search(head) and not _CHUNKED.search(head):
+            self._in_body = False
             self._sink.on_end()
-            self._state = _State.TUNNEL
-
-    def _finish(self) -> None:
-        self._state = _State.HEAD
-        self._sink.on_end()

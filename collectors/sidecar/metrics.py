@@ -19,7 +19,12 @@ from prometheus_client.registry import Collector
 
 from collectors.naming import MetricName
 from collectors.sidecar import names
-from collectors.sidecar.capture import LATENCY_BUCKETS, RequestStats
+from collectors.sidecar.capture import (
+    LATENCY_BUCKETS,
+    STATUS_CLASSES,
+    ModelCounts,
+    RequestStats,
+)
 from collectors.sidecar.proxy import ProxyStats
 from collectors.sidecar.shipping import ShippingStats
 from collectors.spool import Spool
@@ -55,31 +60,28 @@ class SidecarCollector(Collector):
         stats = self._requests()
         spool = self._spool.stats()
         ship = ShippingStats.load(self._spool.directory)
-        counts: dict[tuple[str, str], int] = {}
-        buckets: dict[str, list[int]] = {}
-        sums: dict[str, float] = {}
+        models: dict[str, ModelCounts] = {}
         for s in stats:
-            for key, n in s.requests.items():
-                counts[key] = counts.get(key, 0) + n
-            for model, b in s.latency_buckets.items():
-                into = buckets.setdefault(model, [0] * len(b))
-                for i, n in enumerate(b):
-                    into[i] += n
-            for model, total in s.latency_sum.items():
-                sums[model] = sums.get(model, 0.0) + total
+            for model, counts in s.models.items():
+                into = models.setdefault(model, ModelCounts())
+                into.codes = [a + b for a, b in zip(into.codes, counts.codes, strict=True)]
+                into.buckets = [a + b for a, b in zip(into.buckets, counts.buckets, strict=True)]
+                into.latency_sum += counts.latency_sum
         requests = _counter(names.REQUESTS)
-        for (model, code), n in sorted(counts.items()):
-            requests.add_metric([model, code], n)
+        for model, counts in sorted(models.items()):
+            for code, n in zip(STATUS_CLASSES, counts.codes, strict=True):
+                if n:
+                    requests.add_metric([model, code], n)
         yield requests
         latency = HistogramMetricFamily(
             names.UPSTREAM_LATENCY.name, names.UPSTREAM_LATENCY.help, labels=["model"]
         )
-        for model, per_bucket in sorted(buckets.items()):
+        for model, counts in sorted(models.items()):
             cumulative, running = [], 0
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), per_bucket, strict=True):
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts.buckets, strict=True):
                 running += n
                 cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
-            latency.add_metric([model], cumulative, sums[model])
+            latency.add_metric([model], cumulative, counts.latency_sum)
         yield latency
         captured = _counter(names.CAPTURED)
         for model, n in sorted(ship.captured.items()):

@@ -3,10 +3,11 @@
 Each caller connection is paired with one upstream connection, so keep-alive,
 pipelining and connection closes behave exactly as they would direct. Bytes are
 relayed as they arrive, and the only change to a request is the ``traceparent``
-header, which carries the sidecar's child span upstream. The copy of each exchange is
-appended to the spool when its response ends, before the response's last bytes go to
-the caller (:func:`~collectors.sidecar.capture.encode_exchange`); all decoding happens
-later, in the shipper process.
+header, which carries the sidecar's child span upstream. The copy of each exchange
+(both heads as received, both bodies) is appended to the spool when its response
+ends, before the response's last bytes go to the caller
+(:meth:`~collectors.sidecar.capture.Recorder.finished`); all parsing of headers and
+payloads happens later, in the shipper process.
 
 Fail open: bytes that are not HTTP/1.1 this proxy can frame are relayed blind for the
 rest of the connection (counted); a full spool or disk sheds the copy (counted by the
@@ -16,34 +17,25 @@ spool); the monitor is never on this path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
-import time
 from collections import deque
 from dataclasses import dataclass
+from time import perf_counter
 from typing import cast
 
-from collectors.sidecar.capture import Exchange, Recorder, RequestStats
+from collectors.sidecar.capture import Recorder
 from collectors.sidecar.decode import Decoder
-from collectors.sidecar.http1 import (
-    NO_BODY,
-    BodyKind,
-    Framer,
-    Framing,
-    FramingError,
-    Head,
-    request_framing,
-    response_framing,
-    response_status,
-)
+from collectors.sidecar.http1 import Body, FramingError, RequestFramer, ResponseFramer
 from collectors.sidecar.trace import parse_traceparent
-from collectors.spool import Spool
 
 logger = logging.getLogger("sidewatch.sidecar")
 
-_TRACEPARENT_LINE = re.compile(rb"(?im)^traceparent:[^\r\n]*")
+# Header names are case-insensitive; a class per letter is the fastest search for one.
+_TRACEPARENT_LINE = re.compile(
+    rb"\r\n[Tt][Rr][Aa][Cc][Ee][Pp][Aa][Rr][Ee][Nn][Tt][ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r\n"
+)
 _WRITE_HIGH = 256 * 1024
 _PENDING_MAX = 1024 * 1024
 _BAD_GATEWAY_BODY = b"sidewatch sidecar: the model server is unreachable\n"
@@ -63,8 +55,6 @@ class ProxyConfig:
     """Largest body copied for capture; a larger one passes through uncaptured."""
     sample_rate: float = 1.0
     """Share of exchanges captured; error responses are always captured."""
-    correlation_header: bytes = b"x-request-id"
-    """Request header whose value becomes the events' correlation key."""
     model: str | None = None
     """The model's name for the metrics' ``model`` label; default: from the path."""
     decoders: tuple[Decoder, ...] = ()
@@ -73,117 +63,148 @@ class ProxyConfig:
 
 @dataclass
 class ProxyStats:
-    """Connection counters the event loop keeps."""
+    """Connection counters the event loop keeps (plain ints, read at scrape time)."""
 
     connections: int = 0
+    """Caller connections accepted."""
     open_connections: int = 0
     upstream_errors: int = 0
     unframed: int = 0
     """Connections relayed blind because their bytes could not be framed."""
 
 
-class _RequestSink:
-    def __init__(self, conn: _Downstream) -> None:
-        self._conn = conn
+class _InFlight:
+    """A request on its way: what the capture keeps of it until its response ends."""
 
-    def on_head(self, head: Head) -> Framing:
-        conn = self._conn
-        config = conn.config
-        method, _, rest = head.start_line.partition(b" ")
-        target = rest.rpartition(b" ")[0]
-        path = target.split(b"?", 1)[0].decode("latin-1")
-        if path.startswith(("http://", "https://")):  # absolute form
-            path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
-        trace = parse_traceparent(head.get(b"traceparent"))
-        exchange = Exchange(
-            exchange_id=conn.capture.new_id(),
-            method=method,
-            path=path,
-            wall_time=time.time(),
-            started=time.perf_counter(),
-            sampled=config.sample_rate >= 1.0 or random.random() < config.sample_rate,
-            request_type=head.get(b"content-type") or b"",
-            request_encoding=head.get(b"content-encoding") or b"",
-            correlation=head.get(config.correlation_header) or b"",
-        )
-        if trace is not None:
-            exchange.trace_id = trace.trace_id
-            exchange.parent_span_id = trace.parent_span_id
-            conn.child_trace = trace.child_header()
-        conn.waiting.append(exchange)
-        return request_framing(head)
+    __slots__ = ("head", "started", "sampled", "body", "size")
+
+    def __init__(self, head: bytes, started: float, sampled: bool) -> None:
+        self.head = head
+        self.started = started
+        self.sampled = sampled
+        self.body: list[bytes] | None = []
+        """Body pieces; None once the body went over the capture limit."""
+        self.size = 0
+
+
+class _RequestSink:
+    """The request direction of a connection: opens an in-flight exchange per request,
+    replaces ``traceparent`` with the sidecar's child context."""
+
+    __slots__ = ("_waiting", "_current", "_limit", "_rate")
+
+    def __init__(self, waiting: deque[_InFlight], config: ProxyConfig) -> None:
+        self._waiting = waiting
+        self._current: _InFlight | None = None
+        self._limit = config.capture_max_bytes
+        self._rate = config.sample_rate
+
+    def on_head(self, head: bytes) -> bytes | None:
+        rate = self._rate
+        flight = _InFlight(head, perf_counter(), rate >= 1.0 or random.random() < rate)
+        self._waiting.append(flight)
+        self._current = flight
+        match = _TRACEPARENT_LINE.search(head)
+        if match is None:
+            return None
+        trace = parse_traceparent(match.group(1))
+        if trace is None:
+            return None
+        start, end = match.span(1)
+        return head[:start] + trace.child_header() + head[end:]
 
     def on_body(self, data: bytes) -> None:
-        exchange = self._conn.waiting[-1]
-        body = exchange.request_body
+        flight = self._current
+        if flight is not None and flight.body is not None:
+            flight.size += len(data)
+            if flight.size > self._limit:
+                flight.body = None
+            else:
+                flight.body.append(data)
+
+    def on_end(self) -> None:
+        self._current = None
+
+
+class _ResponseSink:
+    """The response direction: pairs each response with the oldest request waiting and
+    hands the finished exchange to the recorder."""
+
+    __slots__ = (
+        "_conn",
+        "_waiting",
+        "_recorder",
+        "_limit",
+        "_flight",
+        "_head",
+        "_status",
+        "_body",
+        "_size",
+    )
+
+    def __init__(self, conn: _Downstream) -> None:
+        self._conn = conn
+        self._waiting = conn.waiting
+        self._recorder = conn.capture
+        self._limit = conn.config.capture_max_bytes
+        self._flight: _InFlight | None = None
+        self._head = b""
+        self._status = 0
+        self._body: list[bytes] | None = None
+        self._size = 0
+
+    def on_head(self, head: bytes, status: int) -> Body:
+        if status < 200 and status != 101:  # informational: the final response follows
+            self._flight = None
+            return Body.PARSED
+        if not self._waiting:
+            raise FramingError("a response without a request")
+        flight = self._flight = self._waiting.popleft()
+        self._head = head
+        self._status = status
+        # A response sampled out is only counted, unless it is an error (always kept).
+        self._body = [] if flight.sampled or status >= 400 else None
+        self._size = 0
+        if status == 101:
+            self._conn.start_tunnel()
+            return Body.TUNNEL
+        if flight.head.startswith((b"HEAD ", b"CONNECT ")):
+            if flight.head.startswith(b"HEAD "):
+                return Body.NONE
+            if 200 <= status < 300:
+                self._conn.start_tunnel()
+                return Body.TUNNEL
+        return Body.PARSED
+
+    def on_body(self, data: bytes) -> None:
+        body = self._body
         if body is not None:
-            exchange.request_size += len(data)
-            if exchange.request_size > self._conn.config.capture_max_bytes:
-                exchange.request_body = None
-                exchange.request_size = 0
+            self._size += len(data)
+            if self._size > self._limit:
+                self._body = None
             else:
                 body.append(data)
 
     def on_end(self) -> None:
-        pass
-
-
-class _ResponseSink:
-    def __init__(self, conn: _Downstream) -> None:
-        self._conn = conn
-        self._informational = False
-        self._exchange: Exchange | None = None
-
-    def on_head(self, head: Head) -> Framing:
-        status = response_status(head)
-        if 100 <= status < 200 and status != 101:
-            self._informational = True
-            return NO_BODY
-        self._informational = False
-        waiting = self._conn.waiting
-        if not waiting:
-            raise FramingError("a response without a request")
-        exchange = waiting.popleft()
-        exchange.status = status
-        exchange.response_type = head.get(b"content-type") or b""
-        exchange.response_encoding = head.get(b"content-encoding") or b""
-        if not (exchange.sampled or status >= 400):
-            exchange.response_body = None
-        self._exchange = exchange
-        framing = response_framing(head, exchange.method)
-        if framing.kind is BodyKind.TUNNEL:
-            self._conn.start_tunnel()
-        return framing
-
-    def on_body(self, data: bytes) -> None:
-        exchange = self._exchange
-        if exchange is not None and exchange.response_body is not None:
-            exchange.response_size += len(data)
-            if exchange.response_size > self._conn.config.capture_max_bytes:
-                exchange.response_body = None
-                exchange.response_size = 0
-            else:
-                exchange.response_body.append(data)
-
-    def on_end(self) -> None:
-        if self._informational:
-            self._informational = False
+        flight = self._flight
+        if flight is None:  # the end of an informational response
             return
-        exchange = self._exchange
-        if exchange is None:
-            return
-        self._exchange = None
-        exchange.latency = time.perf_counter() - exchange.started
-        self._conn.capture.finished(exchange)
+        self._flight = None
+        self._recorder.finished(flight.head, flight.body, self._head, self._body, self._status,
+                                flight.started, perf_counter(), flight.sampled)  # fmt: skip
 
 
 class _Upstream(asyncio.Protocol):
-    """The sidecar's connection to the model server, serving one caller connection."""
+    """The sidecar's connection to the model server, serving one caller connection.
+
+    Both sockets have ``TCP_NODELAY`` (uvloop and asyncio set it on every TCP
+    transport): each write is a whole message or the rest of one, sent at once.
+    """
 
     def __init__(self, conn: _Downstream) -> None:
         self._conn = conn
         self.transport: asyncio.Transport | None = None
-        self.framer = Framer(_ResponseSink(conn))
+        self.framer = ResponseFramer(_ResponseSink(conn))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -206,8 +227,7 @@ class _Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._conn.blind:
-            with contextlib.suppress(FramingError):
-                self.framer.eof()
+            self.framer.eof()
         self._conn.upstream_lost()
 
     def pause_writing(self) -> None:
@@ -224,19 +244,16 @@ class _Downstream(asyncio.Protocol):
         self.config = config
         self.capture = capture
         self.stats = stats
-        self.child_trace: bytes | None = None
-        self.waiting: deque[Exchange] = deque()
+        self.waiting: deque[_InFlight] = deque()
         self.blind = False
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self._out: list[bytes] = []
         self._pending: list[bytes] | None = []
         self._pending_size = 0
         self._eof = False
         self._closed = False
         self._paused = False
         self._upstream = _Upstream(self)
-        self._framer = Framer(_RequestSink(self), rewrite_head=self._rewrite,
-                              passthrough=self._out.append)  # fmt: skip
+        self._framer = RequestFramer(_RequestSink(self.waiting, config))
         self._connect_task: asyncio.Task[None] | None = None
 
     # -- caller side -------------------------------------------------------------------
@@ -249,21 +266,29 @@ class _Downstream(asyncio.Protocol):
         self._connect_task = asyncio.get_running_loop().create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
-        if self.blind:
-            self._send(data)
-            return
-        out = self._out
-        try:
-            self._framer.feed(data)
-        except FramingError:
-            out.append(self._framer.leftover)
-            self.go_blind()
-        if out:
-            self._send(out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
+        if not self.blind:
+            try:
+                data = self._framer.feed(data)
+            except FramingError:
+                data = self._framer.leftover
+                self.go_blind()
+            if not data:  # a head held back until it is whole
+                return
+        self._relay(data)
+
+    def _relay(self, data: bytes) -> None:
+        up = self._upstream.transport
+        if self._pending is None and up is not None:
+            up.write(data)
+        else:
+            self._hold(data)
 
     def eof_received(self) -> bool:
         self._eof = True
+        if not self.blind:
+            held = self._framer.release()
+            if held:
+                self._relay(held)
         up = self._upstream.transport
         if up is not None and self._pending is None and up.can_write_eof():
             up.write_eof()
@@ -315,12 +340,9 @@ class _Downstream(asyncio.Protocol):
         if self._eof and up.can_write_eof():
             up.write_eof()
 
-    def _send(self, data: bytes) -> None:
-        if self._pending is None:
-            up = self._upstream.transport
-            if up is not None:
-                up.write(data)
-            return
+    def _hold(self, data: bytes) -> None:
+        """Keep what the caller sent before the upstream connection is up."""
+        assert self._pending is not None
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size > _PENDING_MAX and not self._paused:
@@ -332,13 +354,6 @@ class _Downstream(asyncio.Protocol):
             self.transport.close()  # flushes what the model sent first
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _rewrite(self, head: Head) -> bytes:
-        child, self.child_trace = self.child_trace, None
-        if child is None:
-            return head.raw
-        line = b"traceparent: " + child
-        return _TRACEPARENT_LINE.sub(lambda _m: line, head.raw)
 
     def go_blind(self) -> None:
         """Relay this connection's bytes from now on without framing them."""
@@ -353,16 +368,10 @@ class _Downstream(asyncio.Protocol):
 
 
 async def start_proxy(
-    config: ProxyConfig,
-    spool: Spool,
-    stats: ProxyStats,
-    requests: RequestStats,
-    host: str,
-    port: int,
+    config: ProxyConfig, recorder: Recorder, stats: ProxyStats, host: str, port: int
 ) -> asyncio.Server:
     """Listen on ``host:port`` and proxy every connection to the upstream."""
     loop = asyncio.get_running_loop()
-    capture = Recorder(config.model, config.decoders, spool, requests)
     return await loop.create_server(
-        lambda: _Downstream(config, capture, stats), host, port, reuse_address=True, backlog=1024
+        lambda: _Downstream(config, recorder, stats), host, port, reuse_address=True, backlog=1024
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import subprocess
@@ -48,10 +49,13 @@ class Sidecar:
         # Appends happen on the event loop: fsync runs in a thread (_watch), not in them.
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, sync="none")
         self._decoders = capture_config(settings).decoders
+        self._recorder = Recorder(settings.model, self._decoders, self.spool, self.requests)
+        self._recorders = [self._recorder]
         self.tap: TapReceiver | None = None
         if settings.tap_listen is not None:
             host, port = split_address(settings.tap_listen, 9403)
             recorder = Recorder(settings.model, self._decoders, self.spool, self.tap_requests)
+            self._recorders.append(recorder)
             self.tap = TapReceiver(
                 host,
                 port,
@@ -86,7 +90,7 @@ class Sidecar:
         """Serve until SIGTERM or SIGINT (or :meth:`stop`), then shut down in order."""
         try:
             import uvloop
-        except ImportError:  # pragma: no cover - uvloop ships with the base install
+        except ImportError:  # pragma: no cover - uvloop comes with the sidecar extra
             asyncio.run(self.serve())
         else:
             uvloop.run(self.serve())
@@ -114,19 +118,20 @@ class Sidecar:
                 up_port,
                 capture_max_bytes=s.capture_max_bytes,
                 sample_rate=s.sample_rate,
-                correlation_header=s.correlation_header.lower().encode("latin-1"),
                 model=s.model,
                 decoders=self._decoders,
             )
             host, port = split_address(s.listen, 8081)
-            server = await start_proxy(
-                config, self.spool, self.proxy_stats, self.requests, host, port
-            )
+            server = await start_proxy(config, self._recorder, self.proxy_stats, host, port)
             logger.info("sidecar proxying %s:%d -> %s; metrics on %s; spool %s",
                         host, port, s.upstream, s.admin_listen, s.spool_dir)  # fmt: skip
         if self.tap is not None:
             self.tap.start()
             logger.info("sidecar tap receiving CloudEvents on %s", s.tap_listen)
+        # What start-up built lives as long as the process: out of the collector's sight,
+        # so that a full collection never walks it in the middle of a request.
+        gc.collect()
+        gc.freeze()
         self._ready.set()
         watch = asyncio.get_running_loop().create_task(self._watch())
         try:
@@ -141,17 +146,23 @@ class Sidecar:
             self.shutdown()
 
     async def _watch(self) -> None:
-        """Twice a second: sync the spool to disk, see what the shipper delivered,
-        restart it if it died."""
+        """Twice a second: sync the spool to disk and see what the shipper delivered (in
+        a thread, off the event loop), take the wall clock again, restart the shipper if
+        it died."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.5)
-            await loop.run_in_executor(None, self.spool.sync)
-            self.spool.refresh()
+            await loop.run_in_executor(None, self._maintain_spool)
+            for recorder in self._recorders:
+                recorder.tick()
             shipper = self._shipper
             if shipper is not None and shipper.poll() is not None:
                 logger.error("the shipper exited with %s; restarting it", shipper.returncode)
                 self._start_shipper()
+
+    def _maintain_spool(self) -> None:
+        self.spool.sync()
+        self.spool.refresh()
 
     def _start_shipper(self) -> None:
         # -c rather than -m: the package already imported the module (runpy would warn).

@@ -70,6 +70,7 @@ def capture_config(settings: SidecarSettings) -> CaptureConfig:
         decoders=tuple(build_decoders(rules, mapping)),
         policy=policy,
         max_decoded_bytes=settings.decoded_max_bytes,
+        correlation_header=settings.correlation_header.lower().encode("latin-1"),
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collectors.contract import NAME_PATTERN
-from collectors.sidecar.capture import Exchange, Recorder
+from collectors.sidecar.capture import Recorder
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -31,7 +31,7 @@ class _Half:
     body: bytes
     content_type: str
     received: float
-    wall_time: float
+    """``time.perf_counter()`` on arrival."""
     model: str | None
 
 
@@ -93,38 +93,36 @@ class TapReceiver:
         """Take one event: keep it until its other half arrives, then queue the pair."""
         source = "request" if ce_type == REQUEST_TYPE else "response"
         other = "response" if source == "request" else "request"
-        now = time.monotonic()
-        half = _Half(body, content_type, now, time.time(), model)
+        half = _Half(body, content_type, time.perf_counter(), model)
         with self._lock:
             self.received += 1
-            self._expire(now)
+            self._expire(half.received)
             partner = self._pending.pop((ce_id, other), None)
             if partner is None:
                 self._pending[(ce_id, source)] = half
                 return
             request, response = (half, partner) if source == "request" else (partner, half)
-            self._recorder.finished(self._exchange(request, response))
+            self._record(request, response)
 
-    def _exchange(self, request: _Half, response: _Half) -> Exchange:
+    def _record(self, request: _Half, response: _Half) -> None:
+        """Hand a pair to the recorder, as the exchange a proxy would have seen."""
         model = self._model or request.model or response.model or "unknown"
         v2 = b'"datatype"' in request.body
         path = f"/v2/models/{model}/infer" if v2 else f"/v1/models/{model}:predict"
-        return Exchange(
-            exchange_id=self._recorder.new_id(),
-            method=b"POST",
-            path=path,
-            wall_time=request.wall_time,
-            started=request.received,
-            sampled=self._sample_rate >= 1.0 or random.random() < self._sample_rate,
-            request_type=request.content_type.encode("latin-1"),
-            request_body=[request.body],
-            request_size=len(request.body),
-            status=200,
-            response_type=response.content_type.encode("latin-1"),
-            response_body=[response.body],
-            response_size=len(response.body),
-            latency=max(0.0, response.received - request.received),
-            model=model if model != "unknown" else "",
+        request_head = (b"POST %s HTTP/1.1\r\ncontent-type: %s\r\n\r\n"
+                        % (path.encode(), request.content_type.encode("latin-1")))  # fmt: skip
+        response_head = (b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\n\r\n"
+                         % response.content_type.encode("latin-1"))  # fmt: skip
+        self._recorder.finished(
+            request_head,
+            [request.body],
+            response_head,
+            [response.body],
+            200,
+            request.received,
+            max(request.received, response.received),
+            self._sample_rate >= 1.0 or random.random() < self._sample_rate,
+            model if model != "unknown" else "",
         )
 
     def _expire(self, now: float) -> None:

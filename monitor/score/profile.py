@@ -35,6 +35,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -510,14 +511,17 @@ def profile_rows(
     found: dict[str, FeatureProfile] = {}
     numeric = [name for name, kind in kinds.items() if kind == "numeric"]
     if numeric and rows:
-        # One pass over the rows for every numeric feature: a float matrix (None is NaN).
+        # One pass over the rows for every numeric feature: a float matrix.
         get = operator.itemgetter(*numeric)
+        shape = (len(rows), len(numeric))
+        values = chain.from_iterable(map(get, rows)) if len(numeric) > 1 else map(get, rows)
         try:
-            table = np.array(list(map(get, rows)), dtype=np.float64).reshape(
-                len(rows), len(numeric)
-            )
+            table = np.fromiter(values, np.float64, shape[0] * shape[1]).reshape(shape)
         except (KeyError, TypeError, ValueError):
-            table = None  # a row without a feature, or not a number: column by column
+            try:  # a missing value (None): NaN
+                table = np.array(list(map(get, rows)), dtype=np.float64).reshape(shape)
+            except (KeyError, TypeError, ValueError):
+                table = None  # a row without a feature, or not a number: column by column
         if table is not None:
             found = profile_matrix(table, numeric, bins)
     columns: dict[str, tuple[Kind, Sequence[Any] | npt.NDArray[Any]]] = {

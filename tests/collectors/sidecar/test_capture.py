@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import time
@@ -23,7 +24,6 @@ from collectors.sidecar.capture import (
     ExchangeDecoder,
     _valid,
     decode_exchange,
-    encode_exchange,
 )
 from collectors.sidecar.decode import DecodeError, FieldMapping, Message, OutputRules
 from collectors.sidecar.decode import build_decoders as decoders_for
@@ -33,14 +33,17 @@ from tests.collectors.sidecar.helpers import SidecarProcess
 from tests.conftest import LiveMonitor
 
 
-def exchange(path: str, request: Any, response: Any, **kw: Any) -> Exchange:
+def exchange(path: str, request: Any, response: Any, *, request_type: bytes = b"application/json",
+             request_headers: bytes = b"", **kw: Any) -> Exchange:  # fmt: skip
     def raw(doc: Any) -> bytes:
         return doc if isinstance(doc, bytes) else orjson.dumps(doc)
 
-    return Exchange(exchange_id="sc-test-1", method=b"POST", path=path, wall_time=1.7e9,
-                    started=0.0, sampled=True, request_type=b"application/json",
-                    request_body=[raw(request)], response_body=[raw(response)], status=200,
-                    latency=0.01, **kw)  # fmt: skip
+    request_head = (b"POST %s HTTP/1.1\r\nHost: m\r\nContent-Type: %s\r\n%s\r\n"
+                    % (path.encode(), request_type, request_headers))  # fmt: skip
+    response_head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n"
+    return Exchange(exchange_id="sc-test-1", wall_time=1.7e9, latency=0.01, status=200,
+                    sampled=True, request_head=request_head, request_body=raw(request),
+                    response_head=response_head, response_body=raw(response), **kw)  # fmt: skip
 
 
 def events(ex: Exchange, *, mapping: FieldMapping | None = None, policy: FieldPolicy | None = None,
@@ -49,7 +52,7 @@ def events(ex: Exchange, *, mapping: FieldMapping | None = None, policy: FieldPo
     config = CaptureConfig(model, version, tuple(decoders_for(rules or OutputRules(), mapping)),
                            policy or FieldPolicy(), 1 << 20)  # fmt: skip
     decoder = ExchangeDecoder(config)
-    out = decoder.events(encode_exchange(ex))
+    out = decoder.events(ex.encode())
     assert all(r[:1] == PREDICTION for r in out)
     docs = [orjson.loads(r[1:]) for r in out]
     for doc in docs:
@@ -107,8 +110,7 @@ def test_kserve_v1_and_tf_serving_shapes(request_doc: dict[str, Any]) -> None:
 
 def test_mlflow_csv_and_records() -> None:
     csv = b"mean radius,kind\n1.5,a\n,b\n"
-    ex = exchange("/invocations", csv, {"predictions": [0.25, 0.75]})
-    ex.request_type = b"text/csv"
+    ex = exchange("/invocations", csv, {"predictions": [0.25, 0.75]}, request_type=b"text/csv")
     docs = events(ex, rules=OutputRules(task="classification"))
     assert [d["features"] for d in docs] == [{"mean_radius": 1.5, "kind": "a"},
                                              {"mean_radius": None, "kind": "b"}]  # fmt: skip
@@ -134,9 +136,9 @@ def test_row_mismatch_and_unknown_paths_are_counted_not_raised() -> None:
         "m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(), 1 << 20
     )
     decoder = ExchangeDecoder(config)
-    assert decoder.events(encode_exchange(exchange("/invocations", {"instances": [[1], [2]]},
-                                                   {"predictions": [1]}))) == []  # fmt: skip
-    assert decoder.events(encode_exchange(exchange("/other", {}, {}))) == []
+    assert decoder.events(exchange("/invocations", {"instances": [[1], [2]]},
+                                   {"predictions": [1]}).encode()) == []  # fmt: skip
+    assert decoder.events(exchange("/other", {}, {}).encode()) == []
     assert decoder.events(b"x-not-a-record") == []
     assert decoder.counts()[1] == {"row_mismatch": 1, "unknown_format": 1, "corrupt_record": 1}
 
@@ -168,24 +170,32 @@ def test_traceparent_parsing_follows_the_w3c_rules() -> None:
         assert parse_traceparent(value) is None
 
 
+heads = st.binary(max_size=80).map(lambda b: b"POST /p HTTP/1.1\r\nX: " + b + b"\r\n\r\n")
+
+
 @given(st.builds(Exchange, exchange_id=st.from_regex(r"sc-[a-f0-9]{4}-\d{1,5}", fullmatch=True),
-                 method=st.sampled_from([b"POST", b"GET"]), path=st.text(max_size=30),
-                 wall_time=st.floats(0, 2e9), started=st.just(0.0), sampled=st.booleans(),
-                 correlation=st.binary(max_size=20),
-                 request_body=st.one_of(st.none(), st.lists(st.binary(max_size=50), max_size=3)),
-                 status=st.integers(100, 599), latency=st.floats(0, 100),
-                 response_body=st.one_of(st.none(), st.lists(st.binary(max_size=50), max_size=3)),
+                 wall_time=st.floats(0, 2e9), latency=st.floats(0, 100),
+                 status=st.integers(100, 599), sampled=st.booleans(), request_head=heads,
+                 request_body=st.one_of(st.none(), st.binary(max_size=50)),
+                 response_head=st.binary(max_size=80),
+                 response_body=st.one_of(st.none(), st.binary(max_size=50)),
                  model=st.text(max_size=10)))  # fmt: skip
 @settings(max_examples=200, deadline=None)
 def test_exchange_records_round_trip(ex: Exchange) -> None:
-    ex.path = ex.path.encode("latin-1", "replace").decode("latin-1")
-    back = decode_exchange(encode_exchange(ex))
-    for name in ("exchange_id", "method", "path", "wall_time", "sampled", "correlation", "status",
-                 "latency", "model"):  # fmt: skip
-        assert getattr(back, name) == getattr(ex, name)
-    assert (back.request_body is None) == (ex.request_body is None)
-    if ex.request_body is not None:
-        assert b"".join(back.request_body or []) == b"".join(ex.request_body)
+    assert decode_exchange(ex.encode()) == ex
+
+
+def test_the_heads_give_trace_context_correlation_and_content_types() -> None:
+    trace = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+    request = {"dataframe_split": {"columns": ["a"], "data": [[0.5]]}}
+    headers = trace + b"X-Request-Id: corr-1\r\nContent-Encoding: gzip\r\n"
+    ex = exchange("/invocations?x=1", gzip.compress(orjson.dumps(request)),
+                  {"predictions": [1]}, request_headers=headers)  # fmt: skip
+    [doc] = events(ex)
+    assert (doc["trace_id"], doc["parent_span_id"], doc["correlation_key"]) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "corr-1")  # fmt: skip
+    assert doc["features"] == {"a": 0.5}
+    assert ex.method == b"POST" and ex.path == "/invocations"
 
 
 scalars = st.one_of(
@@ -283,12 +293,14 @@ def test_sampling_never_leaves_out_an_error(tmp_path: Path) -> None:
 
     spool = Spool(tmp_path, sync="none")
     recorder = Recorder("m", (), spool, stats := RequestStats())
+    head = b"POST /invocations HTTP/1.1\r\n\r\n"
     for status in (200, 200, 500, 404):
-        ex = exchange("/invocations", {}, {})
-        ex.sampled, ex.status = False, status
-        recorder.finished(ex)
+        recorder.finished(head, [b"{}"], b"HTTP/1.1 %d X\r\n\r\n" % status, [b"{}"], status,
+                          1.0, 1.002, False)  # fmt: skip
     records, _ = spool.read(10)
     assert [decode_exchange(r).status for r in records] == [500, 404]
     assert stats.sampled_out == 2
-    assert stats.requests == {("m", "2xx"): 2, ("m", "5xx"): 1, ("m", "4xx"): 1}
+    counts = stats.models["m"]
+    assert counts.codes == [0, 0, 2, 0, 1, 1]
+    assert sum(counts.buckets) == 4 and counts.buckets[1] == 4  # 2 ms: the 2.5 ms bucket
     spool.close()
