@@ -5,24 +5,38 @@ through the SDK as fast as the caller can, and times until the monitor has store
 them all. The baseline, in the same run, is the storage ceiling: the same rows written
 with plain ``sqlite3.executemany`` in batches of the SDK's size, no HTTP or validation.
 
-Last line: ``events_per_s=N baseline_sqlite_rows_per_s=M ratio=R record_us=U``.
-Target: events_per_s >= 20,000.
+An A/B of the feature profiles kept at ingest, in the same run: arm ``on`` is the
+monitor as it ships (a reference uploaded first, so each batch's features are binned
+on its bins and merged into the window's stored profiles); arm ``off`` is the same
+monitor with profiles switched off (its ingestor built with no profile window), the
+same reference uploaded. Arms alternate, each on a fresh database; each run prints
+its rate, the monitor's CPU per event and the load average around it.
+
+Last line: ``events_per_s=N no_profiles_events_per_s=M profile_overhead=O
+profile_cpu_us=P baseline_sqlite_rows_per_s=B ratio=R monitor_cpu_us=C record_us=U
+load=L``: medians over runs (``events_per_s``: profiles on), ``profile_overhead`` is
+``1 - N / M``, ``profile_cpu_us`` the monitor's CPU per event with profiles minus
+without (steadier than the rates on a shared machine), ``load`` the mean 1-minute load
+average around the runs. Target: events_per_s >= 20,000.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -112,6 +126,101 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     sys.exit("the monitor did not start within 60 s")
 
 
+# The monitor with profiles off: its ingestor is built without a profile window.
+_NO_PROFILES = """
+import sys
+import monitor.api.ingest as ingest
+build = ingest.Ingestor.__init__
+def without_profiles(self, *args, **kwargs):
+    build(self, *args[:3], **(kwargs | {"window_seconds": None}))
+ingest.Ingestor.__init__ = without_profiles
+from monitor.cli import main
+sys.exit(main(["serve"]))
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    arm: str
+    events_per_s: float
+    monitor_cpu_us: float
+    record_us: float
+    load: tuple[float, float]
+
+
+def run_arm(arm: str, args: argparse.Namespace, tmp: Path) -> Run:
+    """One run on a fresh database: the monitor as it ships (``on``) or without profiles."""
+    db = tmp / f"sidewatch-{arm}-{time.monotonic_ns()}.db"
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {
+        "SIDEWATCH_DATABASE_URL": f"sqlite:///{db}",
+        "SIDEWATCH_PORT": str(port),
+        "SIDEWATCH_LOG_LEVEL": "warning",
+    }
+    serve = ["-m", "monitor.cli", "serve"] if arm == "on" else ["-c", _NO_PROFILES]
+    cmd = os.environ.get("BENCH_MONITOR_PREFIX", "").split() + [sys.executable, *serve]
+    monitor = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(url, monitor)
+        request(
+            url + "/v1/models/bench",
+            "PUT",
+            {
+                "name": "bench",
+                "task": "regression",
+                "features": [{"name": f, "type": "numeric"} for f in FEATURES],
+            },
+        )
+        rng = random.Random(2)
+        if args.reference_rows:
+            # With a reference, ingest bins each feature on the reference's bins: the
+            # path measured is the full one.
+            reference = [features(rng) for _ in range(args.reference_rows)]
+            req = urllib.request.Request(
+                url + "/v1/models/bench/versions/1/reference",
+                data=orjson.dumps(reference),
+                method="PUT",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=60) as response:
+                response.read()
+        rows = [features(rng) for _ in range(args.events)]
+        settings = ClientSettings(
+            monitor_url=url,
+            model="bench",
+            model_version="1",  # type: ignore[arg-type]
+            queue_size=args.events,
+            batch_size=args.batch,
+        )
+        client = Client(settings)
+        load_before = os.getloadavg()[0]
+        cpu_before = process_cpu_seconds(monitor.pid)
+        started = time.perf_counter()
+        for row in rows:
+            client.record(row, value=0.5, latency_seconds=0.001)
+        recorded = time.perf_counter() - started
+        if not client.flush(600):
+            sys.exit("the SDK did not drain within 600 s")
+        elapsed = time.perf_counter() - started
+        monitor_cpu = process_cpu_seconds(monitor.pid) - cpu_before
+        load_after = os.getloadavg()[0]
+        stats = client.stats()
+        client.close()
+    finally:
+        monitor.terminate()
+        monitor.wait(30)
+    if stats.stored != args.events:
+        sys.exit(f"stored {stats.stored} of {args.events} events: {stats}")
+    return Run(
+        arm,
+        args.events / elapsed,
+        monitor_cpu / args.events * 1e6,
+        recorded / args.events * 1e6,
+        (load_before, load_after),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -120,88 +229,54 @@ def main() -> None:
     parser.add_argument(
         "--reference-rows", type=int, default=10_000, help="reference uploaded first (0: none)"
     )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each arm, alternating")
+    parser.add_argument(
+        "--arms", default="on,off", help="on: profiles at ingest (as shipped); off: none"
+    )
     args = parser.parse_args()
+    arms = args.arms.split(",")
+    if not set(arms) <= {"on", "off"}:
+        sys.exit("--arms takes on, off or both")
 
     with tempfile.TemporaryDirectory() as tmp:
         base_rate = baseline(Path(tmp) / "baseline.db", args.events, args.batch)
         print(f"baseline: sqlite3.executemany {base_rate:,.0f} rows/s", flush=True)
-
-        port = args.port or free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = os.environ | {
-            "SIDEWATCH_DATABASE_URL": f"sqlite:///{tmp}/sidewatch.db",
-            "SIDEWATCH_PORT": str(port),
-            "SIDEWATCH_LOG_LEVEL": "warning",
-        }
-        cmd = os.environ.get("BENCH_MONITOR_PREFIX", "").split() + [
-            sys.executable,
-            "-m",
-            "monitor.cli",
-            "serve",
-        ]
-        monitor = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_ready(url, monitor)
-            request(
-                url + "/v1/models/bench",
-                "PUT",
-                {
-                    "name": "bench",
-                    "task": "regression",
-                    "features": [{"name": f, "type": "numeric"} for f in FEATURES],
-                },
-            )
-            rng = random.Random(2)
-            if args.reference_rows:
-                # With a reference, ingest also keeps each window's feature profiles
-                # (histograms on the reference's bins): the path measured is the full one.
-                reference = [features(rng) for _ in range(args.reference_rows)]
-                req = urllib.request.Request(
-                    url + "/v1/models/bench/versions/1/reference",
-                    data=orjson.dumps(reference),
-                    method="PUT",
-                    headers={"Content-Type": "application/json"},
+        runs: list[Run] = []
+        for i in range(args.runs):
+            for arm in arms if i % 2 == 0 else arms[::-1]:
+                run = run_arm(arm, args, Path(tmp))
+                runs.append(run)
+                print(
+                    f"run {i + 1} profiles {arm}: {run.events_per_s:,.0f} events/s, monitor CPU "
+                    f"{run.monitor_cpu_us:.1f} us/event, record() {run.record_us:.1f} us, "
+                    f"load {run.load[0]:.2f} -> {run.load[1]:.2f}",
+                    flush=True,
                 )
-                with urllib.request.urlopen(req, timeout=60) as response:
-                    response.read()
-            rows = [features(rng) for _ in range(args.events)]
-            settings = ClientSettings(
-                monitor_url=url,
-                model="bench",
-                model_version="1",  # type: ignore[arg-type]
-                queue_size=args.events,
-                batch_size=args.batch,
-            )
-            client = Client(settings)
-            cpu_before = process_cpu_seconds(monitor.pid)
-            started = time.perf_counter()
-            for row in rows:
-                client.record(row, value=0.5, latency_seconds=0.001)
-            recorded = time.perf_counter() - started
-            if not client.flush(600):
-                sys.exit("the SDK did not drain within 600 s")
-            elapsed = time.perf_counter() - started
-            monitor_cpu = process_cpu_seconds(monitor.pid) - cpu_before
-            stats = client.stats()
-            client.close()
-        finally:
-            monitor.terminate()
-            monitor.wait(30)
-        if stats.stored != args.events:
-            sys.exit(f"stored {stats.stored} of {args.events} events: {stats}")
-        rate = args.events / elapsed
-        record_us = recorded / args.events * 1e6
-        print(
-            f"sidewatch: {args.events:,} events, 20 features each, SDK -> HTTP -> SQLite rows "
-            f"in {elapsed:.2f} s; record() {record_us:.1f} us per call on the caller; "
-            f"monitor CPU {monitor_cpu / args.events * 1e6:.1f} us per event"
-        )
-        print(
-            f"events_per_s={rate:.0f} baseline_sqlite_rows_per_s={base_rate:.0f} "
-            f"ratio={rate / base_rate:.3f} record_us={record_us:.2f}"
-        )
+
+    def median(arm: str, field: str) -> float:
+        return float(statistics.median(getattr(r, field) for r in runs if r.arm == arm))
+
+    first = arms[0]
+    rate = median("on", "events_per_s") if "on" in arms else math.nan
+    off = median("off", "events_per_s") if "off" in arms else math.nan
+    cpu = (
+        median("on", "monitor_cpu_us") - median("off", "monitor_cpu_us")
+        if len(arms) > 1
+        else math.nan
+    )
+    load = statistics.mean(x for r in runs for x in r.load)
+    print(
+        f"sidewatch: {args.events:,} events, 20 features each, SDK -> HTTP -> SQLite rows, "
+        f"{args.runs} run(s) per arm; medians: profiles on {rate:,.0f} events/s, off "
+        f"{off:,.0f} events/s; monitor CPU per event on minus off {cpu:.1f} us"
+    )
+    print(
+        f"events_per_s={rate:.0f} no_profiles_events_per_s={off:.0f} "
+        f"profile_overhead={1 - rate / off:.3f} profile_cpu_us={cpu:.2f} "
+        f"baseline_sqlite_rows_per_s={base_rate:.0f} ratio={rate / base_rate:.3f} "
+        f"monitor_cpu_us={median(first, 'monitor_cpu_us'):.2f} "
+        f"record_us={median(first, 'record_us'):.2f} load={load:.2f}"
+    )
 
 
 if __name__ == "__main__":
