@@ -98,6 +98,7 @@ class SidecarCollector(Collector):
         for m, value in (
             (names.SAMPLED_OUT, sum(s.sampled_out for s in stats)),
             (names.UNFRAMED, self._proxy.unframed),
+            (names.CONNECTIONS, self._proxy.connections),
             (names.UPSTREAM_ERRORS, self._proxy.upstream_errors),
             (names.SPOOL_CORRUPT, spool.corrupt_skipped),
             (names.SHIPPED, ship.delivered),
@@ -108,5 +109,6 @@ class SidecarCollector(Collector):
             counter = _counter(m)
             counter.add_metric([], value)
             yield counter
+        yield _gauge(names.OPEN_CONNECTIONS, self._proxy.open_connections)
         yield _gauge(names.SPOOL_BYTES, spool.bytes)
         yield _gauge(names.SPOOL_CAPACITY, self._capacity)

@@ -52,6 +52,18 @@ UNFRAMED = _metric(
     "counter",
     (),
 )
+CONNECTIONS = _metric(
+    "sidewatch_sidecar_connections_total",
+    "Caller connections the proxy accepted.",
+    "counter",
+    (),
+)
+OPEN_CONNECTIONS = _metric(
+    "sidewatch_sidecar_open_connections",
+    "Caller connections open now.",
+    "gauge",
+    (),
+)
 UPSTREAM_ERRORS = _metric(
     "sidewatch_sidecar_upstream_errors_total",
     "Connections to the model server that failed (answered 502).",
@@ -104,6 +116,8 @@ ALL = {
         DROPPED,
         SAMPLED_OUT,
         UNFRAMED,
+        CONNECTIONS,
+        OPEN_CONNECTIONS,
         UPSTREAM_ERRORS,
         SPOOL_BYTES,
         SPOOL_CAPACITY,
