@@ -37,6 +37,7 @@ _TRACEPARENT_LINE = re.compile(
     rb"\r\n[Tt][Rr][Aa][Cc][Ee][Pp][Aa][Rr][Ee][Nn][Tt][ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r\n"
 )
 _WRITE_HIGH = 256 * 1024
+_LINGER_SECONDS = 5.0
 _PENDING_MAX = 1024 * 1024
 _BAD_GATEWAY_BODY = b"sidewatch sidecar: the model server is unreachable\n"
 _BAD_GATEWAY = (
@@ -252,6 +253,9 @@ class _Downstream(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._paused = False
+        self._failed = False
+        """The model server could not be reached: the caller is answered 502."""
+        self._answered = False
         self._upstream = _Upstream(self)
         self._framer = RequestFramer(_RequestSink(self.waiting, config))
         self._connect_task: asyncio.Task[None] | None = None
@@ -266,6 +270,9 @@ class _Downstream(asyncio.Protocol):
         self._connect_task = asyncio.get_running_loop().create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
+        if self._failed:
+            self._answer_bad_gateway()  # and what the caller sends is dropped
+            return
         if not self.blind:
             try:
                 data = self._framer.feed(data)
@@ -284,6 +291,8 @@ class _Downstream(asyncio.Protocol):
             self._hold(data)
 
     def eof_received(self) -> bool:
+        if self._failed:
+            return False  # the caller read the 502 and closed: close too
         self._eof = True
         if not self.blind:
             held = self._framer.release()
@@ -322,9 +331,9 @@ class _Downstream(asyncio.Protocol):
             self.stats.upstream_errors += 1
             logger.warning("upstream %s:%d unreachable: %s", self.config.upstream_host,
                            self.config.upstream_port, exc)  # fmt: skip
-            if not self._closed:
-                self.transport.write(_BAD_GATEWAY)
-                self.transport.close()
+            self._failed = True
+            if self._pending:  # the caller has spoken: answer now (else on its request)
+                self._answer_bad_gateway()
             return
         up = self._upstream.transport
         assert up is not None
@@ -339,6 +348,17 @@ class _Downstream(asyncio.Protocol):
             self.transport.resume_reading()
         if self._eof and up.can_write_eof():
             up.write_eof()
+
+    def _answer_bad_gateway(self) -> None:
+        if self._answered or self._closed:
+            return
+        self._answered = True
+        self.transport.write(_BAD_GATEWAY)
+        # Close this side only; closing the socket with the caller's request unread
+        # would reset the connection, and the caller could lose the 502 to the reset.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(_LINGER_SECONDS, self.transport.close)
 
     def _hold(self, data: bytes) -> None:
         """Keep what the caller sent before the upstream connection is up."""

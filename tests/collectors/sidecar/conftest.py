@@ -11,7 +11,7 @@ import pytest
 
 from collectors.contract import ModelDescription
 from monitor.settings import MonitorSettings
-from tests.collectors.sidecar.helpers import SidecarProcess, stop, wait_ready
+from tests.collectors.sidecar.helpers import SidecarProcess, start_on_free_port, stop
 from tests.conftest import LiveMonitor, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -20,15 +20,13 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def echo_upstream() -> Iterator[str]:
     """The echo app (echo_app.py) served by uvicorn; its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [Path(sys.executable).parent / "uvicorn", "echo_app:app", "--app-dir", HERE, "--port",
-         str(port), "--log-level", "warning", "--limit-concurrency", "100"],
-        stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    process, port = start_on_free_port(
+        lambda port: [Path(sys.executable).parent / "uvicorn", "echo_app:app", "--app-dir", HERE,
+                      "--port", str(port), "--log-level", "warning", "--limit-concurrency",
+                      "100"],
+        lambda port: f"http://127.0.0.1:{port}/", stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        wait_ready(url + "/", 60, process)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
 

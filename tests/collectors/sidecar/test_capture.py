@@ -29,7 +29,7 @@ from collectors.sidecar.decode import DecodeError, FieldMapping, Message, Output
 from collectors.sidecar.decode import build_decoders as decoders_for
 from collectors.sidecar.policy import FieldPolicy
 from collectors.sidecar.trace import parse_traceparent
-from tests.collectors.sidecar.helpers import SidecarProcess
+from tests.collectors.sidecar.helpers import SHIP_TIMEOUT, SidecarProcess
 from tests.conftest import LiveMonitor
 
 
@@ -268,7 +268,7 @@ def test_tap_pairs_kserve_cloud_events(echo_monitor: LiveMonitor, tmp_path: Path
             raise AssertionError("expected 400")
         except urllib.error.HTTPError as exc:
             assert exc.code == 400
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SHIP_TIMEOUT
         while car.metric("sidewatch_sidecar_shipped_events_total") < 4:
             assert time.monotonic() < deadline, car.metrics()
             time.sleep(0.1)

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import orjson
 
-from tests.collectors.sidecar.helpers import SidecarProcess
-from tests.conftest import LiveMonitor, free_port
+from tests.collectors.sidecar.helpers import SHIP_TIMEOUT, SidecarProcess, refused_port
+from tests.conftest import LiveMonitor
 
 GOOD = b'{"dataframe_split": {"columns": ["a"], "data": [[0.5]]}}'
 
 
 def raw_exchange(port: int, data: bytes, expect_responses: int) -> bytes:
     """Send raw bytes on one connection; read until ``expect_responses`` bodies came."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
         received = b""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while received.count(b'"predictions"') < expect_responses:
             if time.monotonic() > deadline:
                 break
@@ -64,7 +64,7 @@ def test_chunked_request_body_is_relayed_and_captured(
     through = raw_exchange(echo_sidecar.port, data, 1)
     body = through.split(b"\r\n\r\n", 1)[1]
     assert orjson.loads(body)["echo"]["length"] == len(GOOD)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + SHIP_TIMEOUT
     while echo_sidecar.metric("sidewatch_sidecar_events_captured_total", model="m1") < 1:
         assert time.monotonic() < deadline, "the chunked request was not captured"
         time.sleep(0.1)
@@ -96,7 +96,7 @@ def test_the_trace_context_continues_upstream_and_lands_in_the_event(
     assert (version, seen_trace, flags) == ("00", trace, "01")
     assert len(span) == 16 and span != parent  # the sidecar's own span, a child of the caller's
     store = echo_monitor.app.state.store
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + SHIP_TIMEOUT
     while True:
         with store.engine.connect() as conn:
             row = conn.exec_driver_sql(
@@ -111,9 +111,13 @@ def test_the_trace_context_continues_upstream_and_lands_in_the_event(
 def test_monitor_down_changes_nothing_for_callers_and_ready_stays_up(
     echo_upstream: str, tmp_path: Path
 ) -> None:
-    dead_monitor = f"http://127.0.0.1:{free_port()}"
-    car = SidecarProcess(echo_upstream, dead_monitor, tmp_path / "spool",
-                         args=["--model", "m1", "--version", "v1"]).start()  # fmt: skip
+    with refused_port() as port:
+        car = SidecarProcess(echo_upstream, f"http://127.0.0.1:{port}", tmp_path / "spool",
+                             args=["--model", "m1", "--version", "v1"]).start()  # fmt: skip
+        monitor_down_changes_nothing(car)
+
+
+def monitor_down_changes_nothing(car: SidecarProcess) -> None:
     try:
         for _ in range(20):
             req = urllib.request.Request(
@@ -126,19 +130,29 @@ def test_monitor_down_changes_nothing_for_callers_and_ready_stays_up(
                 assert r.status == 200
         assert urllib.request.urlopen(car.admin + "/readyz", timeout=5).status == 200
         assert urllib.request.urlopen(car.admin + "/livez", timeout=5).status == 200
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SHIP_TIMEOUT
         while car.metric("sidewatch_sidecar_ship_failures_total") == 0:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert car.metric("sidewatch_sidecar_spool_bytes") > 0  # kept for later delivery
         assert car.metric("sidewatch_sidecar_requests_total", model="m1", code="2xx") == 20
+        assert car.metric("sidewatch_sidecar_connections_total") == 20  # urllib: one each
+        deadline = time.monotonic() + 10
+        while car.metric("sidewatch_sidecar_open_connections") != 0:  # closed by now
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     finally:
         car.stop()
 
 
 def test_model_down_answers_502_and_counts(echo_monitor: LiveMonitor, tmp_path: Path) -> None:
-    car = SidecarProcess(f"http://127.0.0.1:{free_port()}", echo_monitor.url, tmp_path / "s",
-                         args=["--model", "m1", "--version", "v1"]).start()  # fmt: skip
+    with refused_port() as port:
+        car = SidecarProcess(f"http://127.0.0.1:{port}", echo_monitor.url, tmp_path / "s",
+                             args=["--model", "m1", "--version", "v1"]).start()  # fmt: skip
+        model_down_answers_502(car)
+
+
+def model_down_answers_502(car: SidecarProcess) -> None:
     try:
         req = urllib.request.Request(car.url + "/invocations", data=GOOD, method="POST")
         try:

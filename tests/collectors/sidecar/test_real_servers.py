@@ -23,7 +23,14 @@ import pytest
 
 from collectors.contract import ModelDescription
 from monitor.settings import MonitorSettings
-from tests.collectors.sidecar.helpers import ROOT, SERVERS_BIN, SidecarProcess, stop, wait_ready
+from tests.collectors.sidecar.helpers import (
+    ROOT,
+    SERVERS_BIN,
+    SHIP_TIMEOUT,
+    SidecarProcess,
+    stop,
+    wait_ready,
+)
 from tests.conftest import LiveMonitor, free_port
 
 FEATURES = ["mean_radius", "mean_texture", "mean_perimeter", "mean_area", "mean_smoothness"]
@@ -91,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         monitor.stop()
 
 
-def stored(db: Path, version: str, expected: int, timeout: float = 30) -> dict[str, Any]:
+def stored(db: Path, version: str, expected: int, timeout: float = SHIP_TIMEOUT) -> dict[str, Any]:
     """correlation key → (features, outputs) once ``expected`` events are stored."""
     deadline = time.monotonic() + timeout
     rows: list[tuple[str, str, str]] = []
