@@ -297,6 +297,7 @@ def create_app(
                 data=to_parquet(frame),
                 profile=profile,
             )
+            ingestor.forget_reference(name, version)
             return ReferencePublic(
                 model=name,
                 version=version,

@@ -56,6 +56,10 @@ _ALLOWED: dict[str, frozenset[type]] = {
 """The JSON types each feature type accepts (``bool`` is not a number here)."""
 
 
+REVISION_RECHECK_SECONDS = 1.0
+"""How long ingest trusts the newest reference revision it read for a version."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Schema:
     """A model's features, arranged for the per-event check."""
@@ -111,12 +115,19 @@ class Ingestor:
         self._models: dict[str, _Schema] = {}
         self._versions: set[tuple[str, str]] = set()
         self._bins: dict[tuple[str, str], tuple[int, dict[str, FeatureBins]]] = {}
+        self._bins_checked: dict[tuple[str, str], float] = {}
+        """When each version's newest reference revision was last read from the store."""
         self._lock = threading.Lock()
 
     def forget_model(self, name: str) -> None:
         """Drop a cached model description (after it was registered)."""
         with self._lock:
             self._models.pop(name, None)
+
+    def forget_reference(self, model: str, version: str) -> None:
+        """Look the version's reference up again on its next batch (after an upload)."""
+        with self._lock:
+            self._bins_checked.pop((model, version), None)
 
     def predictions(self, body: bytes, principal: Principal) -> IngestResult:
         """Validate and store a :class:`PredictionBatch`.
@@ -251,9 +262,21 @@ class Ingestor:
         return build
 
     def _reference_bins(self, model: str, version: str) -> tuple[int, dict[str, FeatureBins]]:
-        """The newest reference's bins of a version (revision 0 and none without one)."""
-        revision = self._store.latest_reference_revision(model, version) or 0
+        """The newest reference's bins of a version (revision 0 and none without one).
+
+        The revision is read from the store at most every :data:`REVISION_RECHECK_SECONDS`
+        (a query per batch cost about 1 us per event): an upload here forgets it at
+        once, one through another replica is seen within that time, and profiles built
+        on the older bins meanwhile are rebuilt when their window is scored.
+        """
         cached = self._bins.get((model, version))
+        checked = self._bins_checked.get((model, version))
+        now = time.monotonic()
+        if cached is not None and checked is not None and now - checked < REVISION_RECHECK_SECONDS:
+            return cached
+        revision = self._store.latest_reference_revision(model, version) or 0
+        with self._lock:
+            self._bins_checked[(model, version)] = now
         if cached is not None and cached[0] == revision:
             return cached
         fitted: dict[str, FeatureBins] = {}
