@@ -73,8 +73,15 @@ class SidecarSettings(BaseSettings):
     map_value: str | None = None
     map_probabilities: str | None = None
     batch_size: int = Field(default=1_000, ge=1, le=10_000)
+    ship_linger_seconds: float = Field(default=0.5, ge=0, le=60)
+    """After a batch that was not full, how long the shipper lets records gather before
+    it reads again: fewer, fuller batches cost less CPU beside the model."""
     shipper_nice: int = Field(default=10, ge=0, le=19)
     """Scheduling niceness of the shipper process (decoding and shipping)."""
+    shipper_idle: bool = True
+    """Run the shipper under ``SCHED_IDLE`` (Linux): it takes only CPU time that nothing
+    else on the node wants, and the spool absorbs what it has not shipped yet. Off, it
+    runs at ``shipper_nice``, which still takes its share beside a busy model."""
 
     @field_validator("upstream")
     @classmethod

@@ -128,6 +128,12 @@ def serve(document: dict[str, Any]) -> None:
     # Background work: on a busy node the model's requests (and the proxy relaying them)
     # go first; the spool absorbs what the shipper has not caught up with.
     os.nice(settings.shipper_nice)
+    if settings.shipper_idle and hasattr(os, "SCHED_IDLE"):
+        try:  # threads started from here on (the forwarder's) inherit the policy
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            logger.warning("SCHED_IDLE refused (%s): the shipper runs at nice %d", exc,
+                           settings.shipper_nice)  # fmt: skip
     with open(spool_dir / LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a previous shipper may still be finishing
         spool = Spool(spool_dir, max_bytes=settings.spool_max_bytes, reader=True)
@@ -137,6 +143,7 @@ def serve(document: dict[str, Any]) -> None:
             spool,
             HttpShipper(str(client.monitor_url), token, client.timeout_seconds),
             batch_size=settings.batch_size,
+            linger_seconds=settings.ship_linger_seconds,
             retry_initial_seconds=client.retry_initial_seconds,
             retry_max_seconds=client.retry_max_seconds,
             expand=decoder.events,

@@ -4,6 +4,7 @@ context, and it fails open when the monitor or the model is away."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import time
 import urllib.request
@@ -81,6 +82,20 @@ def test_head_and_get_pass_through(echo_upstream: str, echo_sidecar: SidecarProc
             answers.append((r.status, r.read(), r.getheader("content-length")))
             conn.close()
         assert answers[0] == answers[1]
+
+
+def test_the_shipper_runs_only_on_cpu_time_nothing_else_wants(echo_sidecar: SidecarProcess
+                                                             ) -> None:  # fmt: skip
+    assert echo_sidecar.process is not None
+    pid = echo_sidecar.process.pid
+    deadline = time.monotonic() + 30
+    while True:  # the shipper sets its policy as it starts
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        policies = [os.sched_getscheduler(int(child)) for child in children]
+        if policies == [os.SCHED_IDLE] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert policies == [os.SCHED_IDLE]
 
 
 def test_the_trace_context_continues_upstream_and_lands_in_the_event(
