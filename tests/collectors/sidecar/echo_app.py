@@ -1,7 +1,8 @@
 """An upstream for the proxy's tests: answers what it received, in MLflow's format.
 
 ``POST`` any path: ``{"predictions": [1], "echo": {length, sha256, traceparent}}``;
-``/chunked`` answers with a chunked body; ``GET`` answers a small fixed body.
+``/chunked`` answers with a chunked body; ``GET`` answers a small fixed body; a
+WebSocket echoes what it receives.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import orjson
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await _echo_websocket(receive, send)
+        return
     if scope["type"] != "http":
         return
     body = b""
@@ -48,3 +52,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": answer})
+
+
+async def _echo_websocket(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text"),
+                        "bytes": message.get("bytes")})  # fmt: skip
+        else:
+            return

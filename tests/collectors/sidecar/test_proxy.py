@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+from websockets.sync.client import connect
 
 from tests.collectors.sidecar.helpers import SHIP_TIMEOUT, SidecarProcess, refused_port
 from tests.conftest import LiveMonitor
@@ -82,6 +83,17 @@ def test_head_and_get_pass_through(echo_upstream: str, echo_sidecar: SidecarProc
             answers.append((r.status, r.read(), r.getheader("content-length")))
             conn.close()
         assert answers[0] == answers[1]
+
+
+def test_an_upgrade_to_websocket_is_tunnelled(echo_sidecar: SidecarProcess) -> None:
+    with connect(f"ws://127.0.0.1:{echo_sidecar.port}/ws", open_timeout=30) as ws:
+        for text in ("one", "two" * 1000):
+            ws.send(text)
+            assert ws.recv(timeout=30) == text
+        ws.send(b"\x00\xff" * 100)
+        assert ws.recv(timeout=30) == b"\x00\xff" * 100
+    assert echo_sidecar.metric("sidewatch_sidecar_requests_total", model="m1", code="1xx") == 1
+    assert echo_sidecar.metric("sidewatch_sidecar_unframed_connections_total") == 0
 
 
 def test_the_shipper_runs_only_on_cpu_time_nothing_else_wants(echo_sidecar: SidecarProcess
