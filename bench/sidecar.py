@@ -140,7 +140,7 @@ def cpu_seconds(pid: int) -> float:
 def wrk(port: int, seconds: int) -> float:
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(
-        'wrk.method = "POST"\nwrk.body = [[' + BODY.decode() + ']]\n'
+        'wrk.method = "POST"\nwrk.body = [[' + BODY.decode() + "]]\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
     out = subprocess.run(
@@ -163,6 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk (make bench-sidecar installs it)")
+    load_before = f"{os.getloadavg()[0]:.2f}"
     work = Path(tempfile.mkdtemp(prefix="sidewatch-bench-sidecar-"))
     model_port, monitor_port, proxy_port, admin_port = (free_port() for _ in range(4))
     env = os.environ | {"SIDEWATCH_LOG_LEVEL": "warning"}
@@ -179,8 +180,12 @@ def main() -> None:
              "--database-url",
              f"sqlite:///{work}/monitor.db"], env=env, stderr=subprocess.DEVNULL))  # fmt: skip
         wait_http(f"http://127.0.0.1:{monitor_port}/readyz")
-        description = {"name": "bench", "task": "binary", "positive_class": 1,
-                       "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)]}
+        description = {
+            "name": "bench",
+            "task": "binary",
+            "positive_class": 1,
+            "features": [{"name": f"x_{j}", "type": "numeric"} for j in range(4)],
+        }
         urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{monitor_port}/v1/models/bench", method="PUT",
             data=orjson.dumps(description),
@@ -212,11 +217,17 @@ def main() -> None:
             before = cpu_seconds(sidecar_pid)
             rates["sidecar"].append(wrk(proxy_port, args.wrk_seconds))
             used = cpu_seconds(sidecar_pid) - before
-            print(f"  sidecar CPU {used / (rates['sidecar'][-1] * args.wrk_seconds) * 1e6:.0f} "
-                  "us/request (proxy and capture)", flush=True)
+            print(
+                f"  sidecar CPU {used / (rates['sidecar'][-1] * args.wrk_seconds) * 1e6:.0f} "
+                "us/request (proxy and capture)",
+                flush=True,
+            )
         direct_rps, sidecar_rps = max(rates["direct"]), max(rates["sidecar"])
-        print(f"max rate: direct {direct_rps:.0f} req/s {rates['direct']}, "
-              f"sidecar {sidecar_rps:.0f} req/s {rates['sidecar']}", flush=True)
+        print(
+            f"max rate: direct {direct_rps:.0f} req/s {rates['direct']}, "
+            f"sidecar {sidecar_rps:.0f} req/s {rates['sidecar']}",
+            flush=True,
+        )
         time.sleep(2)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics").read()
         for line in metrics.decode().splitlines():
@@ -224,10 +235,16 @@ def main() -> None:
                                 "sidewatch_sidecar_shipped_events_total",
                                 "sidewatch_sidecar_capture_dropped_total")):  # fmt: skip
                 print(f"  {line}")
-        print(f"direct p50={np.median(d) * 1e3:.3f} ms p99={np.quantile(d, 0.99) * 1e3:.3f} ms; "
-              f"sidecar p50={np.median(s) * 1e3:.3f} ms p99={np.quantile(s, 0.99) * 1e3:.3f} ms")
-        print(f"added_p50_ms={added_p50:.3f} added_p99_ms={added_p99:.3f} "
-              f"throughput_ratio={sidecar_rps / direct_rps:.3f}")
+        print(f"load average before {load_before}, after {os.getloadavg()[0]:.2f} "
+              "(a shared machine's other work shows in p99 and the top rates)")  # fmt: skip
+        print(
+            f"direct p50={np.median(d) * 1e3:.3f} ms p99={np.quantile(d, 0.99) * 1e3:.3f} ms; "
+            f"sidecar p50={np.median(s) * 1e3:.3f} ms p99={np.quantile(s, 0.99) * 1e3:.3f} ms"
+        )
+        print(
+            f"added_p50_ms={added_p50:.3f} added_p99_ms={added_p99:.3f} "
+            f"throughput_ratio={sidecar_rps / direct_rps:.3f}"
+        )
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
