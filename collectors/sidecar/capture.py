@@ -33,7 +33,7 @@ from collectors.forward import EXCHANGE, PREDICTION
 from collectors.sidecar.decode import Decoded, DecodeError, Decoder, Message
 from collectors.sidecar.policy import FieldPolicy
 from collectors.sidecar.trace import parse_traceparent
-from collectors.spool import Spool
+from collectors.spool import MAX_RECORD_BYTES, Spool
 
 logger = logging.getLogger("sidewatch.sidecar")
 
@@ -271,18 +271,15 @@ class Recorder:
         counts.buckets[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
         counts.latency_sum += latency
         if sampled or status >= 400:
-            record = encode_exchange(
-                self._prefix + str(next(self._ids)),
-                started + self._wall_offset,
-                latency,
-                status,
-                sampled,
-                model,
-                request_head,
-                None if request_body is None else b"".join(request_body),
-                response_head,
-                None if response_body is None else b"".join(response_body),
-            )
+            ident = self._prefix + str(next(self._ids))
+            wall = started + self._wall_offset
+            request = None if request_body is None else b"".join(request_body)
+            response = None if response_body is None else b"".join(response_body)
+            record = encode_exchange(ident, wall, latency, status, sampled, model,
+                                     request_head, request, response_head, response)  # fmt: skip
+            if len(record) > MAX_RECORD_BYTES:  # bodies left out: decoding counts too_large
+                record = encode_exchange(ident, wall, latency, status, sampled, model,
+                                         request_head, None, response_head, None)  # fmt: skip
             self._append(record)  # a shed append is counted by the spool
         else:
             self.stats.sampled_out += 1

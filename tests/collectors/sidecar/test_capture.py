@@ -304,3 +304,21 @@ def test_sampling_never_leaves_out_an_error(tmp_path: Path) -> None:
     assert counts.codes == [0, 0, 2, 0, 1, 1]
     assert sum(counts.buckets) == 4 and counts.buckets[1] == 4  # 2 ms: the 2.5 ms bucket
     spool.close()
+
+
+def test_bodies_too_large_for_a_spool_record_are_left_out_and_counted(tmp_path: Path) -> None:
+    from collectors.sidecar.capture import Recorder, RequestStats
+    from collectors.spool import MAX_RECORD_BYTES, Spool
+
+    spool = Spool(tmp_path, sync="none")
+    recorder = Recorder("m", (), spool, RequestStats())
+    half = b"1" * (MAX_RECORD_BYTES // 2 + 1)  # each body within a large capture limit
+    recorder.finished(b"POST /invocations HTTP/1.1\r\n\r\n", [half], b"HTTP/1.1 200 OK\r\n\r\n",
+                      [half], 200, 1.0, 1.002, True)  # fmt: skip
+    [record], _ = spool.read(10)
+    ex = decode_exchange(record)
+    assert ex.request_body is None and ex.response_body is None
+    config = CaptureConfig("m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(), 1)
+    decoder = ExchangeDecoder(config)
+    assert decoder.events(record) == [] and decoder.counts()[1] == {"too_large": 1}
+    spool.close()
