@@ -130,9 +130,11 @@ def test_rejected_batches_are_counted_not_retried(live_monitor: LiveMonitor) -> 
     client.close()
 
 
-RECORD_BOUND_SECONDS = 0.02
-"""The longest one ``record`` call may take, even with the monitor down (the SDK's
-promise is about a millisecond; the margin absorbs a loaded 2-core CI machine)."""
+RECORD_BOUND_SECONDS = 0.25
+"""The longest one ``record`` call may take, even with the monitor down: a quarter of the
+1 s network timeout below, so a call that waited on the network fails. The SDK's promise
+is about a millisecond, which the 99th percentile checks; one call in 5,000 descheduled
+on a loaded 2-core machine took 22 ms, so the worst single call is not held to it."""
 
 
 def test_monitor_down_drops_and_counts_without_blocking(sqlite_url: str) -> None:
