@@ -117,14 +117,17 @@ class Exchange:
         return target_path(request_target(self.request_head))
 
 
-def decode_exchange(record: bytes) -> Exchange:
-    """The exchange in a spool record made by :func:`encode_exchange`.
+def decode_exchange(record: bytes, correlation_header: bytes = b"x-request-id") -> Exchange:
+    """The exchange in a spool record made by :func:`encode_exchange`, or by a sidecar
+    before it (format 1, see :func:`_decode_format_1`), so an upgrade loses nothing.
 
     Raises:
-        ValueError: The record is not an exchange record of this format.
+        ValueError: The record is not an exchange record of either format.
     """
-    if record[:1] != EXCHANGE or record[1:2] != bytes((_VERSION,)):
-        raise ValueError("not an exchange record of this format")
+    if record[:1] != EXCHANGE:
+        raise ValueError("not an exchange record")
+    if record[1:2] != bytes((_VERSION,)):
+        return _decode_format_1(record, correlation_header)
     _, wall, latency, status, flags, *lengths = _HEADER.unpack_from(record, 1)
     pos = 1 + _HEADER.size
     values = []
@@ -143,6 +146,54 @@ def decode_exchange(record: bytes) -> Exchange:
         request_head=request_head,
         request_body=None if flags & _REQUEST_CUT else request_body,
         response_head=response_head,
+        response_body=None if flags & _RESPONSE_CUT else response_body,
+        model=model.decode(),
+    )
+
+
+_FORMAT_1 = struct.Struct(">ddHB13I")
+"""Wall time, latency, status, flags, lengths of 13 fields: the records of the sidecar
+before heads were kept raw. A record's second byte is then the wall time's first (0x41
+for any epoch time from 2001 to 2242), never format 2's version byte."""
+
+
+def _decode_format_1(record: bytes, correlation_header: bytes) -> Exchange:
+    # Fields: id, method, path, request type, request encoding, trace id, parent span,
+    # correlation key, response type, response encoding, model, request body, response
+    # body. The heads are rebuilt from them, so the shipper reads them as it reads heads.
+    wall, latency, status, flags, *lengths = _FORMAT_1.unpack_from(record, 1)
+    pos = 1 + _FORMAT_1.size
+    values = []
+    for n in lengths:
+        values.append(record[pos : pos + n])
+        pos += n
+    if pos != len(record):
+        raise ValueError("exchange record of the wrong length")
+    (ident, method, path, request_type, request_encoding, trace_id, span_id, correlation,
+     response_type, response_encoding, model, request_body, response_body) = values  # fmt: skip
+    request_lines = [method + b" " + path + b" HTTP/1.1"]
+    if request_type:
+        request_lines.append(b"content-type: " + request_type)
+    if request_encoding:
+        request_lines.append(b"content-encoding: " + request_encoding)
+    if trace_id:
+        request_lines.append(b"traceparent: 00-" + trace_id + b"-" + span_id + b"-01")
+    if correlation:
+        request_lines.append(correlation_header + b": " + correlation)
+    response_lines = [b"HTTP/1.1 %d -" % status]
+    if response_type:
+        response_lines.append(b"content-type: " + response_type)
+    if response_encoding:
+        response_lines.append(b"content-encoding: " + response_encoding)
+    return Exchange(
+        exchange_id=ident.decode(),
+        wall_time=wall,
+        latency=latency,
+        status=status,
+        sampled=bool(flags & _SAMPLED),
+        request_head=b"\r\n".join(request_lines) + b"\r\n\r\n",
+        request_body=None if flags & _REQUEST_CUT else request_body,
+        response_head=b"\r\n".join(response_lines) + b"\r\n\r\n",
         response_body=None if flags & _RESPONSE_CUT else response_body,
         model=model.decode(),
     )
@@ -350,7 +401,7 @@ class ExchangeDecoder:
     def events(self, record: bytes) -> list[bytes]:
         """The prediction events (each prefixed by its spool kind) of one record."""
         try:
-            exchange = decode_exchange(record)
+            exchange = decode_exchange(record, self._config.correlation_header)
         except (ValueError, struct.error, UnicodeDecodeError):
             self._drop("corrupt_record")
             return []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import struct
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from collectors.contract import PredictionEvent
-from collectors.forward import PREDICTION
+from collectors.forward import EXCHANGE, PREDICTION
 from collectors.sidecar.capture import (
     CaptureConfig,
     Exchange,
@@ -322,3 +324,28 @@ def test_bodies_too_large_for_a_spool_record_are_left_out_and_counted(tmp_path: 
     decoder = ExchangeDecoder(config)
     assert decoder.events(record) == [] and decoder.counts()[1] == {"too_large": 1}
     spool.close()
+
+
+def test_records_of_the_previous_spool_format_still_ship() -> None:
+    # A record as the sidecar before format 2 wrote it (heads parsed at capture time):
+    # kind byte, wall time, latency, status, flags, 13 field lengths, the fields.
+    request = gzip.compress(orjson.dumps({"dataframe_split": {"columns": ["a"], "data": [[0.5]]}}))
+    fields = (b"sc-old-1", b"POST", b"/invocations", b"application/json", b"gzip",
+              b"4bf92f3577b34da6a3ce929d0e0e4736", b"00f067aa0ba902b7", b"corr-1",
+              b"application/json", b"", b"", request, b'{"predictions": [1]}')  # fmt: skip
+    header = struct.pack(">ddHB13I", 1.7e9, 0.01, 200, 1, *map(len, fields))
+    record = b"".join((EXCHANGE, header, *fields))
+    config = CaptureConfig("m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(),
+                           1 << 20, correlation_header=b"x-order-id")  # fmt: skip
+    decoder = ExchangeDecoder(config)
+    [event] = [orjson.loads(r[1:]) for r in decoder.events(record)]
+    assert decoder.counts()[1] == Counter(), "nothing dropped"
+    PredictionEvent.model_validate(event)
+    assert event["event_id"] == "sc-old-1-0"
+    assert (event["trace_id"], event["parent_span_id"], event["correlation_key"]) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "corr-1")  # fmt: skip
+    assert event["features"] == {"a": 0.5}
+    assert (event["timestamp"], event["latency_seconds"]) == (1.7e9, 0.01)
+    # A truncated old record is corrupt, counted, and not shipped.
+    assert decoder.events(record[:-3]) == []
+    assert decoder.counts()[1] == Counter({"corrupt_record": 1})
