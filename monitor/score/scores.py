@@ -211,11 +211,6 @@ class OutputDrift:
     """How far ``statistic`` may be from its value on the raw values (see
     :mod:`monitor.score.drift.profiled`)."""
 
-    @property
-    def is_p_value(self) -> bool:
-        """Whether ``value`` is a p-value (drift when below the threshold)."""
-        return self.test in ("ks", "chisquare", "z")
-
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
         return {
