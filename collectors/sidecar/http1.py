@@ -67,30 +67,8 @@ class Body(IntEnum):
     """No more HTTP: a ``2xx`` answer to ``CONNECT``."""
 
 
-class RequestSink(Protocol):
-    """Receives the requests that a :class:`RequestFramer` finds."""
-
-    def on_head(self, head: bytes) -> bytes | None:
-        """A head arrived (raw, final blank line included); returns the bytes to pass
-        on in its place, or None to pass it on unchanged."""
-        ...
-
-    def on_body(self, data: bytes) -> None:
-        """Body bytes (without chunk framing)."""
-        ...
-
-    def on_end(self) -> None:
-        """The message ended."""
-        ...
-
-
-class ResponseSink(Protocol):
-    """Receives the responses that a :class:`ResponseFramer` finds."""
-
-    def on_head(self, head: bytes, status: int) -> Body:
-        """A head arrived (raw, final blank line included); returns what follows it
-        (after ``101 Switching Protocols``, a tunnel whatever it returns)."""
-        ...
+class _BodySink(Protocol):
+    """What both sinks receive after a head."""
 
     def on_body(self, data: bytes) -> None:
         """Body bytes (without chunk framing)."""
@@ -98,6 +76,24 @@ class ResponseSink(Protocol):
 
     def on_end(self) -> None:
         """The message ended (an informational ``1xx`` response is one too)."""
+        ...
+
+
+class RequestSink(_BodySink, Protocol):
+    """Receives the requests that a :class:`RequestFramer` finds."""
+
+    def on_head(self, head: bytes) -> bytes | None:
+        """A head arrived (raw, final blank line included); returns the bytes to pass
+        on in its place, or None to pass it on unchanged."""
+        ...
+
+
+class ResponseSink(_BodySink, Protocol):
+    """Receives the responses that a :class:`ResponseFramer` finds."""
+
+    def on_head(self, head: bytes, status: int) -> Body:
+        """A head arrived (raw, final blank line included); returns what follows it
+        (after ``101 Switching Protocols``, a tunnel whatever it returns)."""
         ...
 
 
@@ -114,6 +110,8 @@ class _Framer:
     """
 
     _hold = False
+    _sink: _BodySink
+    """Set by each direction's framer before ``__init__`` runs."""
 
     def __init__(self) -> None:
         self._parser = self._new_parser()
@@ -235,7 +233,16 @@ class _Framer:
                 exc = again
 
     def _end_early(self) -> None:
-        raise NotImplementedError
+        self._sink.on_end()
+
+    def on_body(self, data: bytes) -> None:
+        self._at += len(data)
+        self._sized = True
+        self._sink.on_body(data)
+
+    def on_message_complete(self) -> None:
+        self._message_end()
+        self._sink.on_end()
 
     def _apply_edits(self, buf: bytes, start: int, end: int) -> bytes:
         pieces = []
@@ -291,6 +298,7 @@ class RequestFramer(_Framer):
     """
 
     _hold = True
+    _sink: RequestSink
 
     def __init__(self, sink: RequestSink) -> None:
         self._sink = sink
@@ -307,24 +315,12 @@ class RequestFramer(_Framer):
         self._tail_passed = True
         return held
 
-    def _end_early(self) -> None:  # pragma: no cover - a request is never stopped early
-        self._sink.on_end()
-
     def on_headers_complete(self) -> None:
         head = self._head_bytes()
         replacement = self._sink.on_head(head)
         if replacement is not None:
             end = self._head_end
             self._edits.append((end - len(head), end, replacement))
-
-    def on_body(self, data: bytes) -> None:
-        self._at += len(data)
-        self._sized = True
-        self._sink.on_body(data)
-
-    def on_message_complete(self) -> None:
-        self._message_end()
-        self._sink.on_end()
 
 
 class ResponseFramer(_Framer):
@@ -334,15 +330,14 @@ class ResponseFramer(_Framer):
         sink: Told about each head (and says what follows it), body piece and end.
     """
 
+    _sink: ResponseSink
+
     def __init__(self, sink: ResponseSink) -> None:
         self._sink = sink
         super().__init__()
 
     def _new_parser(self) -> HttpResponseParser:
         return HttpResponseParser(self)
-
-    def _end_early(self) -> None:
-        self._sink.on_end()
 
     def on_headers_complete(self) -> None:
         head = self._head = self._head_bytes()
@@ -353,15 +348,6 @@ class ResponseFramer(_Framer):
         if body:  # not Body.PARSED: stop llhttp right after the head
             self._stop = body
             raise _Stop
-
-    def on_body(self, data: bytes) -> None:
-        self._at += len(data)
-        self._sized = True
-        self._sink.on_body(data)
-
-    def on_message_complete(self) -> None:
-        self._message_end()
-        self._sink.on_end()
 
     def eof(self) -> None:
         """The connection closed: ends a body read until the close (one framed neither
