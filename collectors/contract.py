@@ -38,11 +38,15 @@ EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)
 ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 VersionName = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 FeatureName = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
-ShortText = Annotated[str, Field(max_length=1024)]
+NO_NUL = r"^[^\x00]*$"
+"""Text values hold no U+0000: PostgreSQL's JSONB and text refuse it, and SQLite's C
+strings cut a value short at it, so an event carrying one could not be stored faithfully."""
+ShortText = Annotated[str, Field(max_length=1024, pattern=NO_NUL)]
 ColumnName = Annotated[str, Field(min_length=1, max_length=128)]
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
 FeatureValue = float | Int64 | bool | ShortText | None
-ClassValue = Int64 | Annotated[str, Field(min_length=1, max_length=256)]
+ClassName = Annotated[str, Field(max_length=256, pattern=NO_NUL)]
+ClassValue = Int64 | Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)]
 TraceId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 SpanId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
@@ -61,9 +65,7 @@ class Outputs(_Document):
     """The class served (classification)."""
     score: float | None = None
     """The served score, e.g. the positive class's probability (binary)."""
-    probabilities: dict[Annotated[str, Field(max_length=256)], float] | None = Field(
-        default=None, max_length=1_000
-    )
+    probabilities: dict[ClassName, float] | None = Field(default=None, max_length=1_000)
     """Probability per class (multiclass)."""
     value: float | None = None
     """The predicted value (regression)."""
@@ -86,7 +88,7 @@ class PredictionEvent(_Document):
     parent_span_id: SpanId | None = None
     variant: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = None
     """``shadow`` for a prediction captured but not served, or the A/B arm."""
-    segment: dict[FeatureName, Annotated[str, Field(max_length=128)]] = Field(
+    segment: dict[FeatureName, Annotated[str, Field(max_length=128, pattern=NO_NUL)]] = Field(
         default_factory=dict, max_length=16
     )
     """Attributes to slice results by (region, channel...)."""
@@ -104,7 +106,7 @@ class LabelEvent(_Document):
     """The event id of the prediction this label is for."""
     correlation_key: EventId | None = None
     """Or the prediction's correlation key."""
-    value: float | Int64 | bool | Annotated[str, Field(max_length=256)]
+    value: float | Int64 | bool | Annotated[str, Field(max_length=256, pattern=NO_NUL)]
     timestamp: AwareDatetime
 
     @model_validator(mode="after")

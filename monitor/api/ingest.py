@@ -1,30 +1,37 @@
-"""Validation and storage of ingest batches: JSON bytes in, stored rows and counts out.
+"""Validation and storage of ingest batches: JSON bytes in, stored rows and outcomes out.
 
-A batch is all or nothing: if any event is invalid, nothing is stored and the answer
-lists what is wrong, by location, without echoing values. A batch that is valid is
-stored once: events whose id is already stored count as duplicates.
+Each event of a batch has its own outcome: stored, a duplicate (its id is already
+stored for its model), or rejected with its index and reason (invalid, unknown model,
+forbidden to this token), so that one bad event costs itself alone. Only a body that is
+not a batch at all (not JSON, no event list, too many events) is refused whole.
+Problems are named by location, without echoing values.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import ValidationError
 
 from collectors.contract import (
+    ID_PATTERN,
+    MAX_BATCH_EVENTS,
     LabelBatch,
+    LabelEvent,
     ModelDescription,
     PredictionBatch,
     PredictionEvent,
 )
 from monitor.api.auth import Principal
-from monitor.api.schemas import IngestResult
-from monitor.errors import InputError, NotFoundError
+from monitor.api.schemas import IngestResult, ProblemPublic, RejectedEvent, RejectReason
+from monitor.errors import ForbiddenError, InputError, NotFoundError
 from monitor.export.prometheus import IngestMetrics
 from monitor.score.loop import Marker
 from monitor.score.profile import (
@@ -55,6 +62,10 @@ _ALLOWED: dict[str, frozenset[type]] = {
 }
 """The JSON types each feature type accepts (``bool`` is not a number here)."""
 
+
+_ID = re.compile(ID_PATTERN)
+_B = TypeVar("_B", PredictionBatch, LabelBatch)
+_E = TypeVar("_E", PredictionEvent, LabelEvent)
 
 REVISION_RECHECK_SECONDS = 1.0
 """How long ingest trusts the newest reference revision it read for a version."""
@@ -130,34 +141,31 @@ class Ingestor:
             self._bins_checked.pop((model, version), None)
 
     def predictions(self, body: bytes, principal: Principal) -> IngestResult:
-        """Validate and store a :class:`PredictionBatch`.
+        """Validate a :class:`PredictionBatch` and store its valid events.
 
         Raises:
-            InputError: The batch is malformed or does not fit its models.
-            ForbiddenError: The caller may not write one of the batch's models.
+            InputError: The body is not a batch (not JSON, no event list, too many).
         """
-        batch = _parse(PredictionBatch, body)
-        problems: list[tuple[str, str]] = []
+        received, events, rejected = _parse(PredictionBatch, PredictionEvent, "events", body)
         rows: list[dict[str, Any]] = []
         now = time.time()
-        for i, event in enumerate(batch.events):
-            principal.check_writes(event.model)
-            schema = self._model(event.model)
-            if schema is None:
-                problems.append((f"events[{i}].model", f"model {event.model!r} is not registered"))
-            else:
-                problems.extend(_feature_problems(i, event, schema))
-            if len(problems) >= MAX_PROBLEMS:
-                break
+        for i, event in events:
+            problem = self._writable(principal, event.model)
+            if problem is not None:
+                rejected.append(_rejected(i, event.event_id, *problem))
+                continue
+            schema = self._models[event.model]
+            problems = _feature_problems(i, event, schema)
+            if problems:
+                rejected.append(_rejected(i, event.event_id, "invalid", problems))
+                continue
             rows.append(_prediction_row(event, now))
-        if problems:
-            raise InputError("the batch has invalid events; nothing was stored", problems)
         new_versions = {(r["model"], r["model_version"]) for r in rows} - self._versions
         if new_versions:
             self._store.ensure_versions(new_versions)
             self._versions |= new_versions
         unique = _first_of_each(rows)
-        profiles = self._profiles(unique) if self._window is not None else None
+        profiles = self._profiles(unique) if self._window is not None and unique else None
         stored_ids = self._store.insert_predictions(unique, profiles)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in unique:
@@ -171,27 +179,31 @@ class Ingestor:
             self._metrics.events.labels(model_name, "predictions", "stored").inc(len(stored))
             self._on_stored(model_name, version, [r["ts"] for r in stored])
         self._count_duplicates("predictions", rows, unique, stored_ids)
+        self._count_rejected("predictions", rejected)
         return IngestResult(
-            received=len(rows), stored=len(stored_ids), duplicates=len(rows) - len(stored_ids)
+            received=received,
+            stored=len(stored_ids),
+            duplicates=len(rows) - len(stored_ids),
+            rejected=sorted(rejected, key=lambda r: r.index),
         )
 
     def labels(self, body: bytes, principal: Principal) -> IngestResult:
-        """Validate and store a :class:`LabelBatch`.
+        """Validate a :class:`LabelBatch` and store its valid labels.
+
+        A label whose prediction is not stored (yet) is stored, joins the prediction
+        when it arrives, and is counted in the answer's ``unmatched``.
 
         Raises:
-            InputError: The batch is malformed or names unregistered models.
-            ForbiddenError: The caller may not write one of the batch's models.
+            InputError: The body is not a batch (not JSON, no label list, too many).
         """
-        batch = _parse(LabelBatch, body)
-        problems = []
+        received, labels, rejected = _parse(LabelBatch, LabelEvent, "labels", body)
         now = time.time()
         rows = []
-        for i, label in enumerate(batch.labels):
-            principal.check_writes(label.model)
-            if self._model(label.model) is None:
-                problems.append((f"labels[{i}].model", f"model {label.model!r} is not registered"))
-                if len(problems) >= MAX_PROBLEMS:
-                    break
+        for i, label in labels:
+            problem = self._writable(principal, label.model)
+            if problem is not None:
+                rejected.append(_rejected(i, label.event_id, *problem))
+                continue
             rows.append(
                 {
                     "event_id": label.event_id,
@@ -203,8 +215,6 @@ class Ingestor:
                     "received_at": now,
                 }
             )
-        if problems:
-            raise InputError("the batch has invalid labels; nothing was stored", problems)
         unique = _first_of_each(rows)
         stored = self._store.insert_labels(unique)
         per_model = Counter(r["model"] for r in unique if r["event_id"] in stored)
@@ -213,10 +223,38 @@ class Ingestor:
         for found in self._store.predictions_labelled_by(sorted(stored)):
             places = [] if found.position is None else [found.position]
             self._on_stored(found.model, found.model_version, [found.ts], places)
-        self._count_duplicates("labels", rows, unique, stored)
-        return IngestResult(
-            received=len(rows), stored=len(stored), duplicates=len(rows) - len(stored)
+        unmatched = Counter(
+            r.model for r in self._store.labels_without_prediction(sorted(stored))
         )
+        for model_name, count in unmatched.items():
+            self._metrics.events.labels(model_name, "labels", "unmatched").inc(count)
+        self._count_duplicates("labels", rows, unique, stored)
+        self._count_rejected("labels", rejected)
+        return IngestResult(
+            received=received,
+            stored=len(stored),
+            duplicates=len(rows) - len(stored),
+            rejected=sorted(rejected, key=lambda r: r.index),
+            unmatched=sum(unmatched.values()),
+        )
+
+    def _writable(
+        self, principal: Principal, model: str
+    ) -> tuple[RejectReason, list[Problem]] | None:
+        """Why the caller may not write an event of ``model`` here, or None if it may."""
+        try:
+            principal.check_writes(model)
+        except ForbiddenError as exc:
+            return "forbidden", [("model", str(exc))]
+        if self._model(model) is None:
+            return "unknown_model", [
+                ("model", f"model {model!r} is not registered: PUT /v1/models/{model} first")
+            ]
+        return None
+
+    def _count_rejected(self, kind: str, rejected: list[RejectedEvent]) -> None:
+        for reason, count in Counter(r.reason for r in rejected).items():
+            self._metrics.rejected_events.labels(kind, reason).inc(count)
 
     def _count_duplicates(
         self,
@@ -312,28 +350,89 @@ def _first_of_each(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _parse(document: type[PredictionBatch] | type[LabelBatch], body: bytes) -> Any:
+Problem = tuple[str, str]
+"""Where something is wrong, and what."""
+
+
+def _rejected(
+    index: int, event_id: str | None, reason: RejectReason, problems: list[Problem]
+) -> RejectedEvent:
+    return RejectedEvent(
+        index=index,
+        event_id=event_id,
+        reason=reason,
+        problems=[ProblemPublic(loc=loc, msg=msg) for loc, msg in problems[:MAX_PROBLEMS]],
+    )
+
+
+def _parse(
+    batch: type[_B], item: type[_E], key: str, body: bytes
+) -> tuple[int, list[tuple[int, _E]], list[RejectedEvent]]:
+    """The batch's valid items by index, and the invalid ones rejected one by one.
+
+    The whole batch is validated at once (fast); only when that fails is each item
+    validated on its own, so that the valid ones are still stored.
+
+    Raises:
+        InputError: The body is not a batch at all.
+    """
     try:
-        return document.model_validate_json(body)
+        items: list[_E] = getattr(batch.model_validate_json(body), key)
+        return len(items), list(enumerate(items)), []
     except ValidationError as exc:
-        raise InputError("the batch is not valid", validation_problems(exc)) from exc
+        whole = exc
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = None
+    raw = document.get(key) if isinstance(document, dict) else None
+    outer = {k: v for k, v in document.items() if k != key} if isinstance(raw, list) else None
+    try:  # the batch's own fields, with an empty list: what is wrong beyond the items?
+        if outer is None:
+            raise whole
+        batch.model_validate({**outer, key: []})
+        if len(raw) > MAX_BATCH_EVENTS:
+            raise InputError(
+                "the batch is not valid",
+                [(key, f"at most {MAX_BATCH_EVENTS} per batch; split it")],
+            )
+    except ValidationError as exc:
+        raise InputError("the batch is not valid", validation_problems(exc)) from whole
+    valid: list[tuple[int, _E]] = []
+    rejected: list[RejectedEvent] = []
+    for i, value in enumerate(raw):
+        try:
+            valid.append((i, item.model_validate_json(orjson.dumps(value))))
+        except (ValidationError, orjson.JSONEncodeError) as exc:
+            found = value.get("event_id") if isinstance(value, dict) else None
+            event_id = found if isinstance(found, str) and _ID.match(found) else None
+            problems = (
+                validation_problems(exc, (key, i))
+                if isinstance(exc, ValidationError)
+                else [(f"{key}[{i}]", "not encodable")]
+            )
+            rejected.append(_rejected(i, event_id, "invalid", problems))
+    return len(raw), valid, rejected
 
 
-def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def validation_problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Problem]:
     """Pydantic errors as ``(location, message)`` pairs, without the input values.
 
     A value that matches no member of a union (a feature value, a label value) is
-    reported once, at the value's location.
+    reported once, at the value's location. ``prefix`` goes before every location (an
+    item validated on its own: ``("events", 3)``).
     """
     problems: dict[str, str] = {}
     for error in exc.errors(include_input=False, include_url=False):
-        loc = list(error["loc"])
+        loc = [*prefix, *error["loc"]]
         if len(loc) >= 4 and loc[0] == "events" and loc[2] == "features":
             loc = loc[:4]
-            message = "expected a finite number, a boolean, a string (≤1024 chars) or null"
+            message = (
+                "expected a finite number, a boolean, a string (≤1024 chars, no U+0000) or null"
+            )
         elif len(loc) >= 3 and loc[0] == "labels" and loc[2] == "value":
             loc = loc[:3]
-            message = "expected a finite number, a boolean or a string (≤256 chars)"
+            message = "expected a finite number, a boolean or a string (≤256 chars, no U+0000)"
         else:
             message = error["msg"]
         where = _location(loc) or "body"
@@ -356,7 +455,7 @@ def _location(loc: list[Any]) -> str:
     return text
 
 
-def _feature_problems(i: int, event: PredictionEvent, schema: _Schema) -> list[tuple[str, str]]:
+def _feature_problems(i: int, event: PredictionEvent, schema: _Schema) -> list[Problem]:
     features = event.features
     if schema.fits(features):
         return []

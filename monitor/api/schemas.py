@@ -38,13 +38,47 @@ class ReferencePublic(_Public):
     created_at: float
 
 
+RejectReason = Literal["invalid", "unknown_model", "forbidden"]
+"""Why ingest refused one event: it breaks the contract or its model's features
+(``invalid``), its model is not registered (``unknown_model``), or the caller's token
+may not write its model (``forbidden``). The last two are states an operator fixes:
+the collectors keep such events in quarantine, to replay once it is fixed."""
+
+
+class ProblemPublic(_Public):
+    """One thing wrong with a request, by location; values are never echoed."""
+
+    loc: str
+    msg: str
+
+
+class RejectedEvent(_Public):
+    """One event of a batch that was not stored, and why."""
+
+    index: int
+    """Its place in the batch's ``events`` (or ``labels``) list."""
+    event_id: str | None
+    """Its id, where it had a readable one."""
+    reason: RejectReason
+    problems: list[ProblemPublic]
+
+
 class IngestResult(_Public):
-    """What became of an ingest batch."""
+    """What became of each event of an ingest batch.
+
+    The valid events of a batch are stored even when others are not: each event is
+    stored, a duplicate, or listed in ``rejected`` with its reason.
+    """
 
     received: int
     stored: int
     duplicates: int
     """Events already stored (a redelivery); they were not stored again."""
+    rejected: list[RejectedEvent] = []
+    """Events not stored, by index, with the reason (at most one entry per event)."""
+    unmatched: int = 0
+    """Labels stored whose prediction is not stored (yet): they join it when it arrives,
+    and count nowhere until then."""
 
 
 class FeatureDriftPublic(_Public):

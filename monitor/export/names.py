@@ -16,8 +16,16 @@ _MV = ("model", "model_version")
 INGESTED_EVENTS = MetricName(
     "sidewatch_ingested_events_total",
     "counter",
-    "Events received by ingest, by kind (predictions, labels) and outcome (stored, duplicate).",
+    "Events received by ingest, by kind (predictions, labels) and outcome (stored, duplicate; "
+    "for labels also unmatched: stored before their prediction).",
     ("model", "kind", "outcome"),
+)
+INGEST_REJECTED_EVENTS = MetricName(
+    "sidewatch_ingest_rejected_events_total",
+    "counter",
+    "Events of accepted batches that were not stored, by kind and reason (invalid, "
+    "unknown_model, forbidden); the answer lists each, the collectors quarantine them.",
+    ("kind", "reason"),
 )
 INGEST_REJECTED = MetricName(
     "sidewatch_ingest_rejected_requests_total",
@@ -375,6 +383,7 @@ ALL: dict[str, MetricName] = {
     m.name: m
     for m in (
         INGESTED_EVENTS,
+        INGEST_REJECTED_EVENTS,
         INGEST_REJECTED,
         PREDICTION_LATENCY,
         MODEL_INFO,

@@ -48,6 +48,7 @@ class IngestMetrics:
 
         self.events = counter(names.INGESTED_EVENTS)
         self.rejected = counter(names.INGEST_REJECTED)
+        self.rejected_events = counter(names.INGEST_REJECTED_EVENTS)
         m = names.PREDICTION_LATENCY
         self.latency = Histogram(
             m.name, m.help, m.labels, buckets=LATENCY_BUCKETS, registry=registry

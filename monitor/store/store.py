@@ -97,6 +97,13 @@ class Labelled(NamedTuple):
     """Its place in ingest order (count windows), None if not placed yet."""
 
 
+class Labelless(NamedTuple):
+    """A stored label that joins no stored prediction."""
+
+    event_id: str
+    model: str
+
+
 @dataclass(frozen=True, slots=True)
 class ReferenceInfo:
     """A stored reference dataset, without its data."""
@@ -819,6 +826,27 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [Labelled(*row) for row in conn.execute(stmt)]
+
+    def labels_without_prediction(self, label_ids: Sequence[str]) -> list[Labelless]:
+        """The given labels that join no stored prediction of their model (yet)."""
+        if not label_ids:
+            return []
+        p, lab = _PREDICTIONS.c, _LABELS.c
+        joined = (
+            select(p.event_id)
+            .where(p.model == lab.model)
+            .where(
+                or_(
+                    p.event_id == lab.prediction_id,
+                    p.correlation_key == lab.correlation_key,
+                )
+            )
+        )
+        stmt = select(lab.event_id, lab.model).where(
+            lab.event_id.in_(list(label_ids)), ~joined.exists()
+        )
+        with self.engine.connect() as conn:
+            return [Labelless(*row) for row in conn.execute(stmt)]
 
     def newest_prediction_time(self, model: str, version: str) -> float | None:
         """Event time of a version's newest stored prediction, or None if it has none."""

@@ -26,13 +26,12 @@ ODD_BODIES = [
     b"[]",
     b"{}",
     b'{"events": {}}',
-    b'{"events": [null]}',
-    b'{"events": [[]]}',
-    b'{"schema_version": 2, "events": []}',
+    b'{"labels": {}, "events": {}}',
+    b'{"schema_version": 2, "events": [], "labels": []}',
     b"\xff\xfe\x00garbage",
     b"[" * 10_000 + b"]" * 10_000,
-    b'{"events": [' + b'{"a":' * 500 + b"1" + b"}" * 500 + b"]}",
 ]
+ODD_ITEMS = [b"null", b"[]", b'"text"', b"{}", b'{"a":' * 500 + b"1" + b"}" * 500]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +50,24 @@ def test_odd_bodies_get_a_4xx(client: TestClient, path: str, body: bytes) -> Non
     assert response.json()["detail"]
 
 
+@pytest.mark.parametrize("key", ["events", "labels"])
+@pytest.mark.parametrize("item", ODD_ITEMS)
+def test_odd_items_are_rejected_each_beside_a_valid_one(
+    client: TestClient, key: str, item: bytes
+) -> None:
+    path = f"/v1/ingest/{'predictions' if key == 'events' else 'labels'}"
+    valid = credit_event(0, event_id="beside-odd") if key == "events" else {
+        "event_id": "label-beside-odd", "model": "credit", "prediction_id": "beside-odd",
+        "value": 1, "timestamp": 1_700_000_000}  # fmt: skip
+    body = b'{"%s": [%s, %s]}' % (key.encode(), item, json.dumps(valid).encode())
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["received"] == 2
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [(0, "invalid")]
+    assert answer["stored"] + answer["duplicates"] == 1
+
+
 def test_extreme_values_are_stored_or_refused_by_name(client: TestClient) -> None:
     event = credit_event(0, event_id="extreme")
     event["features"] |= {"income": 2**63 - 1, "age": -1e308, "region": "ü" * 1024}
@@ -67,7 +84,8 @@ def test_extreme_values_are_stored_or_refused_by_name(client: TestClient) -> Non
     assert rows[0][0]["income"] == float(2**70)
     event |= {"event_id": "huge-class", "outputs": {"predicted_class": 2**70}}
     response = client.post("/v1/ingest/predictions", content=json.dumps({"events": [event]}))
-    assert response.status_code == 422
+    assert response.status_code == 200
+    assert [r["reason"] for r in response.json()["rejected"]] == ["invalid"]
     assert "events[0].outputs.predicted_class" in response.text
 
 
