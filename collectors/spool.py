@@ -6,13 +6,18 @@ into segment files (``<seq>.seg``) framed as::
     magic (2 bytes) | length (4 bytes, big-endian) | CRC-32 of payload (4) | payload
 
 The reader takes records in order and acknowledges them once the monitor has them;
-the acknowledged position is kept in ``cursor`` (written atomically), and segments
-entirely behind it are deleted. What ``append`` accepted is in the file before it
-returns, so it survives ``kill -9`` of the process; ``sync="always"`` or
-``"interval"`` also fsyncs for power loss. On open, a torn or corrupt record is
-skipped and counted (the tail of the newest segment is truncated), never fatal. A
-full spool or a full disk makes ``append`` refuse and count: capture is shed, the
-host's traffic never fails.
+the acknowledged position is kept in ``cursor``, two checksummed slots overwritten in
+place (so that acknowledging needs no new disk space and works on a full disk), and
+segments entirely behind it are deleted; once everything written is acknowledged, the
+writer starts a new segment and the delivered one is deleted, so delivered data does
+not linger on disk. What ``append`` accepted is in the file before it returns, so it
+survives ``kill -9`` of the process; ``sync="always"`` or ``"interval"`` also fsyncs
+for power loss. A corrupt record is skipped and the reader resynchronises at the next
+intact one; the skipped bytes go to ``on_corrupt`` (the forwarder quarantines them)
+and are counted. A torn tail of the newest segment (a write cut by power loss) is
+truncated on open. A full spool or a full disk makes ``append`` refuse and count:
+capture is shed, the host's traffic never fails. Files are created mode 0600 in a
+directory of mode 0700: they hold what the model was sent.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import FileIO
 from pathlib import Path
@@ -35,6 +41,10 @@ logger = logging.getLogger("sidewatch.spool")
 _MAGIC = b"\xa5\x5a"
 _HEADER = struct.Struct(">2sII")
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+_SLOT = struct.Struct(">QQQ")
+"""A cursor slot: write sequence, segment, offset; followed by its CRC-32 (4 bytes) and
+4 bytes of padding, 32 bytes in all."""
+_SLOT_BYTES = 32
 
 Sync = Literal["none", "interval", "always"]
 
@@ -90,7 +100,11 @@ class Spool:
     ) -> None:
         self.directory = Path(directory)
         self._reader = reader
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.on_corrupt: Callable[[bytes], None] | None = None
+        """Called (reading) with the bytes of each corrupt stretch that was skipped."""
+        self._cursor_fd: int | None = None
+        self._cursor_seq = 0
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._sync = sync
@@ -101,12 +115,15 @@ class Spool:
         self._acked = self._load_cursor()
         self._read = self._acked
         self._file: FileIO | None = None
+        clean = True
         if not reader:
-            self._repair_tail()
+            clean = self._repair_tail()
         segments = self._segments()
         self._write_seq = segments[-1] if segments else max(self._acked.segment, 1)
         self._offset = 0
         if not reader:
+            if not clean:  # appends go to a new segment, after the damaged one
+                self._write_seq += 1
             self._file = self._open_segment(self._write_seq)
         self._bytes = self._pending_bytes()
 
@@ -157,8 +174,9 @@ class Spool:
         self._file = self._open_segment(self._write_seq)
 
     def _open_segment(self, seq: int) -> FileIO:
-        f = FileIO(self._path(seq), "ab")
-        self._offset = os.fstat(f.fileno()).st_size
+        fd = os.open(self._path(seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        f = FileIO(fd, "ab")
+        self._offset = os.fstat(fd).st_size
         return f
 
     def _maybe_sync(self) -> None:
@@ -223,16 +241,30 @@ class Spool:
                     records.append(payload)
                     size += len(payload)
                     position = Position(position.segment, f.tell())
-                at_end = f.tell() == position.offset and not f.read(1)
+                f.seek(position.offset)
+                at_end = (limit is not None and position.offset >= limit) or not f.read(1)
             if len(records) >= max_records or size >= max_bytes:
                 break
-            if position.segment >= write_seq:
-                break
+            active = position.segment >= write_seq
             if not at_end:
-                # Corrupt: skip the rest of the segment rather than guess at a frame.
+                # Corrupt, or (in the active segment) a record still being written:
+                # corrupt only if an intact record follows, or the segment is done.
+                resume, skipped = _next_intact(path, position.offset)
+                if (
+                    active
+                    and resume >= path.stat().st_size
+                    and not any(s > position.segment for s in self._segments())
+                ):
+                    break
                 corrupt += 1
-                logger.warning("corrupt spool record in %s at %d: rest of the segment "
-                               "skipped", path.name, position.offset)  # fmt: skip
+                logger.warning("corrupt spool record in %s at %d: %d bytes skipped",
+                               path.name, position.offset, len(skipped))  # fmt: skip
+                if self.on_corrupt is not None:
+                    self.on_corrupt(skipped)
+                position = Position(position.segment, resume)
+                continue
+            if active:
+                break  # the active segment: what follows may still be being written
             position = Position(position.segment + 1, 0)
         with self._lock:
             self._read = position
@@ -245,14 +277,31 @@ class Spool:
             self._read = self._acked
 
     def ack(self, position: Position) -> None:
-        """Everything before ``position`` was delivered: forget it."""
+        """Everything before ``position`` was delivered: forget it.
+
+        Needs no new disk space: it works on a full disk, and frees space.
+        """
         with self._lock:
             self._acked = position
-            self._save_cursor(position)
             for seq in self._segments():
                 if seq < position.segment:
                     self._path(seq).unlink(missing_ok=True)
+            self._save_cursor(position)
+            self._drop_delivered()
             self._bytes = self._pending_bytes()
+
+    def _drop_delivered(self) -> None:
+        """Writer side, under the lock: once all that was written is acknowledged, start
+        a new segment and delete the delivered one (delivered data does not linger)."""
+        if self._file is None or self._offset == 0:
+            return
+        if self._acked != Position(self._write_seq, self._offset):
+            return
+        done = self._write_seq
+        self._file.close()
+        self._write_seq += 1
+        self._file = self._open_segment(self._write_seq)
+        self._path(done).unlink(missing_ok=True)
 
     def sync(self) -> None:
         """Flush the active segment to disk now, without holding up ``append``.
@@ -290,6 +339,7 @@ class Spool:
             grown = self._offset - offset if self._write_seq == write_seq else 0
             self._acked = acked
             self._bytes = max(total, 0) + grown
+            self._drop_delivered()
 
     def stats(self) -> SpoolStats:
         """A snapshot of the counters."""
@@ -304,28 +354,36 @@ class Spool:
             if self._sync != "none":
                 self._sync_now()
             self._file.close()
+            self._file = None
+        if self._cursor_fd is not None:
+            os.close(self._cursor_fd)
+            self._cursor_fd = None
 
     # -- recovery and bookkeeping ------------------------------------------------------
 
-    def _repair_tail(self) -> None:
+    def _repair_tail(self) -> bool:
+        """Truncate a torn tail of the newest segment; False if it is damaged before
+        its end (the reader resynchronises there; appends go to a new segment)."""
         segments = self._segments()
         if not segments:
-            return
-        newest = segments[-1]
-        good = self._last_good_offset(newest)
-        size = self._path(newest).stat().st_size
-        if good < size:
-            self._counts["corrupt_skipped"] += 1
-            logger.warning("torn spool tail in %s: %d bytes dropped", self._path(newest).name,
-                           size - good)  # fmt: skip
-            os.truncate(self._path(newest), good)
-
-    def _last_good_offset(self, seq: int) -> int:
-        with open(self._path(seq), "rb") as f:
-            offset = 0
+            return True
+        path = self._path(segments[-1])
+        with open(path, "rb") as f:
+            good = 0
             while _read_record(f) is not None:
-                offset = f.tell()
-            return offset
+                good = f.tell()
+        size = path.stat().st_size
+        if good == size:
+            return True
+        resume, _ = _next_intact(path, good)
+        if resume < size:
+            logger.warning("corrupt spool record in %s at %d: the reader will skip it",
+                           path.name, good)  # fmt: skip
+            return False
+        self._counts["corrupt_skipped"] += 1
+        logger.warning("torn spool tail in %s: %d bytes dropped", path.name, size - good)
+        os.truncate(path, good)
+        return True
 
     def _segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
@@ -343,16 +401,74 @@ class Spool:
 
     def _load_cursor(self) -> Position:
         try:
-            segment, offset = (self.directory / "cursor").read_text().split()
-            return Position(int(segment), int(offset))
-        except (OSError, ValueError):
+            data = (self.directory / "cursor").read_bytes()
+        except OSError:
+            data = b""
+        best: tuple[int, Position] | None = None
+        if len(data) == 2 * _SLOT_BYTES:
+            for i in (0, 1):
+                slot = data[i * _SLOT_BYTES : (i + 1) * _SLOT_BYTES]
+                body, crc = slot[: _SLOT.size], slot[_SLOT.size : _SLOT.size + 4]
+                if zlib.crc32(body).to_bytes(4, "big") == crc:
+                    seq, segment, offset = _SLOT.unpack(body)
+                    if best is None or seq > best[0]:
+                        best = (seq, Position(segment, offset))
+        else:
+            with contextlib.suppress(ValueError):  # the text format of earlier versions
+                segment, offset = map(int, data.decode().split())
+                best = (0, Position(segment, offset))
+        if best is None:
             segments = self._segments()
             return Position(segments[0] if segments else 1, 0)
+        self._cursor_seq = max(self._cursor_seq, best[0])
+        return best[1]
 
     def _save_cursor(self, position: Position) -> None:
-        tmp = self.directory / "cursor.tmp"
-        tmp.write_text(f"{position.segment} {position.offset}\n")
-        os.replace(tmp, self.directory / "cursor")
+        # Two slots overwritten in place, alternately: no new block is needed, so an
+        # acknowledgement works on a full disk; a torn slot fails its CRC and the other
+        # one (one acknowledgement older: a redelivery, stored once) is read.
+        self._cursor_seq += 1
+        body = _SLOT.pack(self._cursor_seq, position.segment, position.offset)
+        slot = body + zlib.crc32(body).to_bytes(4, "big") + bytes(4)
+        where = (self._cursor_seq % 2) * _SLOT_BYTES
+        if self._cursor_fd is None:
+            path = self.directory / "cursor"
+            if not path.exists() or path.stat().st_size != 2 * _SLOT_BYTES:
+                # Written whole once (real blocks, not a hole), then only overwritten.
+                whole = bytearray(2 * _SLOT_BYTES)
+                whole[where : where + _SLOT_BYTES] = slot
+                tmp = self.directory / "cursor.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, whole)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+            self._cursor_fd = os.open(path, os.O_RDWR)
+        os.pwrite(self._cursor_fd, slot, where)
+
+
+def _next_intact(path: Path, offset: int) -> tuple[int, bytes]:
+    """Where the next intact record after a corrupt one at ``offset`` starts (the
+    file's end if none does), and the bytes skipped to get there."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    found = data.find(_MAGIC, 1)
+    while found != -1 and not _intact_at(memoryview(data)[found:]):
+        found = data.find(_MAGIC, found + 1)
+    end = len(data) if found == -1 else found
+    return offset + end, data[:end]
+
+
+def _intact_at(data: memoryview) -> bool:
+    """Whether an intact record starts at the beginning of ``data``."""
+    if len(data) < _HEADER.size:
+        return False
+    magic, length, crc = _HEADER.unpack(data[: _HEADER.size])
+    if magic != _MAGIC or length > MAX_RECORD_BYTES or len(data) < _HEADER.size + length:
+        return False
+    return zlib.crc32(data[_HEADER.size : _HEADER.size + length]) == crc
 
 
 def _read_record(f: BinaryIO) -> bytes | None:
