@@ -1,27 +1,29 @@
-"""Forward: spooled records in, delivered batches out (at least once).
+"""Forward: spooled records in, an outcome for each out (at least once on the wire).
 
-One background thread reads batches from a :class:`~collectors.spool.Spool`, sends
-them gzip-compressed through a :class:`~collectors.ship.Shipper`, and acknowledges
-them only once the monitor confirms; a failed delivery rewinds the spool and retries
-with exponential backoff and full jitter, so nothing accepted is lost while the
-monitor is down, slow or restarting. The monitor's idempotent ingest turns the
-redeliveries into storage exactly once.
+One background thread reads batches of records from a :class:`~collectors.spool.Spool`
+and hands their events to the :class:`~collectors.deliver.Delivery` loop, which gives
+each one an outcome (stored, duplicate, or quarantined with its reason); only then is
+the spool acknowledged. While the monitor is down, slow, restarting or refusing the
+token, the records stay spooled and are sent again (backoff with full jitter), so
+nothing accepted is lost; the monitor's idempotent ingest stores redeliveries once.
 
 A spool record is one encoded event, prefixed by its kind: ``p`` (prediction) or
 ``l`` (label); or ``x``, a raw exchange that the sidecar captured, which an
-``expand`` function turns into prediction records when it is shipped.
+``expand`` function turns into prediction records when it is shipped. A record of no
+known kind, and the bytes of a corrupt record the spool skipped, are quarantined too
+(``malformed``, ``corrupt``): nothing read from the spool is dropped silently.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
-import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from collectors.contract import SCHEMA_VERSION
+from collectors.deliver import MAX_BATCH_BYTES, Delivery
+from collectors.quarantine import Quarantine
 from collectors.ship import Kind, Shipper
 from collectors.spool import Spool
 
@@ -31,6 +33,9 @@ PREDICTION = b"p"
 LABEL = b"l"
 EXCHANGE = b"x"
 _KINDS: dict[bytes, Kind] = {PREDICTION: "predictions", LABEL: "labels"}
+
+QUARANTINE_DIR = "quarantine"
+"""The quarantine's directory inside a spool's, by default."""
 
 
 def encode(kind: Kind, event: bytes) -> bytes:
@@ -43,16 +48,14 @@ class ForwardStats:
     """Counters of a forwarder."""
 
     delivered: int
-    """Records the monitor confirmed (stored or already stored)."""
+    """Events the monitor answered for (stored, duplicate or rejected)."""
     stored: int
     duplicates: int
-    """Records the monitor already had: redeliveries after a failure."""
-    rejected: int
-    """Records in batches the monitor refused (HTTP 4xx); dropped, the log says why."""
-    failures: int
+    """Events the monitor already had: redeliveries after a failure."""
+    quarantined: dict[str, int] = field(default_factory=dict)
+    """Events (and unreadable records) put in quarantine, by reason."""
+    failures: int = 0
     """Failed attempts (each followed by a retry)."""
-    malformed: int
-    """Spool records with an unknown kind, dropped."""
 
 
 class Forwarder:
@@ -61,7 +64,11 @@ class Forwarder:
     Args:
         spool: Where captured records wait.
         shipper: Sends one batch; owned by the forwarder's thread.
-        batch_size: Most records per batch.
+        quarantine: Where events the monitor will not store go; by default
+            ``quarantine/`` in the spool's directory.
+        batch_size: Most spool records read at once (an exchange may expand to many
+            events; the delivery cuts what it sends to what the monitor accepts).
+        max_batch_bytes: Most bytes of one batch sent.
         idle_seconds: Pause when the spool is empty.
         linger_seconds: Pause after a batch that was not full, so that records gather
             into fewer, fuller batches (fewer requests to the monitor, fewer wake-ups
@@ -70,7 +77,7 @@ class Forwarder:
         retry_max_seconds: Longest backoff.
         compress: Whether to gzip batches (the monitor accepts ``Content-Encoding: gzip``).
         expand: Turns an ``x`` record into prediction records (the sidecar's decoding);
-            without it ``x`` records count as malformed.
+            without it ``x`` records are quarantined as malformed.
     """
 
     def __init__(
@@ -78,7 +85,9 @@ class Forwarder:
         spool: Spool,
         shipper: Shipper,
         *,
+        quarantine: Quarantine | None = None,
         batch_size: int = 1_000,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         idle_seconds: float = 0.2,
         linger_seconds: float = 0.0,
         retry_initial_seconds: float = 0.2,
@@ -91,17 +100,20 @@ class Forwarder:
         self._batch = batch_size
         self._idle = idle_seconds
         self._linger = linger_seconds
-        self._retry_initial = retry_initial_seconds
-        self._retry_max = retry_max_seconds
-        self._compress = compress
         self._expand = expand
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(
-            ("delivered", "stored", "duplicates", "rejected", "failures", "malformed"), 0
+        self.quarantine = quarantine or Quarantine(Path(spool.directory) / QUARANTINE_DIR)
+        self._delivery = Delivery(
+            self.quarantine,
+            stop=self._stop,
+            max_bytes=max_batch_bytes,
+            compress=compress,
+            retry_initial_seconds=retry_initial_seconds,
+            retry_max_seconds=retry_max_seconds,
         )
+        spool.on_corrupt = self._corrupt
 
     def start(self) -> None:
         """Start the forwarding thread."""
@@ -122,63 +134,59 @@ class Forwarder:
 
     def stats(self) -> ForwardStats:
         """A snapshot of the counters."""
-        with self._lock:
-            return ForwardStats(**self._counts)
+        d = self._delivery.stats()
+        quarantined = dict(d.quarantined)
+        for reason in ("malformed", "corrupt"):
+            kept = self.quarantine.counts().get(reason, 0)
+            if kept:
+                quarantined[reason] = kept
+        return ForwardStats(
+            delivered=d.stored + d.duplicates + sum(d.quarantined.values()),
+            stored=d.stored,
+            duplicates=d.duplicates,
+            quarantined=quarantined,
+            failures=d.retries,
+        )
 
     def forward_once(self) -> int:
-        """Read one batch and deliver it (retrying until it is delivered or stopped).
+        """Read one batch and give each of its events an outcome (or stop trying).
 
         Returns:
             How many records the batch held (0 when the spool was empty).
+
+        Raises:
+            OSError: The quarantine could not be written: the records stay spooled.
         """
         records, position = self._spool.read(self._batch)
         if not records:
             return 0
         count = len(records)
-        groups: dict[Kind, list[bytes]] = {"predictions": [], "labels": []}
         if self._expand is not None:
             expand = self._expand
             records = [
                 r for rec in records for r in (expand(rec) if rec[:1] == EXCHANGE else (rec,))
             ]
+        groups: dict[Kind, list[bytes]] = {"predictions": [], "labels": []}
+        malformed = []
         for record in records:
             kind = _KINDS.get(record[:1])
             if kind is None:
-                self._count("malformed", 1)
-                continue
-            groups[kind].append(record[1:])
-        delay = self._retry_initial
+                malformed.append(record)
+            else:
+                groups[kind].append(record[1:])
+        if malformed:
+            self.quarantine.put("records", "malformed", "a spool record of no known kind",
+                                raw=malformed)  # fmt: skip
         for kind, events in groups.items():
-            while events and not self._deliver(kind, events):
-                self._count("failures", 1)
-                if self._stop.wait(random.uniform(0, delay)):
-                    self._spool.rewind()
-                    return count
-                delay = min(delay * 2, self._retry_max)
+            if events and self._delivery.deliver(self._shipper, kind, events):
+                self._spool.rewind()  # stopped: what got no outcome is read again later
+                return count
         self._spool.ack(position)
         return count
 
-    def _deliver(self, kind: Kind, events: list[bytes]) -> bool:
-        key = b"events" if kind == "predictions" else b"labels"
-        body = b'{"schema_version":%d,"%s":[%s]}' % (SCHEMA_VERSION, key, b",".join(events))
-        if self._compress:
-            body = gzip.compress(body, compresslevel=1)
-        result = self._shipper.ship(kind, body, gzipped=self._compress)
-        if result.outcome == "delivered":
-            with self._lock:
-                self._counts["delivered"] += len(events)
-                self._counts["stored"] += result.stored
-                self._counts["duplicates"] += result.duplicates
-            return True
-        if result.outcome == "rejected":
-            self._count("rejected", len(events))
-            logger.error("the monitor rejected %d %s: %s", len(events), kind, result.detail)
-            return True  # retrying cannot help; the batch is dropped and counted
-        return False
-
-    def _count(self, key: str, n: int) -> None:
-        with self._lock:
-            self._counts[key] += n
+    def _corrupt(self, raw: bytes) -> None:
+        self.quarantine.put("records", "corrupt", "a spool record failed its checksum",
+                            raw=[raw])  # fmt: skip
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -190,6 +198,6 @@ class Forwarder:
                 elif count < self._batch and self._linger > 0:
                     self._stop.wait(self._linger)
             except Exception:  # keep forwarding: one bad batch must not stop the thread
-                logger.exception("forwarding failed; retrying")
+                logger.exception("forwarding failed; the records stay spooled, retrying")
                 self._spool.rewind()
-                self._stop.wait(self._retry_initial)
+                self._stop.wait(1.0)

@@ -1,9 +1,13 @@
 """The in-process SDK: events in from the host's code, batches out to the monitor.
 
 ``Client.record`` copies what it is given onto a bounded in-memory queue and returns;
-a background thread encodes batches and ships them with retry, exponential backoff and
-full jitter. The caller is never blocked on I/O and never sees an exception: a full
-queue, a closed client or an unusable argument drops the event and counts it.
+background threads hand batches to the collectors' one delivery loop
+(:class:`~collectors.deliver.Delivery`: retry with exponential backoff and full
+jitter, batches cut to what the monitor accepts), which gives each event an outcome:
+stored, duplicate, or quarantined on disk with its reason (``quarantine_dir``), to
+replay once the cause is fixed. Events still unshipped when ``close`` runs out of time
+are quarantined too. The caller is never blocked on I/O and never sees an exception: a
+full queue, a closed client or an unusable argument drops the event and counts it.
 
 What ``record`` costs the caller: about 10 us to build the event, and one short lock
 around an O(1) append (a shipping thread holds the same lock only to pop at most one
@@ -17,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import random
 import threading
 import time
 from collections import deque
@@ -27,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from collectors.contract import SCHEMA_VERSION
+from collectors.deliver import Delivery
+from collectors.quarantine import Quarantine
 from collectors.settings import ClientSettings
 from collectors.ship import HttpShipper, Kind, Shipper
 
@@ -53,10 +57,12 @@ class ClientStats:
     """Events recorded after ``close``."""
     dropped_invalid: int
     """Calls whose arguments could not be turned into an event."""
-    rejected: int
-    """Events in batches the monitor refused (HTTP 4xx); the log says why."""
-    undelivered: int
-    """Events still unshipped when ``close`` ran out of time."""
+    quarantined: dict[str, int]
+    """Events kept in the quarantine, by reason: refused by the monitor (``invalid``,
+    ``unknown_model``, ``forbidden``...) or still unshipped when ``close`` ran out of
+    time (``undelivered``)."""
+    lost: int
+    """Events that could not even be quarantined (its size limit, or the disk, refused)."""
     retries: int
     """Failed attempts that were retried."""
     queued: int
@@ -91,18 +97,15 @@ class Client:
         self._idle = threading.Condition(threading.Lock())
         self._in_flight = 0
         self._counts = dict.fromkeys(
-            (
-                "recorded",
-                "stored",
-                "duplicates",
-                "dropped_queue_full",
-                "dropped_closed",
-                "dropped_invalid",
-                "rejected",
-                "undelivered",
-                "retries",
-            ),
-            0,
+            ("recorded", "dropped_queue_full", "dropped_closed", "dropped_invalid", "lost"), 0
+        )
+        self._delivery = Delivery(
+            Quarantine(self.settings.quarantine_dir, max_bytes=self.settings.quarantine_max_bytes),
+            stop=self._closing,
+            max_events=self.settings.batch_size,
+            compress=False,
+            retry_initial_seconds=self.settings.retry_initial_seconds,
+            retry_max_seconds=self.settings.retry_max_seconds,
         )
         self._warned: set[str] = set()
         self._model = self.settings.model
@@ -260,22 +263,32 @@ class Client:
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting events, ship what is queued for up to ``timeout`` seconds.
 
-        Events still unshipped at the deadline are counted as ``undelivered``.
+        Events still unshipped at the deadline are quarantined as ``undelivered``.
         """
         self.flush(timeout)
         self._closing.set()
         self._wake.set()
         for thread in self._threads:
-            # A batch in flight is counted by its shipping thread when it gives up.
+            # A batch in flight is quarantined by its shipping thread when it gives up.
             thread.join(self.settings.timeout_seconds)
         with self._lock:
-            self._counts["undelivered"] += len(self._queue)
+            left = list(self._queue)
             self._queue.clear()
+        for kind in ("predictions", "labels"):
+            self._keep_undelivered(kind, [doc for k, doc in left if k == kind])
 
     def stats(self) -> ClientStats:
         """A snapshot of the counters."""
+        d = self._delivery.stats()
         with self._lock:
-            return ClientStats(**self._counts, queued=len(self._queue) + self._in_flight)
+            return ClientStats(
+                **self._counts,
+                stored=d.stored,
+                duplicates=d.duplicates,
+                quarantined=self._delivery.quarantine.counts(),
+                retries=d.retries,
+                queued=len(self._queue) + self._in_flight,
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -371,27 +384,29 @@ class Client:
         return not self._closing.is_set()
 
     def _deliver(self, shipper: Shipper, kind: Kind, docs: list[bytes]) -> None:
-        key = "events" if kind == "predictions" else "labels"
-        body = b'{"schema_version":%d,"%s":[%s]}' % (SCHEMA_VERSION, key.encode(), b",".join(docs))
-        delay = self.settings.retry_initial_seconds
-        while True:
-            result = shipper.ship(kind, body)
-            if result.outcome == "delivered":
-                with self._lock:
-                    self._counts["stored"] += result.stored
-                    self._counts["duplicates"] += result.duplicates
-                return
-            if result.outcome == "rejected":
-                with self._lock:
-                    self._counts["rejected"] += len(docs)
-                logger.error("Sidewatch monitor rejected %d %s: %s", len(docs), kind, result.detail)
-                return
-            with self._lock:
-                self._counts["retries"] += 1
-            self._warn_once("retry", f"Sidewatch monitor not reachable, retrying: {result.detail}")
-            # Full jitter: a fleet of clients does not retry in lockstep.
-            if self._closing.wait(random.uniform(0, delay)):
-                with self._lock:
-                    self._counts["undelivered"] += len(docs)
-                return
-            delay = min(delay * 2, self.settings.retry_max_seconds)
+        try:
+            left = self._delivery.deliver(shipper, kind, docs)
+        except OSError as exc:  # the quarantine could not be written
+            self._lose(len(docs), exc)
+            return
+        self._keep_undelivered(kind, left)
+
+    def _keep_undelivered(self, kind: Kind, docs: list[bytes]) -> None:
+        if not docs:
+            return
+        try:
+            kept = self._delivery.quarantine.put(
+                kind, "undelivered", "still unshipped when the client closed", docs
+            )
+        except OSError as exc:
+            self._lose(len(docs), exc)
+            return
+        if not kept:
+            self._lose(len(docs), None)
+
+    def _lose(self, n: int, exc: OSError | None) -> None:
+        with self._lock:
+            self._counts["lost"] += n
+        why = f"the disk refused it ({exc})" if exc else "it is full"
+        logger.error("Sidewatch lost %d events: they could not be quarantined because %s",
+                     n, why)  # fmt: skip

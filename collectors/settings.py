@@ -6,6 +6,8 @@ the defaults below, and are validated when the object is built.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,3 +38,9 @@ class ClientSettings(BaseSettings):
     """Timeout of one HTTP call to the monitor."""
     retry_initial_seconds: float = Field(default=0.2, gt=0, le=60)
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+    quarantine_dir: Path = Path("var/sidewatch-quarantine")
+    """Where events the monitor will not store are kept, with their reason, to inspect
+    and replay with ``sidewatch quarantine`` (``SIDEWATCH_QUARANTINE_DIR``); also the
+    events still unshipped when ``close`` runs out of time."""
+    quarantine_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """Most bytes the quarantine keeps; beyond it events are lost and counted."""

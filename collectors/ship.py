@@ -1,8 +1,17 @@
 """Ship: batches of encoded events in, a delivery outcome out.
 
 A shipper sends one JSON batch to the monitor's ingest API and says what became of it:
-delivered (with the monitor's counts), worth retrying (the monitor is down, slow or
-overloaded), or rejected (the monitor refused the content; retrying cannot help).
+
+- ``delivered``: the monitor answered for every event: stored, a duplicate, or
+  rejected by index with its reason (partial acceptance);
+- ``retry``: the monitor is unreachable, down, overloaded, or not accepting this
+  collector right now (a stale token, a wrong address): a state that gets fixed, so
+  the same batch is sent again later;
+- ``refused``: the monitor refused the request as a whole for its content (too large,
+  not a batch): a smaller batch may pass;
+- ``failed``: the monitor broke on it (HTTP 500): worth a few more tries, then smaller
+  batches, so that one event it cannot take never blocks the ones behind it.
+
 It never raises: transport errors become a ``retry`` outcome.
 """
 
@@ -18,17 +27,36 @@ import orjson
 
 Kind = Literal["predictions", "labels"]
 
-_RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RETRY = frozenset({401, 403, 404, 407, 408, 421, 425, 429, 502, 503, 504})
+"""Answers that say nothing about the batch: the monitor (or the way to it) is not
+taking this collector's batches now. 401 and 403 are a token to fix; 404 a wrong URL."""
+
+Outcome = Literal["delivered", "retry", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One event of a delivered batch that the monitor did not store."""
+
+    index: int
+    """Its place in the batch."""
+    reason: str
+    """The monitor's reason: ``invalid``, ``unknown_model``, ``forbidden``."""
+    detail: str
+    """The monitor's problems, location and message (never values)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ShipResult:
     """What became of one batch."""
 
-    outcome: Literal["delivered", "retry", "rejected"]
+    outcome: Outcome
     stored: int = 0
     duplicates: int = 0
+    rejections: tuple[Rejection, ...] = ()
     detail: str = ""
+    status: int | None = None
+    """The HTTP status, where the monitor answered."""
 
 
 class Shipper(Protocol):
@@ -72,12 +100,13 @@ class HttpShipper:
             self.close()
             return ShipResult("retry", detail=f"monitor unreachable: {exc.__class__.__name__}")
         if 200 <= status < 300:
-            counts = _decode_counts(payload)
-            return ShipResult("delivered", stored=counts[0], duplicates=counts[1])
+            return _delivered(payload, status)
         detail = f"HTTP {status}: {payload[:500].decode('utf-8', 'replace')}"
-        if status in _RETRYABLE:
-            return ShipResult("retry", detail=detail)
-        return ShipResult("rejected", detail=detail)
+        if status in _RETRY:
+            return ShipResult("retry", detail=detail, status=status)
+        if status >= 500:
+            return ShipResult("failed", detail=detail, status=status)
+        return ShipResult("refused", detail=detail, status=status)
 
     def close(self) -> None:
         """Drop the connection; the next ``ship`` opens a new one."""
@@ -101,9 +130,24 @@ class HttpShipper:
         return response.status, payload
 
 
-def _decode_counts(payload: bytes) -> tuple[int, int]:
+def _delivered(payload: bytes, status: int) -> ShipResult:
+    """The monitor's per-event answer; one it cannot read is a server failure."""
     try:
         answer = orjson.loads(payload)
-        return int(answer.get("stored", 0)), int(answer.get("duplicates", 0))
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return 0, 0
+        rejections = tuple(
+            Rejection(
+                int(r["index"]),
+                str(r["reason"]),
+                "; ".join(f"{p['loc']}: {p['msg']}" for p in r.get("problems", ()))[:1000],
+            )
+            for r in answer.get("rejected", ())
+        )
+        return ShipResult(
+            "delivered",
+            stored=int(answer.get("stored", 0)),
+            duplicates=int(answer.get("duplicates", 0)),
+            rejections=rejections,
+            status=status,
+        )
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        return ShipResult("failed", detail="the monitor's answer is unreadable", status=status)

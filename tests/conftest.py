@@ -104,6 +104,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def pg_database_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database."""
+    name, url = _new_pg_database(pg_server)
+    try:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        _drop_pg_database(pg_server, name)
+
+
+@pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
     """A migrated store on each backend."""
     s = Store(database_url)

@@ -100,15 +100,19 @@ class SidecarCollector(Collector):
             (names.UNFRAMED, self._proxy.unframed),
             (names.CONNECTIONS, self._proxy.connections),
             (names.UPSTREAM_ERRORS, self._proxy.upstream_errors),
-            (names.SPOOL_CORRUPT, spool.corrupt_skipped),
+            (names.SPOOL_CORRUPT, spool.corrupt_skipped + ship.corrupt_skipped),
             (names.SHIPPED, ship.delivered),
             (names.REDELIVERED, ship.duplicates),
             (names.SHIP_FAILURES, ship.failures),
-            (names.SHIP_REJECTED, ship.rejected),
+            (names.QUARANTINE_FULL, ship.quarantine_full),
         ):
             counter = _counter(m)
             counter.add_metric([], value)
             yield counter
+        quarantined = _counter(names.QUARANTINED)
+        for reason, n in sorted(ship.quarantined.items()):
+            quarantined.add_metric([reason], n)
+        yield quarantined
         yield _gauge(names.OPEN_CONNECTIONS, self._proxy.open_connections)
         yield _gauge(names.SPOOL_BYTES, spool.bytes)
         yield _gauge(names.SPOOL_CAPACITY, self._capacity)

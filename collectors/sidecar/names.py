@@ -78,7 +78,8 @@ SPOOL_CAPACITY = _metric(
 )
 SPOOL_CORRUPT = _metric(
     "sidewatch_sidecar_spool_corrupt_records_total",
-    "Torn or corrupt spool records skipped (after a crash).",
+    "Torn or corrupt stretches of the spool skipped (the reader resumes at the next intact "
+    "record; the skipped bytes are quarantined as corrupt).",
     "counter",
     (),
 )
@@ -100,9 +101,17 @@ SHIP_FAILURES = _metric(
     "counter",
     (),
 )
-SHIP_REJECTED = _metric(
-    "sidewatch_sidecar_ship_rejected_events_total",
-    "Events in batches the monitor refused (HTTP 4xx); dropped.",
+QUARANTINED = _metric(
+    "sidewatch_sidecar_quarantined_events_total",
+    "Events the monitor would not store (and unreadable spool records), kept in the "
+    "quarantine by reason (invalid, unknown_model, forbidden, too_large, server_error, "
+    "corrupt, malformed) to inspect and replay with `sidewatch quarantine`.",
+    "counter",
+    ("reason",),
+)
+QUARANTINE_FULL = _metric(
+    "sidewatch_sidecar_quarantine_dropped_events_total",
+    "Events lost because the quarantine was at its size limit.",
     "counter",
     (),
 )
@@ -125,6 +134,7 @@ ALL = {
         SHIPPED,
         REDELIVERED,
         SHIP_FAILURES,
-        SHIP_REJECTED,
+        QUARANTINED,
+        QUARANTINE_FULL,
     )
 }

@@ -161,8 +161,11 @@ class Sidecar:
                 self._start_shipper()
 
     def _maintain_spool(self) -> None:
-        self.spool.sync()
-        self.spool.refresh()
+        try:
+            self.spool.sync()
+            self.spool.refresh()
+        except OSError as exc:  # a full disk: capture is shed and counted meanwhile
+            logger.warning("spool maintenance failed (%s); retrying", exc)
 
     def _start_shipper(self) -> None:
         # -c rather than -m: the package already imported the module (runpy would warn).

@@ -81,16 +81,21 @@ class ShippingStats:
     delivered: int = 0
     duplicates: int = 0
     failures: int = 0
-    rejected: int = 0
     captured: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    quarantine_full: int = 0
+    corrupt_skipped: int = 0
+    """Corrupt stretches the shipper's reader skipped (its bytes are quarantined)."""
 
     @classmethod
     def load(cls, spool_dir: Path) -> ShippingStats:
         """The last counters the shipper wrote (zeros before its first write)."""
         try:
-            return cls(**orjson.loads((spool_dir / STATS_FILE).read_bytes()))
-        except (OSError, ValueError, TypeError):
+            document = orjson.loads((spool_dir / STATS_FILE).read_bytes())
+            known = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
+            return cls(**known)
+        except (OSError, ValueError, TypeError, AttributeError):
             return cls()
 
 
@@ -105,14 +110,29 @@ def settings_document(settings: SidecarSettings, client: ClientSettings) -> byte
     return orjson.dumps({"settings": s, "client": c, "parent": os.getpid()})
 
 
-def _write_stats(spool_dir: Path, forwarder: Forwarder, decoder: ExchangeDecoder) -> None:
+def _write_stats(
+    spool_dir: Path, forwarder: Forwarder, decoder: ExchangeDecoder, spool: Spool
+) -> OSError | None:
+    """Write the counters for the sidecar's ``/metrics``; the error if the disk refused."""
     f = forwarder.stats()
     captured, dropped = decoder.counts()
-    stats = ShippingStats(f.delivered, f.duplicates, f.failures, f.rejected,
-                          dict(captured), dict(dropped))  # fmt: skip
+    stats = ShippingStats(
+        f.delivered,
+        f.duplicates,
+        f.failures,
+        dict(captured),
+        dict(dropped),
+        f.quarantined,
+        forwarder.quarantine.dropped,
+        spool.stats().corrupt_skipped,
+    )
     tmp = spool_dir / f"{STATS_FILE}.tmp"
-    tmp.write_bytes(orjson.dumps(asdict(stats)))
-    os.replace(tmp, spool_dir / STATS_FILE)
+    try:
+        tmp.write_bytes(orjson.dumps(asdict(stats)))
+        os.replace(tmp, spool_dir / STATS_FILE)
+    except OSError as exc:  # a full disk must not stop shipping (shipping frees it)
+        return exc
+    return None
 
 
 def serve(document: dict[str, Any]) -> None:
@@ -149,15 +169,20 @@ def serve(document: dict[str, Any]) -> None:
             expand=decoder.events,
         )
         forwarder.start()
+        failing = False
         try:
             while not stop.wait(0.5):
-                _write_stats(spool_dir, forwarder, decoder)
+                error = _write_stats(spool_dir, forwarder, decoder, spool)
+                if error is not None and not failing:
+                    logger.warning("the shipper's counters cannot be written (%s); "
+                                   "shipping goes on", error)  # fmt: skip
+                failing = error is not None
                 if os.getppid() != parent:
                     logger.warning("the sidecar is gone; the shipper stops")
                     break
         finally:
             forwarder.stop()
-            _write_stats(spool_dir, forwarder, decoder)
+            _write_stats(spool_dir, forwarder, decoder, spool)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import sqlite3
@@ -13,9 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+import pytest
 
-from collectors.forward import Forwarder, encode
-from collectors.ship import HttpShipper
+from collectors.contract import MAX_BATCH_EVENTS
+from collectors.forward import EXCHANGE, Forwarder, encode
+from collectors.ship import HttpShipper, Kind, ShipResult
 from collectors.spool import Spool
 from tests.conftest import LiveMonitor, credit_event, credit_model, free_port
 
@@ -39,10 +42,131 @@ def test_spooled_events_and_labels_reach_the_monitor(
     while forwarder.forward_once():
         pass
     stats = forwarder.stats()
-    assert (stats.delivered, stats.stored, stats.duplicates, stats.malformed) == (3001, 3001, 0, 1)
+    assert (stats.delivered, stats.stored, stats.duplicates) == (3001, 3001, 0)
+    assert stats.quarantined == {"malformed": 1}
+    [kept] = forwarder.quarantine.read()
+    assert kept.raw == b"x-unknown-kind"
     assert live_monitor.app.state.store.count_predictions() == 3000
     assert spool.read(10)[0] == []
     forwarder.stop()
+    spool.close()
+
+
+class FlakyShipper:
+    """Passes batches to a real shipper; can be told how to answer instead."""
+
+    def __init__(self, real: HttpShipper) -> None:
+        self.real = real
+        self.sizes: list[int] = []
+        self.answer: ShipResult | None = None
+
+    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+        self.sizes.append(gzip.decompress(body).count(b'"event_id"') if gzipped else 0)
+        return self.answer or self.real.ship(kind, body, gzipped=gzipped)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def forwarder_for(spool: Spool, url: str, **options) -> tuple[Forwarder, FlakyShipper]:
+    shipper = FlakyShipper(HttpShipper(url, options.pop("token", None), 10))
+    options = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05} | options
+    return Forwarder(spool, shipper, **options), shipper
+
+
+def drain(forwarder: Forwarder) -> None:
+    while forwarder.forward_once():
+        pass
+
+
+def test_a_backlog_of_multi_row_records_is_cut_to_what_the_monitor_accepts(
+    live_monitor: LiveMonitor, tmp_path: Path
+) -> None:
+    # 600 spooled requests of 20 rows each, read 1,000 records at a time, made one
+    # batch of 12,000 events: the monitor refused it (over 10,000) and all were lost.
+    spool = Spool(tmp_path / "spool", sync="none")
+    for r in range(600):
+        spool.append(EXCHANGE + b"%d" % r)
+
+    def expand(record: bytes) -> list[bytes]:
+        r = int(record[1:])
+        return [encode("predictions", orjson.dumps(credit_event(r * 20 + i))) for i in range(20)]
+
+    forwarder, shipper = forwarder_for(spool, live_monitor.url, expand=expand)
+    drain(forwarder)
+    assert live_monitor.app.state.store.count_predictions() == 12_000
+    assert max(shipper.sizes) <= MAX_BATCH_EVENTS and sum(shipper.sizes) == 12_000
+    assert forwarder.stats().quarantined == {}
+    forwarder.stop()
+    spool.close()
+
+
+def test_a_batch_the_monitor_fails_on_never_blocks_the_stream(
+    live_monitor: LiveMonitor, tmp_path: Path, monkeypatch
+) -> None:
+    # An event the store could not take (a 500) made its batch retry forever, and
+    # nothing behind it was ever stored. Now the batch is halved down to that event.
+    spool = Spool(tmp_path / "spool", sync="none")
+    for i in range(100):
+        spool.append(encode("predictions", orjson.dumps(credit_event(i))))
+    store = live_monitor.app.state.store
+    real_insert = store.insert_predictions
+
+    def broken(rows, profiles=None):
+        if any(r["event_id"] == "ev-37" for r in rows):
+            raise RuntimeError("the store broke on this event")
+        return real_insert(rows, profiles)
+
+    monkeypatch.setattr(store, "insert_predictions", broken)
+    forwarder, shipper = forwarder_for(spool, live_monitor.url, batch_size=100)
+    drain(forwarder)
+    assert store.count_predictions() == 99
+    assert forwarder.stats().quarantined == {"server_error": 1}
+    [kept] = forwarder.quarantine.read()
+    assert b'"event_id":"ev-37"' in (kept.event or b"") and "HTTP 500" in kept.detail
+    forwarder.stop()
+    spool.close()
+
+
+def test_one_invalid_event_costs_itself_alone(live_monitor: LiveMonitor, tmp_path: Path) -> None:
+    # An event of an unregistered model made the monitor refuse the whole batch, and
+    # the ten valid predictions in it were dropped with it.
+    spool = Spool(tmp_path / "spool", sync="none")
+    for i in range(10):
+        spool.append(encode("predictions", orjson.dumps(credit_event(i))))
+    spool.append(encode("predictions", orjson.dumps(credit_event(10, model="unregistered"))))
+    forwarder, _ = forwarder_for(spool, live_monitor.url)
+    drain(forwarder)
+    assert live_monitor.app.state.store.count_predictions() == 10
+    assert forwarder.stats().quarantined == {"unknown_model": 1}
+    forwarder.stop()
+    spool.close()
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_configuration_errors_hold_the_spool_until_fixed(
+    live_monitor: LiveMonitor, tmp_path: Path, status: int
+) -> None:
+    # A stale token (401), a token without the grant (403), a wrong URL (404): 50 of
+    # 50 spooled events were dropped for good. They wait, and go once it is fixed.
+    spool = Spool(tmp_path / "spool", sync="none")
+    for i in range(50):
+        spool.append(encode("predictions", orjson.dumps(credit_event(i))))
+    forwarder, shipper = forwarder_for(spool, live_monitor.url)
+    shipper.answer = ShipResult("retry", detail=f"HTTP {status}", status=status)
+    forwarder.start()
+    deadline = time.monotonic() + 30
+    while forwarder.stats().failures < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert forwarder.stats().failures >= 5
+    assert live_monitor.app.state.store.count_predictions() == 0
+    assert spool.stats().bytes > 0, "nothing acknowledged while the monitor refuses"
+    shipper.answer = None  # fixed
+    while live_monitor.app.state.store.count_predictions() < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    forwarder.stop()
+    assert live_monitor.app.state.store.count_predictions() == 50
+    assert forwarder.stats().quarantined == {}
     spool.close()
 
 

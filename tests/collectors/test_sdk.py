@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from collectors import Client, ClientSettings, LabelBatch, PredictionBatch
-from collectors.ship import Kind, ShipResult
+from collectors.quarantine import Quarantine
+from collectors.ship import HttpShipper, Kind, ShipResult
 from monitor.settings import MonitorSettings
 from tests.conftest import LiveMonitor, credit_model, free_port
 
@@ -41,6 +44,7 @@ def settings(**changes) -> ClientSettings:
         "flush_interval_seconds": 0.05,
         "retry_initial_seconds": 0.01,
         "retry_max_seconds": 0.05,
+        "quarantine_dir": tempfile.mkdtemp(prefix="sdk-quarantine-"),
     }
     return ClientSettings(**(base | changes))
 
@@ -118,16 +122,93 @@ def test_events_reach_a_real_monitor(live_monitor: LiveMonitor) -> None:
     client.record_label(1, prediction_id=ids[0])
     client.close()
     stats = client.stats()
-    assert (stats.stored, stats.duplicates, stats.rejected, stats.undelivered) == (1001, 0, 0, 0)
+    assert (stats.stored, stats.duplicates, stats.quarantined, stats.lost) == (1001, 0, {}, 0)
 
 
-def test_rejected_batches_are_counted_not_retried(live_monitor: LiveMonitor) -> None:
-    client = Client(settings(monitor_url=live_monitor.url, model="nosuch"))
-    client.record(FEATURES)
+def test_refused_events_are_quarantined_alone_then_replayed(live_monitor: LiveMonitor) -> None:
+    # An unregistered model's events used to be dropped with the batch's valid ones.
+    client = Client(settings(monitor_url=live_monitor.url))
+    client.record(FEATURES, predicted_class=1)
+    client.record(FEATURES, predicted_class=0, model="fraud")
+    client.record(FEATURES, predicted_class=1)
     assert client.flush(10)
     stats = client.stats()
-    assert (stats.rejected, stats.retries, stats.stored) == (1, 0, 0)
+    assert (stats.stored, stats.quarantined, stats.retries) == (2, {"unknown_model": 1}, 0)
     client.close()
+    quarantine = Quarantine(client.settings.quarantine_dir)
+    assert quarantine.summary() == {"unknown_model": 1}
+    [held] = quarantine.read()
+    assert b'"model":"fraud"' in (held.event or b"") and "not registered" in held.detail
+    live_monitor.app.state.store.put_model(credit_model("fraud"))  # the cause is fixed
+    result = replay(quarantine, live_monitor.url)
+    assert (result.replayed, result.quarantined, result.kept) == (1, 0, 0)
+    assert quarantine.summary() == {}
+    assert live_monitor.app.state.store.count_predictions("fraud") == 1
+
+
+def replay(quarantine: Quarantine, url: str, token: str | None = None):
+    from collectors.deliver import Delivery
+
+    shipper = HttpShipper(url, token, 5)
+    delivery = Delivery(quarantine, retry_initial_seconds=0.01, retry_max_seconds=0.05)
+    try:
+        return quarantine.replay(lambda kind, events: delivery.deliver(shipper, kind, events))
+    finally:
+        shipper.close()
+
+
+@pytest.mark.postgres
+def test_a_nul_value_costs_its_own_event_on_postgresql(pg_database_url: str) -> None:
+    # U+0000 made PostgreSQL's JSONB fail the batch with a 500, retried forever: the
+    # SDK's whole batch of 100 never arrived, nor anything behind it.
+    monitor = LiveMonitor(MonitorSettings(database_url=pg_database_url, port=free_port()))
+    monitor.app.state.store.migrate()
+    monitor.app.state.store.put_model(credit_model())
+    monitor.start()
+    try:
+        client = Client(settings(monitor_url=monitor.url, batch_size=100))
+        for i in range(100):
+            region = "no\x00rth" if i == 37 else "north"
+            client.record(FEATURES | {"region": region}, predicted_class=1)
+        assert client.flush(20)
+        for _ in range(100):
+            client.record(FEATURES, predicted_class=1)
+        assert client.flush(20)
+        stats = client.stats()
+        assert (stats.stored, stats.quarantined) == (199, {"invalid": 1})
+        assert monitor.app.state.store.count_predictions() == 199
+        client.close()
+    finally:
+        monitor.stop()
+
+
+def test_a_stale_token_holds_events_until_it_is_fixed(sqlite_url: str) -> None:
+    # A 401 used to drop the batch for good (50 of 50 lost with a rotated token).
+    port = free_port()
+    monitor = LiveMonitor(
+        MonitorSettings(database_url=sqlite_url, port=port, admin_token="a" * 32,
+                        ingest_tokens={"new-token-" + "b" * 22: ["credit"]})  # fmt: skip
+    )
+    monitor.app.state.store.migrate()
+    monitor.app.state.store.put_model(credit_model())
+    monitor.start()
+    stale = Client(settings(monitor_url=monitor.url, token="old-token-" + "c" * 22))
+    try:
+        ids = [stale.record(FEATURES, predicted_class=1) for _ in range(50)]
+        assert not stale.flush(0.5)
+        assert stale.stats().retries > 0 and stale.stats().stored == 0
+    finally:
+        stale.close(timeout=0.2)
+    stats = stale.stats()
+    assert (stats.quarantined, stats.lost) == ({"undelivered": 50}, 0)
+    quarantine = Quarantine(stale.settings.quarantine_dir)
+    try:
+        result = replay(quarantine, monitor.url, "new-token-" + "b" * 22)
+        assert (result.replayed, result.kept) == (50, 0)
+        stored = monitor.app.state.store.count_predictions()
+        assert stored == 50 and all(ids)
+    finally:
+        monitor.stop()
 
 
 RECORD_BOUND_SECONDS = 0.25
@@ -174,7 +255,7 @@ def test_monitor_down_drops_and_counts_without_blocking(sqlite_url: str) -> None
         monitor.stop()
 
 
-def test_close_gives_up_within_its_timeout_and_counts_what_is_left() -> None:
+def test_close_gives_up_within_its_timeout_and_quarantines_what_is_left() -> None:
     client = Client(settings(monitor_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=0.5))
     for _ in range(50):
         client.record(FEATURES, predicted_class=1)
@@ -182,7 +263,8 @@ def test_close_gives_up_within_its_timeout_and_counts_what_is_left() -> None:
     client.close(timeout=0.5)
     assert time.monotonic() - started < 2.0
     stats = client.stats()
-    assert (stats.undelivered, stats.stored, stats.queued) == (50, 0, 0)
+    assert (stats.quarantined, stats.stored, stats.queued) == ({"undelivered": 50}, 0, 0)
+    assert Quarantine(Path(client.settings.quarantine_dir)).summary() == {"undelivered": 50}
 
 
 def test_many_threads_record_at_once() -> None:
