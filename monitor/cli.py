@@ -106,6 +106,69 @@ def _sidecar(args: argparse.Namespace) -> None:
     Sidecar(settings, client).run()
 
 
+def _quarantine(args: argparse.Namespace) -> None:
+    import threading
+
+    import orjson
+    from pydantic import ValidationError
+
+    from collectors.deliver import Delivery
+    from collectors.quarantine import ADVICE, Quarantine
+    from collectors.settings import ClientSettings
+    from collectors.ship import HttpShipper
+
+    quarantine = Quarantine(args.dir)
+    if args.action == "list":
+        held = quarantine.summary()
+        if not held:
+            print(f"the quarantine in {args.dir} is empty")
+        for reason, n in sorted(held.items()):
+            print(f"{reason:14} {n:>9} events   {ADVICE.get(reason, '')}")
+        return
+    if args.action == "show":
+        for shown, record in enumerate(quarantine.read(args.reason)):
+            if shown >= args.limit:
+                break
+            line: dict[str, object] = {"kind": record.kind, "reason": record.reason,
+                                       "detail": record.detail, "at": record.at}  # fmt: skip
+            if record.event is not None:
+                event = orjson.loads(record.event)
+                line |= {k: event.get(k) for k in ("event_id", "model", "model_version")}
+                if args.values:  # feature values may be personal data: only when asked
+                    line["event"] = event
+            else:
+                line["raw_bytes"] = len(record.raw or b"")
+            print(orjson.dumps(line).decode())
+        return
+    try:
+        client = ClientSettings(**({"monitor_url": args.monitor_url} if args.monitor_url else {}))
+    except ValidationError as exc:
+        raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
+    token = client.token.get_secret_value() if client.token else None
+    shipper = HttpShipper(str(client.monitor_url), token, client.timeout_seconds)
+    stop = threading.Event()
+    give_up = threading.Timer(args.timeout, stop.set)
+    give_up.start()
+    delivery = Delivery(quarantine, stop=stop, retry_max_seconds=5.0)
+    try:
+        result = quarantine.replay(
+            lambda kind, events: delivery.deliver(shipper, kind, events),  # type: ignore[arg-type]
+            reason=args.reason,
+        )
+    finally:
+        give_up.cancel()
+        shipper.close()
+    d = delivery.stats()
+    print(f"replayed={result.replayed} stored={d.stored} duplicates={d.duplicates} "
+          f"quarantined_again={result.quarantined} kept={result.kept}")  # fmt: skip
+    if result.kept:
+        raise CliError(
+            f"{result.kept} events were kept in quarantine: unreadable records, or the "
+            f"monitor did not answer within {args.timeout:g} s (run replay again)",
+            exit_code=1,
+        )
+
+
 def _report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -201,6 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
     car.add_argument("--version", help="model version (default: from the path or response)")
     car.add_argument("--spool-dir", help="default var/sidecar-spool")
     car.set_defaults(func=_sidecar)
+
+    quarantine = sub.add_parser(
+        "quarantine",
+        help="list, inspect or replay the events a collector could not get stored",
+    )
+    quarantine.add_argument("action", choices=["list", "show", "replay"])
+    quarantine.add_argument(
+        "--dir",
+        default="var/sidecar-spool/quarantine",
+        help="the quarantine: the sidecar's is quarantine/ in its spool directory "
+        "(default var/sidecar-spool/quarantine); the SDK's is SIDEWATCH_QUARANTINE_DIR",
+    )
+    quarantine.add_argument("--reason", help="only this reason (default: all)")
+    quarantine.add_argument("--limit", type=int, default=20, help="show: most events (20)")
+    quarantine.add_argument(
+        "--values", action="store_true", help="show: print the events' feature values too"
+    )
+    quarantine.add_argument("--monitor-url", help="replay: default SIDEWATCH_MONITOR_URL")
+    quarantine.add_argument(
+        "--timeout", type=float, default=120.0, help="replay: seconds to wait (default 120)"
+    )
+    quarantine.set_defaults(func=_quarantine)
 
     report = sub.add_parser(
         "report", help="write the HTML drift report (Evidently) of one window to a file"

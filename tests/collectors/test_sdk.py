@@ -186,8 +186,12 @@ def test_a_stale_token_holds_events_until_it_is_fixed(sqlite_url: str) -> None:
     # A 401 used to drop the batch for good (50 of 50 lost with a rotated token).
     port = free_port()
     monitor = LiveMonitor(
-        MonitorSettings(database_url=sqlite_url, port=port, admin_token="a" * 32,
-                        ingest_tokens={"new-token-" + "b" * 22: ["credit"]})  # fmt: skip
+        MonitorSettings(
+            database_url=sqlite_url,
+            port=port,
+            admin_token="a" * 32,
+            ingest_tokens={"new-token-" + "b" * 22: ["credit"]},
+        )  # fmt: skip
     )
     monitor.app.state.store.migrate()
     monitor.app.state.store.put_model(credit_model())
