@@ -526,7 +526,7 @@ def _scalar_ok(value: Any, max_text: int) -> bool:
         return True  # decoded JSON holds no NaN or Infinity (orjson refuses them)
     if isinstance(value, int):
         return _INT64[0] <= value < _INT64[1]
-    return isinstance(value, str) and len(value) <= max_text
+    return isinstance(value, str) and len(value) <= max_text and "\x00" not in value
 
 
 def _valid(event: dict[str, Any]) -> bool:
@@ -554,5 +554,8 @@ def _valid(event: dict[str, Any]) -> bool:
     probabilities = outputs.get("probabilities")
     return probabilities is None or (
         len(probabilities) <= 1000
-        and all(len(k) <= 256 and isinstance(p, float | int) for k, p in probabilities.items())
+        and all(
+            len(k) <= 256 and "\x00" not in k and isinstance(p, float | int)
+            for k, p in probabilities.items()
+        )
     )
