@@ -15,9 +15,10 @@ survives ``kill -9`` of the process; ``sync="always"`` or ``"interval"`` also fs
 for power loss. A corrupt record is skipped and the reader resynchronises at the next
 intact one; the skipped bytes go to ``on_corrupt`` (the forwarder quarantines them)
 and are counted. A torn tail of the newest segment (a write cut by power loss) is
-truncated on open. A full spool or a full disk makes ``append`` refuse and count:
-capture is shed, the host's traffic never fails. Files are created mode 0600 in a
-directory of mode 0700: they hold what the model was sent.
+truncated on open. While the disk is full, records are held in memory (bounded) and
+written once it takes them again. A full spool, or a full disk beyond that hold, makes
+``append`` refuse and count: capture is shed, the host's traffic never fails. Files
+are created mode 0600 in a directory of mode 0700: they hold what the model was sent.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import FileIO
@@ -65,11 +67,13 @@ class SpoolStats:
     shed_full: int
     """Records refused because the spool was at its size limit."""
     shed_disk: int
-    """Records refused because the disk refused the write."""
+    """Records refused because the disk refused the write and the memory hold was full."""
     corrupt_skipped: int
     """Torn or corrupt records found on open or while reading, and skipped."""
     bytes: int
     """Bytes on disk not yet acknowledged."""
+    held_bytes: int = 0
+    """Bytes held in memory because the disk refused them (written once it takes them)."""
 
 
 class Spool:
@@ -86,6 +90,7 @@ class Spool:
             sidecar ships from a child process): this side reads, acknowledges and
             deletes delivered segments; the writer appends and calls :meth:`refresh`
             to see what was acknowledged.
+        hold_bytes: Most bytes held in memory while the disk refuses writes.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Spool:
         sync: Sync = "interval",
         sync_interval_seconds: float = 1.0,
         reader: bool = False,
+        hold_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.directory = Path(directory)
         self._reader = reader
@@ -112,6 +118,9 @@ class Spool:
         self._last_sync = time.monotonic()
         self._lock = threading.Lock()
         self._counts = {"appended": 0, "shed_full": 0, "shed_disk": 0, "corrupt_skipped": 0}
+        self._held: deque[bytes] = deque()
+        self._held_bytes = 0
+        self._hold_max = hold_bytes
         self._acked = self._load_cursor()
         self._read = self._acked
         self._file: FileIO | None = None
@@ -132,6 +141,10 @@ class Spool:
     def append(self, payload: bytes) -> bool:
         """Add a record; returns False (and counts why) if it was shed.
 
+        While the disk refuses writes (full), records are held in memory, in order, up
+        to ``hold_bytes``, and written as soon as it takes them again (the next append,
+        or :meth:`sync`); they survive the disk filling up, not a crash meanwhile.
+
         Raises:
             ValueError: The record is larger than :data:`MAX_RECORD_BYTES`, or this spool
                 was opened for reading only.
@@ -143,35 +156,55 @@ class Spool:
         if self._file is None:
             raise ValueError("this spool was opened for reading only")
         with self._lock:
-            if self._bytes + size > self._max_bytes:
+            if self._bytes + self._held_bytes + size > self._max_bytes:
                 self._counts["shed_full"] += 1
                 return False
+            if (self._held and not self._write_held()) or not self._write(record):
+                if self._held_bytes + size > self._hold_max:
+                    self._counts["shed_disk"] += 1
+                    return False
+                self._held.append(record)
+                self._held_bytes += size
+            self._counts["appended"] += 1
+        return True
+
+    def _write(self, record: bytes) -> bool:
+        """Under the lock: one record to the active segment; False if the disk is full."""
+        assert self._file is not None
+        size = len(record)
+        try:
             if self._offset + size > self._segment_bytes and self._offset > 0:
                 self._roll()
-            try:
-                # One write(2), unbuffered: in the OS when it returns, so it survives
-                # kill -9 of this process.
-                if self._file.write(record) != size:
-                    raise OSError(errno.ENOSPC, "short write")
-                if self._sync != "none":
-                    self._maybe_sync()
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                    raise
-                self._counts["shed_disk"] += 1
-                self._undo_partial_write()
+            # One write(2), unbuffered: in the OS when it returns, so it survives
+            # kill -9 of this process.
+            if self._file.write(record) != size:
+                raise OSError(errno.ENOSPC, "short write")
+            if self._sync != "none":
+                self._maybe_sync()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            self._undo_partial_write()
+            return False
+        self._offset += size
+        self._bytes += size
+        return True
+
+    def _write_held(self) -> bool:
+        """Under the lock: write the records held in memory; False if the disk is full."""
+        while self._held:
+            if not self._write(self._held[0]):
                 return False
-            self._offset += size
-            self._bytes += size
-            self._counts["appended"] += 1
+            self._held_bytes -= len(self._held.popleft())
         return True
 
     def _roll(self) -> None:
         assert self._file is not None
         self._sync_now()
+        new = self._open_segment(self._write_seq + 1)  # first: a full disk changes nothing
         self._file.close()
         self._write_seq += 1
-        self._file = self._open_segment(self._write_seq)
+        self._file = new
 
     def _open_segment(self, seq: int) -> FileIO:
         fd = os.open(self._path(seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -297,10 +330,15 @@ class Spool:
             return
         if self._acked != Position(self._write_seq, self._offset):
             return
-        done = self._write_seq
+        done, offset = self._write_seq, self._offset
+        try:
+            new = self._open_segment(done + 1)
+        except OSError:  # no room for a new file now: the next acknowledgement tries again
+            self._offset = offset
+            return
         self._file.close()
         self._write_seq += 1
-        self._file = self._open_segment(self._write_seq)
+        self._file = new
         self._path(done).unlink(missing_ok=True)
 
     def sync(self) -> None:
@@ -312,6 +350,7 @@ class Spool:
         with self._lock:
             if self._file is None:
                 return
+            self._write_held()
             fd = os.dup(self._file.fileno())
         try:
             os.fsync(fd)
@@ -344,13 +383,17 @@ class Spool:
     def stats(self) -> SpoolStats:
         """A snapshot of the counters."""
         with self._lock:
-            return SpoolStats(**self._counts, bytes=self._bytes)
+            return SpoolStats(**self._counts, bytes=self._bytes, held_bytes=self._held_bytes)
 
     def close(self) -> None:
         """Flush and close the active segment."""
         with self._lock:
             if self._file is None:
                 return
+            if not self._write_held():
+                self._counts["shed_disk"] += len(self._held)
+                logger.error("the disk is still full: %d records held in memory are lost",
+                             len(self._held))  # fmt: skip
             if self._sync != "none":
                 self._sync_now()
             self._file.close()

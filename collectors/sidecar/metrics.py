@@ -115,4 +115,5 @@ class SidecarCollector(Collector):
         yield quarantined
         yield _gauge(names.OPEN_CONNECTIONS, self._proxy.open_connections)
         yield _gauge(names.SPOOL_BYTES, spool.bytes)
+        yield _gauge(names.SPOOL_HELD, spool.held_bytes)
         yield _gauge(names.SPOOL_CAPACITY, self._capacity)

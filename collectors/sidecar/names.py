@@ -73,6 +73,13 @@ UPSTREAM_ERRORS = _metric(
 SPOOL_BYTES = _metric(
     "sidewatch_sidecar_spool_bytes", "Bytes in the spool not yet delivered.", "gauge", ()
 )
+SPOOL_HELD = _metric(
+    "sidewatch_sidecar_spool_held_bytes",
+    "Captured bytes held in memory because the spool's disk is full; written as soon as "
+    "it takes them (lost only if the sidecar dies meanwhile).",
+    "gauge",
+    (),
+)
 SPOOL_CAPACITY = _metric(
     "sidewatch_sidecar_spool_capacity_bytes", "Size limit of the spool.", "gauge", ()
 )
@@ -130,6 +137,7 @@ ALL = {
         UPSTREAM_ERRORS,
         SPOOL_BYTES,
         SPOOL_CAPACITY,
+        SPOOL_HELD,
         SPOOL_CORRUPT,
         SHIPPED,
         REDELIVERED,
