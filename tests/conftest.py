@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -101,6 +103,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url.replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         _drop_pg_database(admin_url, name)
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A real, small file system (tmpfs) mounted at ``directory`` for a test; the tests
+    run as root (CI does), which mounting needs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                   check=True)  # fmt: skip
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB file system of its own, to fill up."""
+    with tmpfs(tmp_path / "disk", "16m") as mount:
+        yield mount
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from collectors.spool import Position, Spool
+from tests.conftest import tmpfs
 
 
 def records(n: int, start: int = 0) -> list[bytes]:
@@ -142,8 +143,10 @@ def test_a_corrupt_record_costs_itself_alone(tmp_path: Path, where: str) -> None
     assert reopened.stats().corrupt_skipped == 1
     lost = [r for r in data if r not in set(got)]
     assert len(lost) == 1 and got == [r for r in data if r != lost[0]]
-    assert len(skipped) == 1 and lost[0] in bytes(skipped[0]).replace(b"\x00", b"") or (
-        len(skipped) == 1 and len(skipped[0]) == len(lost[0]) + 10
+    assert (
+        len(skipped) == 1
+        and lost[0] in bytes(skipped[0]).replace(b"\x00", b"")
+        or (len(skipped) == 1 and len(skipped[0]) == len(lost[0]) + 10)
     )
     assert reopened.append(b"after")
     assert drain(reopened) == [b"after"]
@@ -151,15 +154,9 @@ def test_a_corrupt_record_costs_itself_alone(tmp_path: Path, where: str) -> None
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):
-    """A real 1 MiB file system (tmpfs), mounted for the test; CI runs as root."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
+def tiny_disk(tmp_path: Path):
+    with tmpfs(tmp_path / "disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(directory: Path) -> Path:
@@ -174,17 +171,17 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def test_ack_and_cleanup_work_on_a_full_disk(small_disk: Path) -> None:
+def test_ack_and_cleanup_work_on_a_full_disk(tiny_disk: Path) -> None:
     # On a full disk the cursor could not be rewritten: the same records were resent
     # forever after space came back (106,000 duplicates in 70 s in one probe), and
     # every new capture was shed.
-    spool_dir = small_disk / "spool"
+    spool_dir = tiny_disk / "spool"
     spool = Spool(spool_dir, segment_bytes=64 * 1024, sync="none")
     data = records(2000)
     assert all(spool.append(r) for r in data)
     batch, position = spool.read(500)
     spool.ack(position)  # the cursor exists: written once while there was room
-    filler = fill(small_disk)
+    filler = fill(tiny_disk)
     during = records(50, start=2000)
     assert all(spool.append(r) for r in during), "held in memory while the disk is full"
     assert spool.stats().held_bytes > 0 and spool.stats().shed_disk == 0
