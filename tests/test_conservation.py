@@ -267,6 +267,11 @@ def test_every_answered_request_is_stored_once_or_quarantined(
         assert after[0].get("corrupt", 0) >= 1, "the corrupt record's bytes are kept"
         assert set(after[0]) <= {"corrupt"}
         assert car.metric("sidewatch_sidecar_ship_failures_total") > 0
+        # What the shipper's reader skipped and kept shows on the sidecar's /metrics.
+        assert car.metric("sidewatch_sidecar_spool_corrupt_records_total") >= 1
+        assert car.metric("sidewatch_sidecar_quarantined_events_total", reason="corrupt") >= 1
+        assert car.metric("sidewatch_sidecar_quarantined_events_total",
+                          reason="unknown_model") == before[0]["unknown_model"]  # fmt: skip
     finally:
         traffic.stopping.set()
         client.close(timeout=1)
