@@ -511,7 +511,7 @@ def _intact_at(data: memoryview) -> bool:
     magic, length, crc = _HEADER.unpack(data[: _HEADER.size])
     if magic != _MAGIC or length > MAX_RECORD_BYTES or len(data) < _HEADER.size + length:
         return False
-    return zlib.crc32(data[_HEADER.size : _HEADER.size + length]) == crc
+    return bool(zlib.crc32(data[_HEADER.size : _HEADER.size + length]) == crc)
 
 
 def _read_record(f: BinaryIO) -> bytes | None:

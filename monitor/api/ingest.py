@@ -223,9 +223,7 @@ class Ingestor:
         for found in self._store.predictions_labelled_by(sorted(stored)):
             places = [] if found.position is None else [found.position]
             self._on_stored(found.model, found.model_version, [found.ts], places)
-        unmatched = Counter(
-            r.model for r in self._store.labels_without_prediction(sorted(stored))
-        )
+        unmatched = Counter(r.model for r in self._store.labels_without_prediction(sorted(stored)))
         for model_name, count in unmatched.items():
             self._metrics.events.labels(model_name, "labels", "unmatched").inc(count)
         self._count_duplicates("labels", rows, unique, stored)
@@ -386,18 +384,16 @@ def _parse(
     except orjson.JSONDecodeError:
         document = None
     raw = document.get(key) if isinstance(document, dict) else None
-    outer = {k: v for k, v in document.items() if k != key} if isinstance(raw, list) else None
+    if not isinstance(document, dict) or not isinstance(raw, list):
+        raise InputError("the batch is not valid", validation_problems(whole)) from whole
     try:  # the batch's own fields, with an empty list: what is wrong beyond the items?
-        if outer is None:
-            raise whole
-        batch.model_validate({**outer, key: []})
-        if len(raw) > MAX_BATCH_EVENTS:
-            raise InputError(
-                "the batch is not valid",
-                [(key, f"at most {MAX_BATCH_EVENTS} per batch; split it")],
-            )
+        batch.model_validate({**{k: v for k, v in document.items() if k != key}, key: []})
     except ValidationError as exc:
         raise InputError("the batch is not valid", validation_problems(exc)) from whole
+    if len(raw) > MAX_BATCH_EVENTS:
+        raise InputError(
+            "the batch is not valid", [(key, f"at most {MAX_BATCH_EVENTS} per batch; split it")]
+        )
     valid: list[tuple[int, _E]] = []
     rejected: list[RejectedEvent] = []
     for i, value in enumerate(raw):

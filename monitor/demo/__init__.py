@@ -131,6 +131,7 @@ def run(
             model=MODEL_NAME,
             model_version=MODEL_VERSION,
             flush_interval_seconds=0.5,
+            quarantine_dir=work / "sdk-quarantine",
         )
         with Client(settings) as client:
             try:
@@ -151,7 +152,8 @@ def run(
             stats = client.stats()
         print(
             f"Sent {stats.recorded} labels; the monitor stored {stats.stored}, "
-            f"dropped {stats.dropped_queue_full + stats.undelivered}. "
+            f"dropped {stats.dropped_queue_full}, quarantined "
+            f"{sum(stats.quarantined.values())} ({client.settings.quarantine_dir}). "
             f"The database stays in {work}/sidewatch.db.",
             flush=True,
         )
