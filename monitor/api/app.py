@@ -26,6 +26,7 @@ from collectors.contract import (
 from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
+from monitor.api.openapi import body_schema
 from monitor.api.report import report_router
 from monitor.api.results import Windows, results_router, window_public
 from monitor.api.schemas import (
@@ -319,7 +320,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": PredictionBatch.model_json_schema()}},
+                "content": {"application/json": {"schema": body_schema(PredictionBatch)}},
             }
         },
     )
@@ -338,7 +339,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": LabelBatch.model_json_schema()}},
+                "content": {"application/json": {"schema": body_schema(LabelBatch)}},
             }
         },
     )
