@@ -14,8 +14,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from collectors.contract import ModelDescription
 from monitor.errors import ConfigError
 from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
@@ -123,10 +121,7 @@ class WindowScorer:
         """
         version = window.version
         count, latencies = self._store.window_latencies(window)
-        p50 = p95 = p99 = None
-        if latencies:
-            quantiles = np.quantile(np.asarray(latencies, dtype=float), [0.5, 0.95, 0.99])
-            p50, p95, p99 = (float(q) for q in quantiles)
+        p50, p95, p99 = latencies.quantiles([0.5, 0.95, 0.99]) or (None, None, None)
         reference = self._store.latest_reference(model.name, version)
         drift: tuple[FeatureDrift, ...] = ()
         fitted: ReferenceProfile | None = None

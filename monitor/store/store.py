@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import orjson
 from sqlalchemy import (
     JSON,
@@ -35,6 +36,7 @@ from sqlmodel import SQLModel
 
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
+from monitor.score.latency import LatencyHistogram
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowKind, WindowResult
 from monitor.score.scores import WindowScores
@@ -76,6 +78,8 @@ ProfileDeltas = Mapping[ProfileKey, tuple[int, FeatureProfile]]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WAL_BACKSTOP_PAGES = 25_000
+_LATENCY_CHUNK = 2_000
+"""Rows of latencies read at a time."""
 _ID_CHUNK = 5_000
 """Most ids in one ``IN (...)`` list (SQLite allows 32,766 parameters)."""
 _PLACE_CHUNK = 10_000
@@ -751,13 +755,26 @@ class Store:
             if params:
                 self._upsert_profiles(conn, params)
 
-    def window_latencies(self, window: Window) -> tuple[int, list[float]]:
-        """How many predictions the window holds, and their reported latencies."""
+    def window_latencies(self, window: Window) -> tuple[int, LatencyHistogram]:
+        """How many predictions the window holds, and a histogram of their reported
+        latencies (see :mod:`monitor.score.latency` for its precision).
+
+        The rows are read in chunks (a server-side cursor on PostgreSQL), so memory
+        does not grow with the window.
+        """
         p = _PREDICTIONS.c
         stmt = self._in_window(select(p.latency_seconds), window)
+        histogram = LatencyHistogram.zero()
+        count = 0
         with self.engine.connect() as conn:
-            values = [lat for (lat,) in conn.execute(stmt)]
-        return len(values), [lat for lat in values if lat is not None]
+            result = conn.execution_options(yield_per=_LATENCY_CHUNK).execute(stmt)
+            for chunk in result.partitions(_LATENCY_CHUNK):
+                count += len(chunk)
+                values = np.fromiter(
+                    (np.nan if lat is None else lat for (lat,) in chunk), float, len(chunk)
+                )
+                histogram.update(values)
+        return count, histogram
 
     def latest_reference_revision(self, model: str, version: str) -> int | None:
         """The newest reference revision of a version, or None if none was uploaded."""
