@@ -1019,13 +1019,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_IGNORED_WARNED: set[str] = set()
+"""Models whose stored sensitive attributes that are no feature were logged once."""
+
+
 def _describe(row: Any) -> ModelDescription:
+    features = [FeatureSpec(**f) for f in row["features"]]
+    declared = {f.name for f in features}
+    sensitive = [a for a in row["sensitive_attributes"] if a in declared]
+    if len(sensitive) < len(row["sensitive_attributes"]) and row["name"] not in _IGNORED_WARNED:
+        # Registered before descriptions were checked for this: still load the model.
+        _IGNORED_WARNED.add(row["name"])
+        logger.warning(
+            "model %r: sensitive attributes that are no feature are ignored: %s",
+            row["name"],
+            sorted(set(row["sensitive_attributes"]) - declared),
+        )
     return ModelDescription(
         name=row["name"],
         task=row["task"],
-        features=[FeatureSpec(**f) for f in row["features"]],
+        features=features,
         positive_class=row["positive_class"],
-        sensitive_attributes=row["sensitive_attributes"],
+        sensitive_attributes=sensitive,
         description=row["description"],
         prediction_column=row["prediction_column"],
         score_column=row["score_column"],
