@@ -28,7 +28,7 @@ from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.openapi import body_schema
 from monitor.api.report import report_router
-from monitor.api.results import Windows, results_router, window_public
+from monitor.api.results import Seconds, Windows, results_router, window_public
 from monitor.api.schemas import (
     ErrorBody,
     IngestResult,
@@ -350,18 +350,65 @@ def create_app(
 
     # -- results -----------------------------------------------------------------------
 
-    @app.get("/v1/models/{name}/versions/{version}/windows", tags=["results"], responses=_ERRORS)
+    @app.get(
+        "/v1/models/{name}/versions/{version}/windows",
+        tags=["results"],
+        responses=_ERRORS
+        | {
+            200: {
+                "headers": {
+                    "Link": {
+                        "description": '<URL of the next page>; rel="next", when there '
+                        "are older windows than this page's (the same query with before=)",
+                        "schema": {"type": "string"},
+                    }
+                }
+            }
+        },
+    )
     def windows(
         name: ModelPath,
         version: VersionPath,
         _: Admin,
         which: Windows,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        request: Request,
+        response: Response,
+        since: Seconds = None,
+        until: Seconds = None,
+        before: Annotated[
+            float | None,
+            Query(ge=0, le=1e11, description="only windows starting before this (next page)"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="most windows per page")] = 100,
     ) -> list[WindowPublic]:
         """The version's scored windows, newest first: by default the base time windows
-        of every event; ``segment``, ``kind`` and ``seconds`` choose others."""
+        of every event; ``segment``, ``kind`` and ``seconds`` choose others; ``since``
+        and ``until`` bound their starts (epoch seconds, inclusive). At most ``limit``
+        per page; when older ones remain, the ``Link`` header's ``rel="next"`` URL reads
+        the next page (the same query with ``before`` set).
+
+        Raises:
+            InputError: ``since`` is after ``until``.
+        """
+        if since is not None and until is not None and since > until:
+            raise InputError(
+                "the time range is empty",
+                [("query.since", f"expected since <= until ({until}), got {since}")],
+            )
         store.get_model(name)
-        found = store.window_results(name, version, limit=limit, **asdict(which))
+        found = store.window_results(
+            name,
+            version,
+            since=since,
+            until=until,
+            before=before,
+            limit=limit + 1,
+            **asdict(which),
+        )
+        if len(found) > limit:
+            found = found[:limit]
+            url = request.url.include_query_params(before=found[-1].window_start)
+            response.headers["Link"] = f'<{url}>; rel="next"'
         return [window_public(w) for w in found]
 
     app.include_router(report_router(settings, store))

@@ -966,6 +966,7 @@ class Store:
         window_kind: WindowKind = "time",
         window_seconds: float | None = None,
         block_size: int | None = None,
+        before: float | None = None,
     ) -> list[WindowResult]:
         """A version's window results of one segment and kind, newest first; window
         starts in ``[since, until]``.
@@ -973,6 +974,8 @@ class Store:
         Args:
             window_seconds: Time windows of this length only (None: every length).
             block_size: Count windows of this many predictions only (None: all).
+            before: Window starts strictly before this only (the next page after a
+                page whose oldest window started there).
         """
         w = _WINDOWS
         stmt = select(w).where(
@@ -990,6 +993,8 @@ class Store:
             stmt = stmt.where(w.c.window_start >= since)
         if until is not None:
             stmt = stmt.where(w.c.window_start <= until)
+        if before is not None:
+            stmt = stmt.where(w.c.window_start < before)
         stmt = stmt.order_by(w.c.window_start.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
