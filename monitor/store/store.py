@@ -932,6 +932,21 @@ class Store:
         with self._write() as conn:
             conn.execute(stmt, [row])
 
+    def segment_results(self, window: Window) -> list[WindowResult]:
+        """The stored segment results of a (whole-version) time window, any segment."""
+        w = _WINDOWS.c
+        stmt = select(_WINDOWS).where(
+            w.model == window.model,
+            w.model_version == window.version,
+            w.window_kind == "time",
+            w.window_start == window.start,
+            w.window_end == window.end,
+            w.segment != "",
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_window_result(r) for r in rows]
+
     def drop_segment_results(self, window: Window, keep: Iterable[str]) -> int:
         """Delete a time window's segment results but those of ``keep`` (``key=value``).
 
