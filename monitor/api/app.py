@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pathlib
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -53,7 +55,7 @@ from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
-from monitor.store import Store
+from monitor.store import ReferenceInfo, Store
 
 logger = logging.getLogger("sidewatch.monitor")
 
@@ -283,33 +285,39 @@ def create_app(
 
         Every declared feature must be a column; other columns are kept.
         """
-        body = await request.body()
         fmt = format_for(request.headers.get("content-type"), format)
+        with tempfile.TemporaryDirectory(prefix="sidewatch-reference-") as spool:
+            # The body goes to disk as it arrives (the size cap counts it on the way),
+            # so a large upload is never held whole in memory; the parser reads the
+            # file in blocks. Writes land in the page cache: too short to matter to
+            # the event loop.
+            path = pathlib.Path(spool) / f"upload.{fmt}"
+            with path.open("wb") as file:
+                async for chunk in request.stream():
+                    file.write(chunk)
 
-        def work() -> ReferencePublic:
-            model = store.get_model(name)
-            frame = read_reference(body, fmt, model)
-            profile = profile_reference(frame, model)
-            info = store.add_reference(
-                name,
-                version,
-                rows=len(frame),
-                source_format=fmt,
-                data=to_parquet(frame),
-                profile=profile,
-            )
-            ingestor.forget_reference(name, version)
-            return ReferencePublic(
-                model=name,
-                version=version,
-                revision=info.revision,
-                rows=info.rows,
-                source_format=fmt,
-                features_profiled=sorted(profile["features"]),
-                created_at=info.created_at,
-            )
+            def work() -> ReferenceInfo:
+                model = store.get_model(name)
+                frame = read_reference(path, fmt, model)
+                path.unlink()
+                profile = profile_reference(frame, model)
+                rows, data = len(frame), to_parquet(frame)
+                del frame  # the table's memory before the store copies the Parquet
+                return store.add_reference(
+                    name, version, rows=rows, source_format=fmt, data=data, profile=profile
+                )
 
-        return await run_in_threadpool(work)
+            info = await run_in_threadpool(work)
+        ingestor.forget_reference(name, version)
+        return ReferencePublic(
+            model=name,
+            version=version,
+            revision=info.revision,
+            rows=info.rows,
+            source_format=fmt,
+            features_profiled=sorted(info.profile["features"]),
+            created_at=info.created_at,
+        )
 
     # -- ingest ------------------------------------------------------------------------
 
