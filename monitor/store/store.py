@@ -78,6 +78,8 @@ ProfileDeltas = Mapping[ProfileKey, tuple[int, FeatureProfile]]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WAL_BACKSTOP_PAGES = 25_000
+_SQLITE_CACHE_KIB = 16 * 1024
+"""Each SQLite connection's page cache."""
 _LATENCY_CHUNK = 2_000
 """Rows of latencies read at a time."""
 _ID_CHUNK = 5_000
@@ -149,6 +151,11 @@ class Store:
         kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "sqlite":
+            # The connection used last is handed out next: each SQLite connection keeps
+            # its own page cache (up to 64 MiB), so rotating through the whole pool
+            # filled every one of them and the monitor's memory grew for minutes.
+            kwargs["pool_use_lifo"] = True
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -1031,7 +1038,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: random event-id keys touch many pages
+    # 16 MiB holds a batch's dirty pages (random event-id keys touch many); each pooled
+    # connection has its own cache, so a larger one (64 MiB) grew the monitor's memory
+    # for minutes under load as scoring scans filled one cache after another.
+    cursor.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
     # Checkpoints run in the store's background thread, off the ingest path; this is
     # only the backstop should that thread fall behind (about 100 MB of WAL).
     cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
