@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install servers tools demo test lint bench-ingest bench-drift bench-sidecar bench-accelerators bench-report bench-windows gpu-check lock clean
+.PHONY: install servers tools demo test lint bench-ingest bench-soak bench-drift bench-sidecar bench-accelerators bench-report bench-windows gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# 5 minutes of steady ingest into a monitor process: flat memory, nothing lost
+# (SOAK_SECONDS, SOAK_WARMUP_SECONDS and SOAK_RATE change the run).
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 # wrk (Debian's package) drives the highest-rate runs.
 bench-sidecar: $(STAMP)

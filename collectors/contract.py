@@ -146,7 +146,7 @@ class ModelDescription(_Document):
     positive_class: ClassValue | None = None
     """The class that counts as positive (binary tasks)."""
     sensitive_attributes: list[FeatureName] = Field(default_factory=list, max_length=64)
-    """Features or segment keys that fairness is measured over."""
+    """Features that fairness is measured over; each must be one of ``features``."""
     description: Annotated[str, Field(max_length=4096)] = ""
     prediction_column: ColumnName = "prediction"
     """The reference's column of served outputs: the class (classification) or the value
@@ -166,4 +166,12 @@ class ModelDescription(_Document):
             raise ValueError(f"feature names must be unique; repeated: {duplicated}")
         if self.task == "binary" and self.positive_class is None:
             raise ValueError("a binary model needs positive_class")
+        # Fairness is measured over a feature's values. Segment keys are free-form per
+        # event, so a name that is no feature could be a typo that measures nothing.
+        unknown = sorted(set(self.sensitive_attributes) - set(names))
+        if unknown:
+            raise ValueError(
+                f"sensitive_attributes must be declared features; not features: {unknown} "
+                "(add each to features, or remove it from sensitive_attributes)"
+            )
         return self

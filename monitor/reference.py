@@ -9,6 +9,7 @@ Parquet, and profiled once so that scoring never reads it again.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -58,22 +59,29 @@ def format_for(content_type: str | None, explicit: str | None) -> ReferenceForma
     )
 
 
-def read_reference(body: bytes, fmt: ReferenceFormat, model: ModelDescription) -> pd.DataFrame:
+def read_reference(
+    source: bytes | Path, fmt: ReferenceFormat, model: ModelDescription
+) -> pd.DataFrame:
     """Parse an uploaded reference and check it against the model's features.
 
     Columns the model does not declare are kept (targets, predictions); every declared
     feature must be present with a compatible type.
 
+    Args:
+        source: The file's bytes, or its path (the upload spooled to disk: the parser
+            then reads it in blocks, and the raw file is never held in memory).
+
     Raises:
         InputError: The file cannot be parsed or does not fit the model.
     """
+    data: Path | io.BytesIO = source if isinstance(source, Path) else io.BytesIO(source)
     try:
         if fmt == "csv":
-            frame = pd.read_csv(io.BytesIO(body))
+            frame = pd.read_csv(data)
         elif fmt == "parquet":
-            frame = pd.read_parquet(io.BytesIO(body), engine="pyarrow")
+            frame = pd.read_parquet(data, engine="pyarrow")
         else:
-            frame = pd.read_json(io.BytesIO(body), orient="records")
+            frame = pd.read_json(data, orient="records")
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise InputError(
             f"the reference is not valid {fmt}", [("body", f"expected a {fmt} file")]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pathlib
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,8 +28,9 @@ from collectors.contract import (
 from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
+from monitor.api.openapi import body_schema
 from monitor.api.report import report_router
-from monitor.api.results import Windows, results_router, window_public
+from monitor.api.results import Seconds, Windows, results_router, window_public
 from monitor.api.schemas import (
     ErrorBody,
     IngestResult,
@@ -52,7 +55,7 @@ from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
-from monitor.store import Store
+from monitor.store import ReferenceInfo, Store
 
 logger = logging.getLogger("sidewatch.monitor")
 
@@ -282,33 +285,39 @@ def create_app(
 
         Every declared feature must be a column; other columns are kept.
         """
-        body = await request.body()
         fmt = format_for(request.headers.get("content-type"), format)
+        with tempfile.TemporaryDirectory(prefix="sidewatch-reference-") as spool:
+            # The body goes to disk as it arrives (the size cap counts it on the way),
+            # so a large upload is never held whole in memory; the parser reads the
+            # file in blocks. Writes land in the page cache: too short to matter to
+            # the event loop.
+            path = pathlib.Path(spool) / f"upload.{fmt}"
+            with path.open("wb") as file:
+                async for chunk in request.stream():
+                    file.write(chunk)
 
-        def work() -> ReferencePublic:
-            model = store.get_model(name)
-            frame = read_reference(body, fmt, model)
-            profile = profile_reference(frame, model)
-            info = store.add_reference(
-                name,
-                version,
-                rows=len(frame),
-                source_format=fmt,
-                data=to_parquet(frame),
-                profile=profile,
-            )
-            ingestor.forget_reference(name, version)
-            return ReferencePublic(
-                model=name,
-                version=version,
-                revision=info.revision,
-                rows=info.rows,
-                source_format=fmt,
-                features_profiled=sorted(profile["features"]),
-                created_at=info.created_at,
-            )
+            def work() -> ReferenceInfo:
+                model = store.get_model(name)
+                frame = read_reference(path, fmt, model)
+                path.unlink()
+                profile = profile_reference(frame, model)
+                rows, data = len(frame), to_parquet(frame)
+                del frame  # the table's memory before the store copies the Parquet
+                return store.add_reference(
+                    name, version, rows=rows, source_format=fmt, data=data, profile=profile
+                )
 
-        return await run_in_threadpool(work)
+            info = await run_in_threadpool(work)
+        ingestor.forget_reference(name, version)
+        return ReferencePublic(
+            model=name,
+            version=version,
+            revision=info.revision,
+            rows=info.rows,
+            source_format=fmt,
+            features_profiled=sorted(info.profile["features"]),
+            created_at=info.created_at,
+        )
 
     # -- ingest ------------------------------------------------------------------------
 
@@ -319,7 +328,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": PredictionBatch.model_json_schema()}},
+                "content": {"application/json": {"schema": body_schema(PredictionBatch)}},
             }
         },
     )
@@ -338,7 +347,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": LabelBatch.model_json_schema()}},
+                "content": {"application/json": {"schema": body_schema(LabelBatch)}},
             }
         },
     )
@@ -349,18 +358,65 @@ def create_app(
 
     # -- results -----------------------------------------------------------------------
 
-    @app.get("/v1/models/{name}/versions/{version}/windows", tags=["results"], responses=_ERRORS)
+    @app.get(
+        "/v1/models/{name}/versions/{version}/windows",
+        tags=["results"],
+        responses=_ERRORS
+        | {
+            200: {
+                "headers": {
+                    "Link": {
+                        "description": '<URL of the next page>; rel="next", when there '
+                        "are older windows than this page's (the same query with before=)",
+                        "schema": {"type": "string"},
+                    }
+                }
+            }
+        },
+    )
     def windows(
         name: ModelPath,
         version: VersionPath,
         _: Admin,
         which: Windows,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        request: Request,
+        response: Response,
+        since: Seconds = None,
+        until: Seconds = None,
+        before: Annotated[
+            float | None,
+            Query(ge=0, le=1e11, description="only windows starting before this (next page)"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="most windows per page")] = 100,
     ) -> list[WindowPublic]:
         """The version's scored windows, newest first: by default the base time windows
-        of every event; ``segment``, ``kind`` and ``seconds`` choose others."""
+        of every event; ``segment``, ``kind`` and ``seconds`` choose others; ``since``
+        and ``until`` bound their starts (epoch seconds, inclusive). At most ``limit``
+        per page; when older ones remain, the ``Link`` header's ``rel="next"`` URL reads
+        the next page (the same query with ``before`` set).
+
+        Raises:
+            InputError: ``since`` is after ``until``.
+        """
+        if since is not None and until is not None and since > until:
+            raise InputError(
+                "the time range is empty",
+                [("query.since", f"expected since <= until ({until}), got {since}")],
+            )
         store.get_model(name)
-        found = store.window_results(name, version, limit=limit, **asdict(which))
+        found = store.window_results(
+            name,
+            version,
+            since=since,
+            until=until,
+            before=before,
+            limit=limit + 1,
+            **asdict(which),
+        )
+        if len(found) > limit:
+            found = found[:limit]
+            url = request.url.include_query_params(before=found[-1].window_start)
+            response.headers["Link"] = f'<{url}>; rel="next"'
         return [window_public(w) for w in found]
 
     app.include_router(report_router(settings, store))

@@ -8,6 +8,7 @@ registry that the app owns, never the global one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -37,6 +38,37 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (C0, DEL, C1) and Unicode line and paragraph separators."""
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(
+        code, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
+
+
+def printable(value: str) -> str:
+    """A label value with each control character and line separator written as a
+    visible escape (``\\r``, ``\\x00``, ``\\u2028``).
+
+    Values that events carry (segment values, served classes) may hold any character.
+    The text format only escapes ``\\``, ``"`` and the line feed, so a raw carriage
+    return or line separator would end the line for a reader that splits on them, and
+    terminal escapes would reach whoever reads the page.
+    """
+    return _UNPRINTABLE.sub(_escape, value) if _UNPRINTABLE.search(value) else value
+
+
+def _printable_samples(metric: Metric) -> Metric:
+    for i, sample in enumerate(metric.samples):
+        if any(_UNPRINTABLE.search(v) for v in sample.labels.values()):
+            labels = {k: printable(v) for k, v in sample.labels.items()}
+            metric.samples[i] = sample._replace(labels=labels)
+    return metric
 
 
 class IngestMetrics:
@@ -111,7 +143,12 @@ class ResultsCollector(Collector):
         self._cap = max_feature_series
 
     def collect(self) -> Iterator[Metric]:
-        """Build the families from the latest results (called on each scrape)."""
+        """Build the families from the latest results (called on each scrape); label
+        values are made :func:`printable`."""
+        for metric in self._families():
+            yield _printable_samples(metric)
+
+    def _families(self) -> Iterator[Metric]:
         m = names.MODEL_INFO
         info = InfoMetricFamily(m.name.removesuffix("_info"), m.help, labels=())
         for model in self._models():

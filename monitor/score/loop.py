@@ -194,7 +194,9 @@ class ScoringLoop:
     # -- running -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Mark the recent windows (they may have changed while down) and start."""
+        """Publish the stored results, mark the recent windows (they may have changed
+        while down) and start."""
+        self.restore()
         recent = self._store.windows_with_predictions(self._clock() - 2 * self._window)
         for model, version, newest in recent:
             self.mark(model, version, [newest, newest - self._window])
@@ -205,6 +207,37 @@ class ScoringLoop:
                     self._unplaced[(model, version)] = None
         self._thread = threading.Thread(target=self._run, name="sidewatch-scoring", daemon=True)
         self._thread.start()
+
+    def restore(self) -> None:
+        """Publish, per version, the stored results of its newest closed base window
+        (the whole version's and its segments'), as the exporter showed them before a
+        restart: a version without new traffic would otherwise have no series."""
+        now = self._clock()
+        for model, version in self._store.list_versions():
+            found = self._store.window_results(
+                model, version, until=now - self._window, limit=1, window_seconds=self._window
+            )
+            if not found:
+                continue
+            self._publish(found[0])
+            if self._segment_keys:
+                window = Window.of_time(model, version, found[0].window_start, self._window)
+                self._publish_segments(model, version, self._stored_segments(window))
+
+    def _stored_segments(self, window: Window) -> SegmentResults:
+        """A closed window's stored segment results, in the order scoring gives them."""
+        order = {key: i for i, key in enumerate(self._segment_keys)}
+        results = []
+        for result in self._store.segment_results(window):
+            key, _, value = result.segment.partition("=")
+            if key in order:
+                results.append((order[key], -result.predictions, value, result))
+        results.sort(key=lambda r: r[:3])
+        cut = sum(
+            max(0, len(self._store.segment_counts(window, key)) - self._max_values)
+            for key in self._segment_keys
+        )
+        return SegmentResults(window.start, tuple(r[3] for r in results), cut)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the current pass."""

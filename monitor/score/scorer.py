@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
-
-import numpy as np
 
 from collectors.contract import ModelDescription
 from monitor.errors import ConfigError
@@ -123,10 +122,7 @@ class WindowScorer:
         """
         version = window.version
         count, latencies = self._store.window_latencies(window)
-        p50 = p95 = p99 = None
-        if latencies:
-            quantiles = np.quantile(np.asarray(latencies, dtype=float), [0.5, 0.95, 0.99])
-            p50, p95, p99 = (float(q) for q in quantiles)
+        p50, p95, p99 = latencies.quantiles([0.5, 0.95, 0.99]) or (None, None, None)
         reference = self._store.latest_reference(model.name, version)
         drift: tuple[FeatureDrift, ...] = ()
         fitted: ReferenceProfile | None = None
@@ -144,6 +140,9 @@ class WindowScorer:
         labelled = self._store.labelled_in_window(window)
         sample = self._store.sample_window(window, self._options.sample_rows)
         scores = self._parts(model, reference, fitted, profiles, labelled, count, sample[1])
+        left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
+        if left_out:
+            scores = replace(scores, not_scored=(*left_out, *scores.not_scored))
         return WindowResult(
             model=model.name,
             model_version=version,
@@ -168,6 +167,39 @@ class WindowScorer:
             block=window.block,
             scores=scores,
         )
+
+    def _drift_left_out(
+        self,
+        reference: ReferenceInfo | None,
+        fitted: ReferenceProfile | None,
+        profiles: Mapping[str, FeatureProfile] | None,
+        drift: Sequence[FeatureDrift],
+        count: int,
+    ) -> tuple[NotScored, ...]:
+        """Why feature drift, or some features' drift, was not scored."""
+        if reference is None:
+            return (NotScored("feature_drift", "no reference was uploaded for this version"),)
+        if not count:
+            return (NotScored("feature_drift", "the window has no predictions"),)
+        if fitted is None or profiles is None:
+            return (NotScored("feature_drift", "the reference's profile could not be read"),)
+        setting = f"SIDEWATCH_MIN_WINDOW_EVENTS={self._min_events}"
+        if count < self._min_events:
+            why = f"the window has {count} predictions, fewer than {setting}"
+            return (NotScored("feature_drift", why),)
+        scored = {d.feature for d in drift}
+        left_out = []
+        for name in fitted.features:
+            if name in scored:
+                continue
+            have = profiles[name].count if name in profiles else 0
+            why = (
+                f"{name}: the window has {have} non-missing values, fewer than {setting}"
+                if have < self._min_events
+                else f"{name}: the test failed on this window (see the monitor's log)"
+            )
+            left_out.append(NotScored("feature_drift", why))
+        return tuple(left_out)
 
     def drift(
         self, reference: ReferenceProfile, window: Mapping[str, FeatureProfile]

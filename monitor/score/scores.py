@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 ScorePart = Literal[
+    "feature_drift",
     "accuracy",
     "quality",
     "prediction_drift",
@@ -58,7 +59,8 @@ ScorePart = Literal[
     "multivariate",
     "predictions",
 ]
-"""The parts of :class:`WindowScores`."""
+"""The parts of :class:`WindowScores`, and ``feature_drift`` (a window result's
+``drift``, kept beside them): what :class:`NotScored` may name."""
 
 MAX_CLASS_SERIES: Final = 20
 """Most classes named per window (served-class shares, per-class probability drift)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import orjson
 from sqlalchemy import (
     JSON,
@@ -35,6 +36,7 @@ from sqlmodel import SQLModel
 
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import ConfigError, ConflictError, NotFoundError
+from monitor.score.latency import LatencyHistogram
 from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
 from monitor.score.results import FeatureDrift, WindowKind, WindowResult
 from monitor.score.scores import WindowScores
@@ -76,6 +78,10 @@ ProfileDeltas = Mapping[ProfileKey, tuple[int, FeatureProfile]]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _WAL_BACKSTOP_PAGES = 25_000
+_SQLITE_CACHE_KIB = 16 * 1024
+"""Each SQLite connection's page cache."""
+_LATENCY_CHUNK = 2_000
+"""Rows of latencies read at a time."""
 _ID_CHUNK = 5_000
 """Most ids in one ``IN (...)`` list (SQLite allows 32,766 parameters)."""
 _PLACE_CHUNK = 10_000
@@ -152,6 +158,11 @@ class Store:
         kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "sqlite":
+            # The connection used last is handed out next: each SQLite connection keeps
+            # its own page cache (up to 64 MiB), so rotating through the whole pool
+            # filled every one of them and the monitor's memory grew for minutes.
+            kwargs["pool_use_lifo"] = True
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -758,13 +769,26 @@ class Store:
             if params:
                 self._upsert_profiles(conn, params)
 
-    def window_latencies(self, window: Window) -> tuple[int, list[float]]:
-        """How many predictions the window holds, and their reported latencies."""
+    def window_latencies(self, window: Window) -> tuple[int, LatencyHistogram]:
+        """How many predictions the window holds, and a histogram of their reported
+        latencies (see :mod:`monitor.score.latency` for its precision).
+
+        The rows are read in chunks (a server-side cursor on PostgreSQL), so memory
+        does not grow with the window.
+        """
         p = _PREDICTIONS.c
         stmt = self._in_window(select(p.latency_seconds), window)
+        histogram = LatencyHistogram.zero()
+        count = 0
         with self.engine.connect() as conn:
-            values = [lat for (lat,) in conn.execute(stmt)]
-        return len(values), [lat for lat in values if lat is not None]
+            result = conn.execution_options(yield_per=_LATENCY_CHUNK).execute(stmt)
+            for chunk in result.partitions(_LATENCY_CHUNK):
+                count += len(chunk)
+                values = np.fromiter(
+                    (np.nan if lat is None else lat for (lat,) in chunk), float, len(chunk)
+                )
+                histogram.update(values)
+        return count, histogram
 
     def latest_reference_revision(self, model: str, version: str) -> int | None:
         """The newest reference revision of a version, or None if none was uploaded."""
@@ -943,6 +967,21 @@ class Store:
         with self._write() as conn:
             conn.execute(stmt, [row])
 
+    def segment_results(self, window: Window) -> list[WindowResult]:
+        """The stored segment results of a (whole-version) time window, any segment."""
+        w = _WINDOWS.c
+        stmt = select(_WINDOWS).where(
+            w.model == window.model,
+            w.model_version == window.version,
+            w.window_kind == "time",
+            w.window_start == window.start,
+            w.window_end == window.end,
+            w.segment != "",
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_window_result(r) for r in rows]
+
     def drop_segment_results(self, window: Window, keep: Iterable[str]) -> int:
         """Delete a time window's segment results but those of ``keep`` (``key=value``).
 
@@ -977,6 +1016,7 @@ class Store:
         window_kind: WindowKind = "time",
         window_seconds: float | None = None,
         block_size: int | None = None,
+        before: float | None = None,
     ) -> list[WindowResult]:
         """A version's window results of one segment and kind, newest first; window
         starts in ``[since, until]``.
@@ -984,6 +1024,8 @@ class Store:
         Args:
             window_seconds: Time windows of this length only (None: every length).
             block_size: Count windows of this many predictions only (None: all).
+            before: Window starts strictly before this only (the next page after a
+                page whose oldest window started there).
         """
         w = _WINDOWS
         stmt = select(w).where(
@@ -1001,6 +1043,8 @@ class Store:
             stmt = stmt.where(w.c.window_start >= since)
         if until is not None:
             stmt = stmt.where(w.c.window_start <= until)
+        if before is not None:
+            stmt = stmt.where(w.c.window_start < before)
         stmt = stmt.order_by(w.c.window_start.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
@@ -1022,7 +1066,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: random event-id keys touch many pages
+    # 16 MiB holds a batch's dirty pages (random event-id keys touch many); each pooled
+    # connection has its own cache, so a larger one (64 MiB) grew the monitor's memory
+    # for minutes under load as scoring scans filled one cache after another.
+    cursor.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
     # Checkpoints run in the store's background thread, off the ingest path; this is
     # only the backstop should that thread fall behind (about 100 MB of WAL).
     cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
@@ -1030,13 +1077,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_IGNORED_WARNED: set[str] = set()
+"""Models whose stored sensitive attributes that are no feature were logged once."""
+
+
 def _describe(row: Any) -> ModelDescription:
+    features = [FeatureSpec(**f) for f in row["features"]]
+    declared = {f.name for f in features}
+    sensitive = [a for a in row["sensitive_attributes"] if a in declared]
+    if len(sensitive) < len(row["sensitive_attributes"]) and row["name"] not in _IGNORED_WARNED:
+        # Registered before descriptions were checked for this: still load the model.
+        _IGNORED_WARNED.add(row["name"])
+        logger.warning(
+            "model %r: sensitive attributes that are no feature are ignored: %s",
+            row["name"],
+            sorted(set(row["sensitive_attributes"]) - declared),
+        )
     return ModelDescription(
         name=row["name"],
         task=row["task"],
-        features=[FeatureSpec(**f) for f in row["features"]],
+        features=features,
         positive_class=row["positive_class"],
-        sensitive_attributes=row["sensitive_attributes"],
+        sensitive_attributes=sensitive,
         description=row["description"],
         prediction_column=row["prediction_column"],
         score_column=row["score_column"],

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score
 from sqlalchemy import text
 
 from monitor.api import create_app
+from monitor.score.latency import RELATIVE_ERROR
 from monitor.score.profile import ReferenceProfile, profile_rows
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scorer import WindowScorer
@@ -165,7 +166,9 @@ def test_a_rollup_is_the_exact_merge_of_its_base_windows(app_on, reference_rows)
     assert_same_drift(rollup, from_rows(store, whole))
     assert {d.feature for d in rollup.drift if d.drifted} >= {"income"}
     _, _, latencies = zip(*store.predictions_in_window(whole), strict=True)
-    assert rollup.latency_p95_seconds == pytest.approx(np.quantile(latencies, 0.95), rel=1e-12)
+    # Within the latency histogram's documented precision (monitor.score.latency).
+    exact = np.quantile(latencies, 0.95)
+    assert abs(rollup.latency_p95_seconds - exact) <= RELATIVE_ERROR * exact + 1e-6
 
     # A late event and a late label land in the closed rollup: it is scored again, at
     # the end of the current base window (at most once per base window).
