@@ -96,7 +96,7 @@ class PredictionRow(SQLModel, table=True):
 
     __tablename__ = "predictions"
     __table_args__ = (
-        PrimaryKeyConstraint("model", "event_id", name="pk_predictions"),
+        PrimaryKeyConstraint("event_id", "model", name="pk_predictions"),
         Index("ix_predictions_window", "model", "model_version", "ts"),
         _keyed("ix_predictions_correlation", "model", "correlation_key"),
     )
@@ -122,7 +122,7 @@ class LabelRow(SQLModel, table=True):
 
     __tablename__ = "labels"
     __table_args__ = (
-        PrimaryKeyConstraint("model", "event_id", name="pk_labels"),
+        PrimaryKeyConstraint("event_id", "model", name="pk_labels"),
         Index("ix_labels_prediction", "model", "prediction_id"),
         _keyed("ix_labels_correlation", "model", "correlation_key"),
     )
@@ -195,7 +195,7 @@ class IngestOrderRow(SQLModel, table=True):
     """
 
     __tablename__ = "ingest_order"
-    __table_args__ = (UniqueConstraint("model", "event_id", name="uq_ingest_order_event"),)
+    __table_args__ = (UniqueConstraint("event_id", "model", name="uq_ingest_order_event"),)
 
     model: str = Field(primary_key=True, max_length=128)
     model_version: str = Field(primary_key=True, max_length=64)

@@ -83,9 +83,9 @@ def test_0006_keys_events_by_model_and_keeps_the_stored_rows(at_0005: Store) -> 
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
         keys = inspect(conn)
         for table in ("predictions", "labels"):
-            assert keys.get_pk_constraint(table)["constrained_columns"] == ["model", "event_id"]
+            assert keys.get_pk_constraint(table)["constrained_columns"] == ["event_id", "model"]
         [unique] = keys.get_unique_constraints("ingest_order")
-        assert unique["column_names"] == ["model", "event_id"]
+        assert unique["column_names"] == ["event_id", "model"]
     assert store.count_predictions("credit") == 2 and store.count_predictions("other") == 1
     joined = store.labelled_in_window(Window("credit", "v1", 0, 5000))
     assert [(o["predicted_class"], v) for o, v in joined] == [(1, 1)]
@@ -105,7 +105,7 @@ def test_0006_downgrades_while_no_two_models_share_an_id(at_0005: Store) -> None
     store.migrate()
     with store.engine.connect() as conn:
         pk = inspect(conn).get_pk_constraint("predictions")["constrained_columns"]
-        assert pk == ["model", "event_id"]
+        assert pk == ["event_id", "model"]
     migrate_to(store, "0005", down=True)
     with store.engine.connect() as conn:
         keys = inspect(conn)
