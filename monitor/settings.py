@@ -38,6 +38,13 @@ class MonitorSettings(BaseSettings):
     ingest_tokens: dict[str, list[ModelName | str]] = Field(default_factory=dict)
     """Ingest tokens and the models each may write (``"*"``: all), as JSON in
     ``SIDEWATCH_INGEST_TOKENS``, e.g. ``{"s3cret": ["credit-risk"]}``."""
+    scrape_token: SecretStr | None = None
+    """Bearer token that may read ``/metrics`` and nothing else: give it to Prometheus
+    (``authorization: {type: Bearer, credentials_file: ...}``). Once any token is set,
+    ``/metrics`` needs this one or the admin token."""
+    public_docs: bool = False
+    """Serve ``/docs``, ``/redoc`` and ``/openapi.json`` without a token even when tokens
+    are configured (by default they then need the admin token)."""
     window_seconds: int = Field(default=300, ge=1, le=7 * 86400)
     """Length of the base tumbling scoring windows (ingest keeps their profiles)."""
     rollup_seconds: list[int] | None = None
@@ -105,8 +112,9 @@ class MonitorSettings(BaseSettings):
         for token in self.ingest_tokens:
             if len(token) < 16:
                 raise ValueError("ingest tokens must be at least 16 characters long")
-        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
-            raise ValueError("SIDEWATCH_ADMIN_TOKEN must be at least 16 characters long")
+        for name, secret in (("ADMIN", self.admin_token), ("SCRAPE", self.scrape_token)):
+            if secret is not None and len(secret.get_secret_value()) < 16:
+                raise ValueError(f"SIDEWATCH_{name}_TOKEN must be at least 16 characters long")
         return self
 
     @model_validator(mode="after")
@@ -139,8 +147,12 @@ class MonitorSettings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        """Whether any token is configured (then every API call needs one)."""
-        return self.admin_token is not None or bool(self.ingest_tokens)
+        """Whether any token is configured (then every call but health needs one)."""
+        return (
+            self.admin_token is not None
+            or self.scrape_token is not None
+            or bool(self.ingest_tokens)
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -37,10 +37,11 @@ import yaml
 from collectors.contract import ModelDescription
 from monitor.settings import MonitorSettings
 from tests.collectors.sidecar.helpers import SidecarProcess, stop, wait_ready
-from tests.conftest import LiveMonitor, credit_model, free_port
+from tests.conftest import ADMIN, LiveMonitor, credit_model, free_port
 from tests.monitor.test_scoring import reference_frame
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRAPE = "scrape-token-0123456789"
 ALERTS = ROOT / "alerts"
 BENCH_MODEL = ModelDescription.model_validate(
     {
@@ -138,6 +139,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             score_interval_seconds=0.5,
             min_window_events=20,
             segment_keys=["channel"],
+            admin_token=ADMIN,
+            scrape_token=SCRAPE,
         )
     )
     monitor.start()
@@ -158,7 +161,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         stderr=subprocess.DEVNULL,
     )
     wait_ready(f"http://127.0.0.1:{model_port}/", 60, model)
-    sidecar = SidecarProcess(f"http://127.0.0.1:{model_port}", monitor.url, tmp_path / "spool")
+    sidecar = SidecarProcess(
+        f"http://127.0.0.1:{model_port}",
+        monitor.url,
+        tmp_path / "spool",
+        env={"SIDEWATCH_TOKEN": ADMIN},
+    )
     sidecar.start()
     receiver = Receiver(free_port())
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -192,6 +200,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     assert {j["job_name"] for j in prometheus["scrape_configs"]} == set(local)
     for job in prometheus["scrape_configs"]:
         job["static_configs"][0]["targets"] = [f"127.0.0.1:{local[job['job_name']]}"]
+    # The monitor's /metrics needs the scrape token: Prometheus reads it from a file.
+    (tmp_path / "scrape_token").write_text(SCRAPE)
+    [monitor_job] = [j for j in prometheus["scrape_configs"] if "authorization" in j]
+    monitor_job["authorization"]["credentials_file"] = str(tmp_path / "scrape_token")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     processes = [
         subprocess.Popen(
@@ -298,7 +310,7 @@ class Traffic:
             f"{self.monitor.url}{path}",
             data=body,
             method=method,
-            headers={"Content-Type": content_type},
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {ADMIN}"},
         )
         urllib.request.urlopen(request).close()
 

@@ -131,3 +131,19 @@ def test_the_dashboards_reach_the_monitor_where_compose_publishes_it() -> None:
     [constant] = [v for v in board["templating"]["list"] if v["name"] == "monitor_url"]
     port = urlsplit(constant["query"]).port
     assert f"{port}:{port}" in compose()["services"]["monitor"]["ports"]
+
+
+def test_prometheus_scrapes_the_monitor_with_the_scrape_token() -> None:
+    """The monitor's /metrics needs a token: Prometheus reads the scrape token from the
+    secret compose mounts, and the monitor is given the same variable."""
+    services = compose()["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    [job] = [j for j in prometheus["scrape_configs"] if j["job_name"] == "sidewatch-monitor"]
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer"
+    secret = auth["credentials_file"].removeprefix("/run/secrets/")
+    assert secret in services["prometheus"]["secrets"]
+    source = compose()["secrets"][secret]["environment"]
+    assert source == "SIDEWATCH_SCRAPE_TOKEN"
+    assert source in services["monitor"]["environment"]["SIDEWATCH_SCRAPE_TOKEN"]
+    assert "SCRAPE" not in str(services["sidecar"]["environment"]), "Prometheus's alone"

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
@@ -81,6 +82,17 @@ def _caller(request: Request, authorization: Annotated[str | None, Header()] = N
 def _admin(principal: Annotated[Principal, Depends(_caller)]) -> Principal:
     principal.check_admin()
     return principal
+
+
+def _scraper(principal: Annotated[Principal, Depends(_caller)]) -> Principal:
+    principal.check_scrape()
+    return principal
+
+
+def _docs_reader(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    settings: MonitorSettings = request.app.state.settings
+    if not settings.public_docs:
+        _caller(request, authorization).check_admin()
 
 
 Caller = Annotated[Principal, Depends(_caller)]
@@ -168,6 +180,10 @@ def create_app(
         version="0.1.0",
         description="Ingest captured predictions and late labels; score drift and accuracy.",
         lifespan=lifespan,
+        # Served below, behind the admin token once tokens are configured.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -215,11 +231,30 @@ def create_app(
             return JSONResponse({"status": "ok"})
         return JSONResponse({"detail": "the database does not answer"}, status_code=503)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    def prometheus_metrics(accept: Annotated[str | None, Header()] = None) -> Response:
-        """Prometheus exposition of ingest counters and the latest window results."""
+    @app.get("/metrics", tags=["health"], response_class=Response, responses=_ERRORS)
+    def prometheus_metrics(
+        _: Annotated[Principal, Depends(_scraper)], accept: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """Prometheus exposition of ingest counters and the latest window results (the
+        scrape token or the admin token, once tokens are configured)."""
         encoder, content_type = choose_encoder(accept or "")
         return Response(encoder(registry), media_type=content_type)
+
+    # -- API documentation -------------------------------------------------------------
+
+    docs_reader = [Depends(_docs_reader)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_reader)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_reader)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=docs_reader)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
     # -- models ------------------------------------------------------------------------
 

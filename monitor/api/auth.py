@@ -1,8 +1,13 @@
 """Bearer-token access: who is calling, and what they may write.
 
 With no token configured every call is allowed (the monitor then listens on loopback
-only). Once tokens exist, every API call needs one: the admin token may do anything;
-an ingest token may only write events and labels of the models it is bound to.
+only). Once tokens exist, every call but ``/livez`` and ``/readyz`` needs one:
+
+- the admin token may do anything;
+- an ingest token may only write events and labels of the models it is bound to;
+- the scrape token may only read ``/metrics`` (Prometheus);
+- ``/docs``, ``/redoc`` and ``/openapi.json`` need the admin token, unless
+  ``SIDEWATCH_PUBLIC_DOCS`` keeps them open.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ class Principal:
     admin: bool
     models: frozenset[str] | None
     """Models it may write; None means all."""
+    scrape: bool = False
+    """Whether it may read ``/metrics`` (the admin may too)."""
 
     def check_writes(self, model: str) -> None:
         """Raises:
@@ -36,8 +43,19 @@ class Principal:
         if not self.admin:
             raise ForbiddenError("this call needs the admin token")
 
+    def check_scrape(self) -> None:
+        """Raises:
+        ForbiddenError: The caller holds neither the scrape token nor the admin token.
+        """
+        if not (self.admin or self.scrape):
+            raise ForbiddenError(
+                "reading /metrics needs the scrape token (SIDEWATCH_SCRAPE_TOKEN) or the "
+                "admin token"
+            )
+
 
 _EVERYONE = Principal(admin=True, models=None)
+_SCRAPER = Principal(admin=False, models=frozenset(), scrape=True)
 
 
 class Authorizer:
@@ -51,6 +69,8 @@ class Authorizer:
         for token, models in settings.ingest_tokens.items():
             allowed = None if "*" in models else frozenset(models)
             self._tokens.append((token.encode(), Principal(admin=False, models=allowed)))
+        if settings.scrape_token is not None:
+            self._tokens.append((settings.scrape_token.get_secret_value().encode(), _SCRAPER))
 
     def principal(self, authorization: str | None) -> Principal:
         """The caller behind an ``Authorization`` header value.

@@ -169,7 +169,7 @@ class Ingestor:
         stored_ids = self._store.insert_predictions(unique, profiles)
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in unique:
-            if row["event_id"] in stored_ids:
+            if (row["model"], row["event_id"]) in stored_ids:
                 groups.setdefault((row["model"], row["model_version"]), []).append(row)
         for (model_name, version), stored in groups.items():
             latency = self._metrics.latency.labels(model_name, version)
@@ -217,10 +217,10 @@ class Ingestor:
             )
         unique = _first_of_each(rows)
         stored = self._store.insert_labels(unique)
-        per_model = Counter(r["model"] for r in unique if r["event_id"] in stored)
+        per_model = Counter(r["model"] for r in unique if (r["model"], r["event_id"]) in stored)
         for model_name, count in per_model.items():
             self._metrics.events.labels(model_name, "labels", "stored").inc(count)
-        for found in self._store.predictions_labelled_by(sorted(stored)):
+        for found in self._store.predictions_labelled_by(stored):
             places = [] if found.position is None else [found.position]
             self._on_stored(found.model, found.model_version, [found.ts], places)
         unmatched = Counter(r.model for r in self._store.labels_without_prediction(sorted(stored)))
@@ -259,11 +259,11 @@ class Ingestor:
         kind: str,
         rows: list[dict[str, Any]],
         unique: list[dict[str, Any]],
-        stored: set[str],
+        stored: set[tuple[str, str]],
     ) -> None:
         # Duplicates: rows repeated within the batch, and rows already stored before.
         per_model = Counter(r["model"] for r in rows)
-        per_model.subtract(r["model"] for r in unique if r["event_id"] in stored)
+        per_model.subtract(r["model"] for r in unique if (r["model"], r["event_id"]) in stored)
         for model_name, count in per_model.items():
             if count:
                 self._metrics.events.labels(model_name, kind, "duplicate").inc(count)
@@ -341,10 +341,11 @@ class Ingestor:
 
 
 def _first_of_each(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with the first occurrence of each event id (a batch may repeat one)."""
-    seen: dict[str, dict[str, Any]] = {}
+    """The rows with the first occurrence of each model's event id (a batch may repeat
+    one; ids are unique within a model only)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        seen.setdefault(row["event_id"], row)
+        seen.setdefault((row["model"], row["event_id"]), row)
     return list(seen.values())
 
 

@@ -59,7 +59,9 @@ def report_router(settings: MonitorSettings, store: Store) -> APIRouter:
         The window's predictions and the newest reference are each sampled at random
         down to ``SIDEWATCH_REPORT_MAX_ROWS``; at most ``SIDEWATCH_REPORT_MAX_FEATURES``
         features are compared, those the monitor found drifted first. The page is
-        self-contained (inline scripts), so it can be saved and opened offline.
+        self-contained (inline scripts), so it can be saved and opened offline; every
+        value in it is escaped, and its Content-Security-Policy lets only its own
+        scripts run.
         """
         with one_at_a_time:
             built = build_report(
@@ -71,7 +73,12 @@ def report_router(settings: MonitorSettings, store: Store) -> APIRouter:
                 max_rows=settings.report_max_rows,
                 max_features=settings.report_max_features,
             )
-        headers = {"Cache-Control": "no-store"}
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": built.content_security_policy,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{built.filename}"'
         return HTMLResponse(built.html, headers=headers)

@@ -6,7 +6,8 @@ Evidently's cost grows with the number of columns instead (about half a second p
 feature on two cores), so at most ``max_features`` are compared: those the monitor
 itself found drifted in the window first, then the others in the order declared.
 Nothing here logs or puts into error messages a feature's value: only names, counts
-and times.
+and times. The values do reach the page: :mod:`monitor.report.page` escapes them and
+allows only the page's own scripts to run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ import pandas as pd
 
 from collectors.contract import FeatureSpec, ModelDescription
 from monitor.errors import MissingDependencyError, NotFoundError
+from monitor.report.page import library_script, secure
 from monitor.score.windows import window_start as _window_of
 from monitor.store import Store
 
@@ -59,6 +62,8 @@ class DriftReport:
     build_seconds: float
     html: str
     """A complete HTML document; its scripts are inline, it needs no network."""
+    content_security_policy: str = ""
+    """The policy to serve the page with: only its own inline scripts may run."""
 
     @property
     def filename(self) -> str:
@@ -173,7 +178,8 @@ def build_report(
         info.revision,
         seconds,
     )
-    return replace(report, html=_wrap(page, report, clock()))
+    html, policy = _wrap(page, report, clock())
+    return replace(report, html=html, content_security_policy=policy)
 
 
 def _chosen(
@@ -225,6 +231,13 @@ def _render(current: pd.DataFrame, reference: pd.DataFrame, specs: Sequence[Feat
     return page
 
 
+def _library() -> str:
+    """Evidently's script bundle, as its page inlines it."""
+    from evidently.legacy.utils.dashboard import STATIC_PATH
+
+    return library_script(Path(STATIC_PATH))
+
+
 def _evidently() -> dict[str, Any]:
     """Evidently's entry points, imported on first use with its telemetry off."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -247,12 +260,9 @@ def _evidently() -> dict[str, Any]:
     }
 
 
-def _wrap(page: str, report: DriftReport, now: float) -> str:
-    """Evidently's page with a title and a header saying what was compared."""
-    head, found, body = page.partition("</head>")
-    before, found_body, after = body.partition("<body>")
-    if not found or not found_body:
-        raise RuntimeError("Evidently's page has no <head> or <body>: its HTML layout changed")
+def _wrap(page: str, report: DriftReport, now: float) -> tuple[str, str]:
+    """Evidently's page, made safe, with a title and a header saying what was compared;
+    and its Content-Security-Policy."""
     e = html.escape
     title = f"Sidewatch report: {report.model} {report.version}, window {_iso(report.window_start)}"
     lines: Sequence[str] = (
@@ -277,9 +287,8 @@ def _wrap(page: str, report: DriftReport, now: float) -> str:
         + "".join(f'<p style="margin: 2px 0">{e(line)}</p>' for line in lines)
         + "</header>\n"
     )
-    # An inline (empty) icon: the browser does not ask the monitor for /favicon.ico.
-    icon = '<link rel="icon" href="data:,">'
-    return f"{head}<title>{e(title)}</title>{icon}\n</head>{before}<body>{header}{after}"
+    safe = secure(page, title=e(title), header=header, library=_library())
+    return safe.html, safe.content_security_policy
 
 
 def _utc(ts: float) -> datetime:

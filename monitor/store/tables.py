@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -82,16 +91,18 @@ class ReferenceRow(SQLModel, table=True):
 
 
 class PredictionRow(SQLModel, table=True):
-    """One captured prediction."""
+    """One captured prediction; its event id is unique within its model (tenants
+    choose ids independently, and a replay under a renamed model is new data)."""
 
     __tablename__ = "predictions"
     __table_args__ = (
+        PrimaryKeyConstraint("event_id", "model", name="pk_predictions"),
         Index("ix_predictions_window", "model", "model_version", "ts"),
         _keyed("ix_predictions_correlation", "model", "correlation_key"),
     )
 
     event_id: str = Field(primary_key=True, max_length=128)
-    model: str = Field(max_length=128)
+    model: str = Field(primary_key=True, max_length=128)
     model_version: str = Field(max_length=64)
     ts: float
     received_at: float
@@ -106,16 +117,18 @@ class PredictionRow(SQLModel, table=True):
 
 
 class LabelRow(SQLModel, table=True):
-    """Ground truth for a prediction, joined by event id or correlation key."""
+    """Ground truth for a prediction of the same model, joined by event id or
+    correlation key; its own id is unique within its model."""
 
     __tablename__ = "labels"
     __table_args__ = (
-        Index("ix_labels_prediction", "prediction_id"),
+        PrimaryKeyConstraint("event_id", "model", name="pk_labels"),
+        Index("ix_labels_prediction", "model", "prediction_id"),
         _keyed("ix_labels_correlation", "model", "correlation_key"),
     )
 
     event_id: str = Field(primary_key=True, max_length=128)
-    model: str = Field(max_length=128)
+    model: str = Field(primary_key=True, max_length=128)
     prediction_id: str | None = Field(default=None, max_length=128)
     correlation_key: str | None = Field(default=None, max_length=128)
     value: Any = _json()
@@ -182,7 +195,7 @@ class IngestOrderRow(SQLModel, table=True):
     """
 
     __tablename__ = "ingest_order"
-    __table_args__ = (UniqueConstraint("event_id", name="uq_ingest_order_event"),)
+    __table_args__ = (UniqueConstraint("event_id", "model", name="uq_ingest_order_event"),)
 
     model: str = Field(primary_key=True, max_length=128)
     model_version: str = Field(primary_key=True, max_length=64)

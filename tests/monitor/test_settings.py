@@ -74,3 +74,17 @@ def test_window_score_settings_have_defaults_and_are_checked(
         MonitorSettings(score_sample_rows=10, multivariate_method="off")
     with pytest.raises(ValidationError, match="correlation_max_features"):
         MonitorSettings(correlation_max_features=1, multivariate_method="off")
+
+
+def test_the_scrape_token_is_read_checked_and_turns_auth_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError, match="SIDEWATCH_SCRAPE_TOKEN must be at least 16"):
+        MonitorSettings(scrape_token="short")
+    monkeypatch.setenv("SIDEWATCH_SCRAPE_TOKEN", "scrape-0123456789")
+    monkeypatch.setenv("SIDEWATCH_PUBLIC_DOCS", "true")
+    settings = MonitorSettings()
+    assert settings.scrape_token is not None
+    assert settings.scrape_token.get_secret_value() == "scrape-0123456789"
+    assert settings.auth_enabled and settings.public_docs
+    assert "scrape-0123456789" not in repr(settings)

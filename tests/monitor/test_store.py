@@ -60,11 +60,14 @@ def test_models_register_idempotently_and_refuse_changes(store: Store) -> None:
 def test_predictions_are_stored_once(store: Store) -> None:
     store.put_model(credit_model())
     assert sorted(store.insert_predictions([prediction_row(i) for i in range(3)])) == [
-        "ev-0",
-        "ev-1",
-        "ev-2",
+        ("credit", "ev-0"),
+        ("credit", "ev-1"),
+        ("credit", "ev-2"),
     ]
-    assert store.insert_predictions([prediction_row(i) for i in range(2, 5)]) == {"ev-3", "ev-4"}
+    assert store.insert_predictions([prediction_row(i) for i in range(2, 5)]) == {
+        ("credit", "ev-3"),
+        ("credit", "ev-4"),
+    }
     assert store.count_predictions() == 5
     rows = store.predictions_in_window(Window("credit", "v1", 1001.0, 1003.0))
     assert sorted(r[0]["income"] for r in rows) == [1.5, 3.0]
@@ -104,11 +107,17 @@ def test_labels_join_by_event_id_or_correlation_key(store: Store) -> None:
             "received_at": 9.0,
         },
     ]
-    assert sorted(store.insert_labels(labels)) == ["l0", "l1", "l2"]
+    assert sorted(store.insert_labels(labels)) == [
+        ("credit", "l0"),
+        ("credit", "l1"),
+        ("credit", "l2"),
+    ]
     assert store.insert_labels(labels) == set()
     joined = store.labelled_in_window(Window("credit", "v1", 0, 5000))
     assert sorted(str(v) for _, v in joined) == ["0", "yes"], "the newest label of ev-0 counts"
-    assert sorted(store.predictions_labelled_by(["l1"])) == [("credit", "v1", 1001.0, None)]
+    assert sorted(store.predictions_labelled_by([("credit", "l1")])) == [
+        ("credit", "v1", 1001.0, None)
+    ]
 
 
 def test_references_get_new_revisions(store: Store) -> None:
