@@ -36,6 +36,13 @@ class Principal:
         if self.models is not None and model not in self.models:
             raise ForbiddenError(f"this token may not write model {model!r}")
 
+    def check_ingests(self) -> None:
+        """Raises:
+        ForbiddenError: The caller's token may not ingest at all (the scrape token).
+        """
+        if not self.admin and self.models is not None and not self.models:
+            raise ForbiddenError("this token may not ingest: use an ingest token")
+
     def check_admin(self) -> None:
         """Raises:
         ForbiddenError: The caller does not hold the admin token.

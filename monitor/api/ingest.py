@@ -145,7 +145,9 @@ class Ingestor:
 
         Raises:
             InputError: The body is not a batch (not JSON, no event list, too many).
+            ForbiddenError: The caller's token may not ingest at all.
         """
+        principal.check_ingests()
         received, events, rejected = _parse(PredictionBatch, PredictionEvent, "events", body)
         rows: list[dict[str, Any]] = []
         now = time.time()
@@ -195,7 +197,9 @@ class Ingestor:
 
         Raises:
             InputError: The body is not a batch (not JSON, no label list, too many).
+            ForbiddenError: The caller's token may not ingest at all.
         """
+        principal.check_ingests()
         received, labels, rejected = _parse(LabelBatch, LabelEvent, "labels", body)
         now = time.time()
         rows = []
@@ -223,7 +227,7 @@ class Ingestor:
         for found in self._store.predictions_labelled_by(stored):
             places = [] if found.position is None else [found.position]
             self._on_stored(found.model, found.model_version, [found.ts], places)
-        unmatched = Counter(r.model for r in self._store.labels_without_prediction(sorted(stored)))
+        unmatched = Counter(r.model for r in self._store.labels_without_prediction(stored))
         for model_name, count in unmatched.items():
             self._metrics.events.labels(model_name, "labels", "unmatched").inc(count)
         self._count_duplicates("labels", rows, unique, stored)

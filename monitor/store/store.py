@@ -862,26 +862,21 @@ class Store:
                         found.append(Labelled(*row))
         return found
 
-    def labels_without_prediction(self, label_ids: Sequence[str]) -> list[Labelless]:
-        """The given labels that join no stored prediction of their model (yet)."""
-        if not label_ids:
-            return []
+    def labels_without_prediction(self, labels: Iterable[EventKey]) -> list[Labelless]:
+        """The given labels (``(model, label id)``) that join no stored prediction of
+        their model (yet)."""
+        keys = set(labels)
+        ids = sorted({label_id for _, label_id in keys})
         p, lab = _PREDICTIONS.c, _LABELS.c
-        joined = (
-            select(p.event_id)
-            .where(p.model == lab.model)
-            .where(
-                or_(
-                    p.event_id == lab.prediction_id,
-                    p.correlation_key == lab.correlation_key,
-                )
-            )
-        )
-        stmt = select(lab.event_id, lab.model).where(
-            lab.event_id.in_(list(label_ids)), ~joined.exists()
-        )
+        joined = select(p.event_id).where(_label_join())
+        found: list[Labelless] = []
         with self.engine.connect() as conn:
-            return [Labelless(*row) for row in conn.execute(stmt)]
+            for i in range(0, len(ids), _ID_CHUNK):
+                stmt = select(lab.event_id, lab.model).where(
+                    lab.event_id.in_(ids[i : i + _ID_CHUNK]), ~joined.exists()
+                )
+                found += [Labelless(*row) for row in conn.execute(stmt) if (row[1], row[0]) in keys]
+        return found
 
     def newest_prediction_time(self, model: str, version: str) -> float | None:
         """Event time of a version's newest stored prediction, or None if it has none."""

@@ -16,8 +16,9 @@ from monitor.settings import MonitorSettings
 from tests.conftest import credit_model
 from tests.monitor.test_scoring import T0, Clock, W, reference_frame
 
-HOSTILE = ["web\rmobile", "nul\x00byte", "esc\x1b[31m", "nel\x85x", "line\u2028sep", "lf\nx"]
-"""Segment values with a control character or a Unicode line separator."""
+HOSTILE = ["web\rmobile", "tab\tx", "esc\x1b[31m", "nel\x85x", "line\u2028sep", "lf\nx"]
+"""Segment values with a control character or a Unicode line separator (U+0000 is
+refused by the event contract: tests/monitor/test_api_ingest.py)."""
 
 
 def _hostile_exposition(sqlite_url: str) -> str:
@@ -51,6 +52,7 @@ def _hostile_exposition(sqlite_url: str) -> str:
         ]
         response = client.post("/v1/ingest/predictions", content=orjson.dumps({"events": events}))
         assert response.status_code == 200, response.text
+        assert response.json()["rejected"] == []
         clock.now = T0 + W
         client.app.state.loop.run_once()
         return client.get("/metrics").text
