@@ -204,22 +204,22 @@ def test_who_may_do_what(secured: TestClient) -> None:
     assert [(o["predicted_class"], v) for o, v in joined] == [(0, 0)]
 
 
-def test_the_scrape_token_reads_every_metric(secured: TestClient) -> None:
+def test_the_scrape_token_reads_every_metric_an_ingest_token_none(secured: TestClient) -> None:
     text = secured.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}).text
     assert (
         'sidewatch_ingested_events_total{kind="predictions",model="other",outcome="stored"}' in text
     )
+    refused = secured.get("/metrics", headers={"Authorization": f"Bearer {INGEST_CREDIT}"})
+    assert refused.status_code == 403 and "SIDEWATCH_SCRAPE_TOKEN" in refused.text
 
 
-def test_docs_can_be_kept_public(sqlite_url: str) -> None:
+def test_docs_can_be_kept_public_and_without_tokens_all_is_open(sqlite_url: str) -> None:
     with make_client(sqlite_url, admin_token=ADMIN, public_docs=True) as client:
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 200, path
         assert client.get("/metrics").status_code == 401
         assert client.get("/v1/models").status_code == 401
-
-
-def test_without_tokens_everything_is_open_on_loopback(sqlite_url: str) -> None:
+    # No token configured (loopback only): nothing asks for one.
     with make_client(sqlite_url) as client:
         for path in ("/docs", "/redoc", "/openapi.json", "/metrics", "/v1/models"):
             assert client.get(path).status_code == 200, path

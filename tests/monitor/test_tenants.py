@@ -75,12 +75,17 @@ def accuracy(client: TestClient, model: str) -> tuple[int, float | None]:
 
 
 def test_a_label_joins_only_predictions_of_its_own_model(tenants: TestClient) -> None:
-    assert post(tenants, "predictions", INGEST_OTHER, [event("other", "x", 1)])[0] == 200
+    b_events = [event("other", "x", 1), event("other", "y", 1, correlation_key="k-1")]
+    assert post(tenants, "predictions", INGEST_OTHER, b_events)[0] == 200
     assert (
         post(tenants, "labels", INGEST_OTHER, [label("other", "b-1", 1, prediction_id="x")])[0]
         == 200
     )
-    assert accuracy(tenants, "other") == (1, 1.0)
+    assert (
+        post(tenants, "labels", INGEST_OTHER, [label("other", "b-2", 1, correlation_key="k-1")])[0]
+        == 200
+    )
+    assert accuracy(tenants, "other") == (2, 1.0)
 
     # A's token may not write B's labels at all (each one is rejected as forbidden) ...
     status, body = post(
@@ -89,19 +94,15 @@ def test_a_label_joins_only_predictions_of_its_own_model(tenants: TestClient) ->
     assert status == 200, body
     assert (body["stored"], [r["reason"] for r in body["rejected"]]) == (0, ["forbidden"])
     # ... and A's own label naming B's event id joins nothing of B's.
-    hostile = label("credit", "a-1", 0, prediction_id="x")
-    assert post(tenants, "labels", INGEST_CREDIT, [hostile])[0] == 200
-    assert accuracy(tenants, "other") == (1, 1.0), "B's accuracy moved: A's label joined it"
+    hostile = [
+        label("credit", "a-1", 0, prediction_id="x"),
+        label("credit", "a-2", 0, correlation_key="k-1"),
+    ]
+    assert post(tenants, "labels", INGEST_CREDIT, hostile)[0] == 200
+    assert accuracy(tenants, "other") == (2, 1.0), "B's accuracy moved: A's label joined it"
     store = tenants.app.state.store  # type: ignore[attr-defined]
     assert store.labelled_in_window(Window("credit", "v1", 0, 2e9)) == []
-    assert [v for _, v in store.labelled_in_window(Window("other", "v1", 0, 2e9))] == [1]
-
-
-def test_a_label_joins_by_correlation_key_only_within_its_model(tenants: TestClient) -> None:
-    post(tenants, "predictions", INGEST_OTHER, [event("other", "y", 1, correlation_key="k-1")])
-    post(tenants, "labels", INGEST_OTHER, [label("other", "b-1", 1, correlation_key="k-1")])
-    post(tenants, "labels", INGEST_CREDIT, [label("credit", "a-1", 0, correlation_key="k-1")])
-    assert accuracy(tenants, "other") == (1, 1.0)
+    assert [v for _, v in store.labelled_in_window(Window("other", "v1", 0, 2e9))] == [1, 1]
 
 
 def test_when_a_labels_own_prediction_arrives_it_joins_that_one(tenants: TestClient) -> None:
