@@ -253,12 +253,18 @@ class RequestStats:
 
     models: dict[str, ModelCounts] = field(default_factory=dict)
     sampled_out: int = 0
+    model_errors: int = 0
+    """Exchanges the model answered 4xx or 5xx: no prediction, not spooled."""
+    no_prediction: int = 0
+    """Other exchanges that are no prediction (a final 1xx or 3xx status)."""
 
     def copy(self) -> RequestStats:
         """A snapshot for a reader in another thread."""
         return RequestStats(
             {name: counts.copy() for name, counts in list(self.models.items())},
             self.sampled_out,
+            self.model_errors,
+            self.no_prediction,
         )
 
 
@@ -312,8 +318,11 @@ class Recorder:
             status: The response's status code.
             started: ``time.perf_counter()`` when the request's head arrived.
             ended: ``time.perf_counter()`` when the response ended.
-            sampled: Whether the exchange was sampled in (errors are kept anyway).
+            sampled: Whether the exchange was sampled in.
             model: The model, where the caller knows it (the tap).
+
+        Only a ``2xx`` exchange can be a prediction: any other is counted (the model's
+        4xx and 5xx as ``model_error``) and never spooled.
         """
         latency = ended - started
         target = request_head[request_head.find(b" ") + 1 : request_head.find(b" HTTP/")]
@@ -321,7 +330,12 @@ class Recorder:
         counts.codes[status // 100 if status < 600 else 5] += 1
         counts.buckets[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
         counts.latency_sum += latency
-        if sampled or status >= 400:
+        if not 200 <= status < 300:
+            if status >= 400:
+                self.stats.model_errors += 1
+            else:
+                self.stats.no_prediction += 1
+        elif sampled:
             ident = self._prefix + str(next(self._ids))
             wall = started + self._wall_offset
             request = None if request_body is None else b"".join(request_body)
@@ -420,9 +434,11 @@ class ExchangeDecoder:
         decoder, _ = model_in_path(config.decoders, path)
         if decoder is None:
             raise DecodeError("unknown_format")
-        error = exchange.status >= 400
+        status = exchange.status
+        if not 200 <= status < 300:  # records of an older sidecar, which spooled errors
+            raise DecodeError("model_error" if status >= 400 else "no_prediction")
         request_headers = head_fields(exchange.request_head, self._request_lines)
-        decoded = self._decode(decoder, exchange, path, request_headers, with_response=not error)
+        decoded = self._decode(decoder, exchange, path, request_headers)
         model = config.model or exchange.model or decoded.model
         version = config.version or decoded.version
         if not model or not version:
@@ -467,8 +483,6 @@ class ExchangeDecoder:
         exchange: Exchange,
         path: str,
         request_headers: dict[bytes, bytes],
-        *,
-        with_response: bool,
     ) -> Decoded:
         if exchange.request_body is None:
             raise DecodeError("too_large")
@@ -476,15 +490,13 @@ class ExchangeDecoder:
             self._body(exchange.request_body, request_headers.get(b"content-encoding", b"")),
             request_headers.get(b"content-type", b"").decode("latin-1").lower(),
         )
-        response = None
-        if with_response:
-            if exchange.response_body is None:
-                raise DecodeError("too_large")
-            headers = head_fields(exchange.response_head, self._response_lines)
-            response = Message(
-                self._body(exchange.response_body, headers.get(b"content-encoding", b"")),
-                headers.get(b"content-type", b"").decode("latin-1").lower(),
-            )
+        if exchange.response_body is None:
+            raise DecodeError("too_large")
+        headers = head_fields(exchange.response_head, self._response_lines)
+        response = Message(
+            self._body(exchange.response_body, headers.get(b"content-encoding", b"")),
+            headers.get(b"content-type", b"").decode("latin-1").lower(),
+        )
         return decoder.decode(path, request, response)
 
     def _body(self, body: bytes, encoding: bytes) -> bytes:

@@ -90,6 +90,9 @@ class SidecarCollector(Collector):
         dropped = Counter(ship.dropped)
         dropped["spool_full"] += spool.shed_full
         dropped["disk_full"] += spool.shed_disk
+        # The model's 4xx/5xx (and final 1xx/3xx) are no predictions: counted, not spooled.
+        dropped["model_error"] += sum(s.model_errors for s in stats)
+        dropped["no_prediction"] += sum(s.no_prediction for s in stats)
         dropped.update(self._extra_dropped())
         family = _counter(names.DROPPED)
         for reason, n in sorted(dropped.items()):

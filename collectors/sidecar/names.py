@@ -36,7 +36,8 @@ CAPTURED = _metric(
 )
 DROPPED = _metric(
     "sidewatch_sidecar_capture_dropped_total",
-    "Captures skipped, by reason; the model's traffic is never affected.",
+    "Captures skipped, by reason (model_error: the model answered 4xx/5xx, no "
+    "prediction); the model's traffic is never affected.",
     "counter",
     ("reason",),
 )

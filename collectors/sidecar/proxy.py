@@ -55,7 +55,7 @@ class ProxyConfig:
     capture_max_bytes: int = 1024 * 1024
     """Largest body copied for capture; a larger one passes through uncaptured."""
     sample_rate: float = 1.0
-    """Share of exchanges captured; error responses are always captured."""
+    """Share of exchanges captured; responses other than 2xx are counted, never spooled."""
     model: str | None = None
     """The model's name for the metrics' ``model`` label; default: from the path."""
     decoders: tuple[Decoder, ...] = ()
@@ -163,8 +163,8 @@ class _ResponseSink:
         flight = self._flight = self._waiting.popleft()
         self._head = head
         self._status = status
-        # A response sampled out is only counted, unless it is an error (always kept).
-        self._body = [] if flight.sampled or status >= 400 else None
+        # Only a 2xx sampled in is spooled (an error is no prediction: counted only).
+        self._body = [] if flight.sampled and 200 <= status < 300 else None
         self._size = 0
         if status == 101:
             self._conn.start_tunnel()

@@ -58,7 +58,7 @@ class SidecarSettings(BaseSettings):
     decoded_max_bytes: int = Field(default=8 * _MIB, ge=1024, le=256 * _MIB)
     """Largest body after decompression (a gzip bomb stops here)."""
     sample_rate: float = Field(default=1.0, gt=0, le=1)
-    """Share of exchanges captured; error responses are always captured."""
+    """Share of 2xx exchanges captured (the model's errors are counted, never captured)."""
     correlation_header: str = "x-request-id"
     allow_features: frozenset[str] = frozenset()
     deny_features: frozenset[str] = frozenset()

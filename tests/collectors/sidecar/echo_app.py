@@ -1,8 +1,9 @@
 """An upstream for the proxy's tests: answers what it received, in MLflow's format.
 
 ``POST`` any path: ``{"predictions": [1], "echo": {length, sha256, traceparent}}``;
-``/chunked`` answers with a chunked body; ``GET`` answers a small fixed body; a
-WebSocket echoes what it receives.
+``/chunked`` answers with a chunked body; a request header ``x-echo-status: 500``
+answers that status (with an error document, as model servers do); ``GET`` answers a
+small fixed body; a WebSocket echoes what it receives.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "traceparent": headers.get(b"traceparent", b"").decode(),
     }
     answer = orjson.dumps({"predictions": [1], "echo": echo})
+    status = int(headers.get(b"x-echo-status", b"200"))
+    if status != 200:
+        answer = orjson.dumps({"error": "failed", "echo": echo})
     if scope["path"] == "/chunked":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})  # fmt: skip
@@ -44,7 +48,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(answer)),

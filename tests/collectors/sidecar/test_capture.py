@@ -289,23 +289,34 @@ def test_decode_error_messages_hold_no_values() -> None:
     assert "top-secret" not in str(info.value)
 
 
-def test_sampling_never_leaves_out_an_error(tmp_path: Path) -> None:
+def test_an_error_response_is_counted_never_spooled(tmp_path: Path) -> None:
     from collectors.sidecar.capture import Recorder, RequestStats
     from collectors.spool import Spool
 
     spool = Spool(tmp_path, sync="none")
     recorder = Recorder("m", (), spool, stats := RequestStats())
     head = b"POST /invocations HTTP/1.1\r\n\r\n"
-    for status in (200, 200, 500, 404):
+    for status, sampled in ((200, False), (200, True), (500, True), (404, False), (304, True)):
         recorder.finished(head, [b"{}"], b"HTTP/1.1 %d X\r\n\r\n" % status, [b"{}"], status,
-                          1.0, 1.002, False)  # fmt: skip
+                          1.0, 1.002, sampled)  # fmt: skip
     records, _ = spool.read(10)
-    assert [decode_exchange(r).status for r in records] == [500, 404]
-    assert stats.sampled_out == 2
+    assert [decode_exchange(r).status for r in records] == [200]
+    assert (stats.sampled_out, stats.model_errors, stats.no_prediction) == (1, 2, 1)
     counts = stats.models["m"]
-    assert counts.codes == [0, 0, 2, 0, 1, 1]
-    assert sum(counts.buckets) == 4 and counts.buckets[1] == 4  # 2 ms: the 2.5 ms bucket
+    assert counts.codes == [0, 0, 2, 1, 1, 1]
+    assert sum(counts.buckets) == 5 and counts.buckets[1] == 5  # 2 ms: the 2.5 ms bucket
     spool.close()
+
+
+def test_an_error_record_of_an_older_sidecar_gives_no_event() -> None:
+    config = CaptureConfig("m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(), 1024)
+    decoder = ExchangeDecoder(config)
+    body = b'{"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}'
+    for status in (404, 500):
+        record = Exchange("e", 1.0, 0.01, status, True, b"POST /invocations HTTP/1.1\r\n\r\n",
+                          body, b"HTTP/1.1 %d X\r\n\r\n" % status, b"{}").encode()  # fmt: skip
+        assert decoder.events(record) == []
+    assert decoder.counts() == ({}, {"model_error": 2})
 
 
 def test_bodies_too_large_for_a_spool_record_are_left_out_and_counted(tmp_path: Path) -> None:
