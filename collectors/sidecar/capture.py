@@ -31,7 +31,7 @@ import orjson
 from collectors.contract import MAX_FEATURES, NAME_PATTERN
 from collectors.forward import EXCHANGE, PREDICTION
 from collectors.sidecar.decode import Decoded, DecodeError, Decoder, Message
-from collectors.sidecar.policy import FieldPolicy
+from collectors.sidecar.policy import FieldPolicy, clean_name
 from collectors.sidecar.trace import parse_traceparent
 from collectors.spool import MAX_RECORD_BYTES, Spool
 
@@ -39,7 +39,6 @@ logger = logging.getLogger("sidewatch.sidecar")
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,100}$")
 _NAME = re.compile(NAME_PATTERN)
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 _HEADER_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _HEADER_LINE = re.compile(rb"\r\n(" + _HEADER_NAME + rb")[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
 _VERSION = 2
@@ -524,13 +523,7 @@ def _clean_names(features: dict[str, Any]) -> dict[str, Any]:
     """Feature names made valid for the contract (``mean radius`` → ``mean_radius``)."""
     if all(isinstance(n, str) and _NAME.match(n) and len(n) <= 128 for n in features):
         return features
-    cleaned = {}
-    for name, value in features.items():
-        fixed = _NAME_BAD.sub("_", str(name))[:128] or "_"
-        if not _NAME.match(fixed):
-            fixed = f"_{fixed}"[:128]
-        cleaned[fixed] = value
-    return cleaned
+    return {clean_name(str(name)): value for name, value in features.items()}
 
 
 def _scalar_ok(value: Any, max_text: int) -> bool:

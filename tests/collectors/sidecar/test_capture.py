@@ -161,6 +161,25 @@ def test_policy_allows_denies_and_redacts_with_a_keyed_hash() -> None:
         FieldPolicy(redact=frozenset({"email"}), key=b"short")
 
 
+@pytest.mark.parametrize(("listed", "sent"), [("credit_card", "credit card"),
+                                             ("credit card", "credit card"),
+                                             ("credit card", "credit_card")])  # fmt: skip
+def test_policy_matches_the_name_the_monitor_shows_and_the_raw_one(listed: str, sent: str
+                                                                   ) -> None:  # fmt: skip
+    key = b"k" * 32
+    row = {"dataframe_records": [{sent: "4111-1111", "ssn": "078-05", "age": 40}]}
+    denied = events(exchange("/invocations", row, {"predictions": [1]}),
+                    policy=FieldPolicy(deny=frozenset({listed, "ssn"})))  # fmt: skip
+    assert denied[0]["features"] == {"age": 40}
+    redacted = events(exchange("/invocations", row, {"predictions": [1]}),
+                      policy=FieldPolicy(redact=frozenset({listed}), key=key))  # fmt: skip
+    digest = hmac.new(key, repr("4111-1111").encode(), hashlib.sha256).hexdigest()[:24]
+    assert redacted[0]["features"] == {"credit_card": f"h:{digest}", "ssn": "078-05", "age": 40}
+    allowed = events(exchange("/invocations", row, {"predictions": [1]}),
+                     policy=FieldPolicy(allow=frozenset({listed, "age"})))  # fmt: skip
+    assert allowed[0]["features"] == {"credit_card": "4111-1111", "age": 40}
+
+
 def test_traceparent_parsing_follows_the_w3c_rules() -> None:
     good = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     assert good is not None and good.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
