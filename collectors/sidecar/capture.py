@@ -2,13 +2,19 @@
 
 The proxy's event loop does the least it can on the request's path: once a response
 has ended, :class:`Recorder` counts it and appends the exchange to the spool as raw
-bytes (both heads exactly as received, both bodies: :func:`encode_exchange`), so what
-the model served is durable within microseconds of being served and survives
-``kill -9``. Everything else happens in the shipper process, when the record is
-shipped: :class:`ExchangeDecoder` reads the heads, decompresses (with a cap), decodes,
-applies the field policy and checks the event contract. Event ids derive from the
-exchange's id, so a record shipped twice yields the same events and the monitor
-stores them once.
+bytes (both heads as received less their credentials, both bodies:
+:func:`encode_exchange`), so what the model served is durable within microseconds of
+being served and survives ``kill -9``. Everything else happens in the shipper process,
+when the record is shipped: :class:`ExchangeDecoder` reads the heads, decompresses
+(with a cap), decodes, applies the field policy and checks the event contract. Event
+ids derive from the exchange's id, so a record shipped twice yields the same events
+and the monitor stores them once.
+
+Nothing secret is written to disk: credential headers (:data:`ALWAYS_STRIPPED` and
+those configured) are cut from the heads before the record is made, and where a field
+policy is configured (deny, redact or allow lists) the recorder decodes the exchange
+itself and spools only the policed events, never the bodies. That costs the decoding
+on the event loop, so only sidecars with a policy pay it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +48,8 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,100}$")
 _NAME = re.compile(NAME_PATTERN)
 _HEADER_NAME = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _HEADER_LINE = re.compile(rb"\r\n(" + _HEADER_NAME + rb")[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
+ALWAYS_STRIPPED = ("authorization", "proxy-authorization", "cookie", "set-cookie")
+"""Credential headers never written to the spool, whatever the settings say."""
 _VERSION = 2
 _HEADER = struct.Struct(">BddHB6I")
 """Format version, wall time, latency, status, flags, lengths of the six fields."""
@@ -205,6 +214,15 @@ def header_lines(*names: bytes) -> re.Pattern[bytes]:
     return re.compile(_HEADER_LINE.pattern.replace(_HEADER_NAME, alternatives), re.IGNORECASE)
 
 
+def strip_pattern(names: Iterable[str] = ()) -> re.Pattern[bytes]:
+    """A pattern matching whole lines (continuation lines included) of the headers
+    :data:`ALWAYS_STRIPPED` and ``names`` in a raw head; ``sub(b"", head)`` cuts them.
+    About a microsecond per head."""
+    wanted = sorted({*ALWAYS_STRIPPED, *(n.lower() for n in names)})
+    alternatives = b"|".join(re.escape(n.encode("latin-1")) for n in wanted)
+    return re.compile(rb"\r\n(?i:" + alternatives + rb")[ \t]*:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*")
+
+
 def head_fields(head: bytes, lines: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
     """The headers of a raw head (those ``lines`` finds, default all): the last value of
     each, by lower-cased name."""
@@ -275,15 +293,28 @@ class Recorder:
         decoders: The payload formats, whose paths name models.
         spool: Where exchanges go.
         stats: Where requests are counted (written by this recorder only).
+        strip: Header lines cut from both heads before they are spooled
+            (:func:`strip_pattern`; default: the credentials).
+        policy: Set where a field policy is configured: each exchange is decoded here
+            and only its (policed) events are spooled, never its bodies or heads.
     """
 
     def __init__(
-        self, model: str | None, decoders: tuple[Decoder, ...], spool: Spool, stats: RequestStats
+        self,
+        model: str | None,
+        decoders: tuple[Decoder, ...],
+        spool: Spool,
+        stats: RequestStats,
+        *,
+        strip: re.Pattern[bytes] | None = None,
+        policy: ExchangeDecoder | None = None,
     ) -> None:
         self._model = model
         self._decoders = decoders
         self._append = spool.append
         self.stats = stats
+        self._strip = (strip or strip_pattern()).sub
+        self._policy = policy
         self._prefix = "sc-" + os.urandom(6).hex() + "-"
         self._ids = itertools.count()
         self._by_target: dict[bytes, ModelCounts] = {}
@@ -339,6 +370,12 @@ class Recorder:
             wall = started + self._wall_offset
             request = None if request_body is None else b"".join(request_body)
             response = None if response_body is None else b"".join(response_body)
+            if self._policy is not None:
+                self._spool_events(Exchange(ident, wall, latency, status, sampled, request_head,
+                                            request, response_head, response, model))  # fmt: skip
+                return
+            request_head = self._strip(b"", request_head)
+            response_head = self._strip(b"", response_head)
             record = encode_exchange(ident, wall, latency, status, sampled, model,
                                      request_head, request, response_head, response)  # fmt: skip
             if len(record) > MAX_RECORD_BYTES:  # bodies left out: decoding counts too_large
@@ -347,6 +384,14 @@ class Recorder:
             self._append(record)  # a shed append is counted by the spool
         else:
             self.stats.sampled_out += 1
+
+    def _spool_events(self, exchange: Exchange) -> None:
+        assert self._policy is not None
+        for event in self._policy.exchange_events(exchange):
+            if len(event) <= MAX_RECORD_BYTES:
+                self._append(event)  # a shed append is counted by the spool
+            else:
+                self._policy.count_dropped("too_large")
 
     def _counts(self, target: bytes, model: str) -> ModelCounts:
         name = self._model or model or model_in_path(self._decoders, target_path(target))[1]
@@ -416,15 +461,19 @@ class ExchangeDecoder:
         try:
             exchange = decode_exchange(record, self._config.correlation_header)
         except (ValueError, struct.error, UnicodeDecodeError):
-            self._drop("corrupt_record")
+            self.count_dropped("corrupt_record")
             return []
+        return self.exchange_events(exchange)
+
+    def exchange_events(self, exchange: Exchange) -> list[bytes]:
+        """The prediction events (each prefixed by its spool kind) of one exchange."""
         try:
             return self._events(exchange)
         except DecodeError as exc:
-            self._drop(exc.reason)
-        except Exception:  # one bad exchange must not stop shipping
+            self.count_dropped(exc.reason)
+        except Exception:  # one bad exchange must not stop shipping (nor the proxy)
             logger.exception("capture failed for one exchange")
-            self._drop("internal_error")
+            self.count_dropped("internal_error")
         return []
 
     def _events(self, exchange: Exchange) -> list[bytes]:
@@ -514,7 +563,8 @@ class ExchangeDecoder:
             raise DecodeError("too_large")
         return out
 
-    def _drop(self, reason: str) -> None:
+    def count_dropped(self, reason: str) -> None:
+        """Count one capture skipped for ``reason`` (a metric label value)."""
         with self._lock:
             self.dropped[reason] += 1
 

@@ -48,12 +48,16 @@ class SidecarCollector(Collector):
         spool: Spool,
         spool_capacity: int,
         extra_dropped: Callable[[], dict[str, int]] = dict,
+        local_counts: Callable[[], tuple[Counter[str], Counter[str]]] | None = None,
     ) -> None:
         self._requests = requests
         self._proxy = proxy
         self._spool = spool
         self._capacity = spool_capacity
         self._extra_dropped = extra_dropped
+        self._local_counts = local_counts
+        """Events captured and captures dropped by the proxy's own decoder (with a
+        field policy, exchanges are decoded before the spool, in this process)."""
 
     def collect(self) -> Iterator[Metric]:
         """Families from the current counters (called on each scrape)."""
@@ -83,11 +87,15 @@ class SidecarCollector(Collector):
                 cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
             latency.add_metric([model], cumulative, counts.latency_sum)
         yield latency
+        local_captured, local_dropped = (
+            self._local_counts() if self._local_counts is not None else (Counter(), Counter())
+        )
         captured = _counter(names.CAPTURED)
-        for model, n in sorted(ship.captured.items()):
+        for model, n in sorted((Counter(ship.captured) + local_captured).items()):
             captured.add_metric([model], n)
         yield captured
         dropped = Counter(ship.dropped)
+        dropped.update(local_dropped)
         dropped["spool_full"] += spool.shed_full
         dropped["disk_full"] += spool.shed_disk
         # The model's 4xx/5xx (and final 1xx/3xx) are no predictions: counted, not spooled.

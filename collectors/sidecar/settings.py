@@ -8,6 +8,7 @@ monitor is and the ingest token are shared with the SDK: ``SIDEWATCH_MONITOR_URL
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from collectors.contract import ModelName, VersionName
 
 _MIB = 1024 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def split_address(value: str, default_port: int) -> tuple[str, int]:
@@ -60,6 +62,10 @@ class SidecarSettings(BaseSettings):
     sample_rate: float = Field(default=1.0, gt=0, le=1)
     """Share of 2xx exchanges captured (the model's errors are counted, never captured)."""
     correlation_header: str = "x-request-id"
+    strip_headers: frozenset[str] = frozenset({"x-api-key", "api-key", "x-auth-token"})
+    """Headers cut from the copy of each exchange before it is spooled, beside the
+    credentials that always are (Authorization, Proxy-Authorization, Cookie,
+    Set-Cookie). The model receives every header as sent."""
     allow_features: frozenset[str] = frozenset()
     deny_features: frozenset[str] = frozenset()
     redact_features: frozenset[str] = frozenset()
@@ -93,6 +99,14 @@ class SidecarSettings(BaseSettings):
             raise ValueError("upstream must be http://host:port (TLS terminates before "
                              "the sidecar)")  # fmt: skip
         return value
+
+    @field_validator("strip_headers")
+    @classmethod
+    def _header_names(cls, value: frozenset[str]) -> frozenset[str]:
+        bad = sorted(n for n in value if not _TOKEN.match(n))
+        if bad:
+            raise ValueError(f"strip_headers holds names that are no HTTP header name: {bad}")
+        return frozenset(n.lower() for n in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> SidecarSettings:
