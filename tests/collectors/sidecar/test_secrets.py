@@ -71,6 +71,7 @@ def test_denied_and_redacted_values_never_reach_the_spool(
     env = {"SIDEWATCH_SIDECAR_DENY_FEATURES": '["credit_card"]',
            "SIDEWATCH_SIDECAR_REDACT_FEATURES": '["email"]',
            "SIDEWATCH_SIDECAR_REDACTION_KEY": KEY}  # fmt: skip
+
     def captured_before_the_spool(car: SidecarProcess) -> None:
         assert car.metric("sidewatch_sidecar_events_captured_total", model="m1") == 3
 
