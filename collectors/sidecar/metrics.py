@@ -120,6 +120,11 @@ class SidecarCollector(Collector):
             counter = _counter(m)
             counter.add_metric([], value)
             yield counter
+        limits = _counter(names.LIMITS)
+        for limit, n in sorted(self._proxy.limits.copy().items()):
+            limits.add_metric([limit], n)
+        yield limits
+        yield _gauge(names.MAX_CONNECTIONS, self._proxy.max_connections)
         yield _gauge(names.OPEN_CONNECTIONS, self._proxy.open_connections)
         yield _gauge(names.SPOOL_BYTES, spool.bytes)
         yield _gauge(names.SPOOL_CAPACITY, self._capacity)

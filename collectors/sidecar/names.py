@@ -71,6 +71,19 @@ UPSTREAM_ERRORS = _metric(
     "counter",
     (),
 )
+LIMITS = _metric(
+    "sidewatch_sidecar_limits_total",
+    "Caller connections closed by a limit: header_timeout, idle_timeout, body_rate, "
+    "connections_evicted (closed, idle, to make room at the cap), connections_refused.",
+    "counter",
+    ("limit",),
+)
+MAX_CONNECTIONS = _metric(
+    "sidewatch_sidecar_max_connections",
+    "Most caller connections the proxy keeps open at once.",
+    "gauge",
+    (),
+)
 SPOOL_BYTES = _metric(
     "sidewatch_sidecar_spool_bytes", "Bytes in the spool not yet delivered.", "gauge", ()
 )
@@ -120,6 +133,8 @@ ALL = {
         CONNECTIONS,
         OPEN_CONNECTIONS,
         UPSTREAM_ERRORS,
+        LIMITS,
+        MAX_CONNECTIONS,
         SPOOL_BYTES,
         SPOOL_CAPACITY,
         SPOOL_CORRUPT,

@@ -23,7 +23,12 @@ from collectors.settings import ClientSettings
 from collectors.sidecar.admin import AdminServer
 from collectors.sidecar.capture import ExchangeDecoder, Recorder, RequestStats, strip_pattern
 from collectors.sidecar.metrics import SidecarCollector
-from collectors.sidecar.proxy import ProxyConfig, ProxyStats, start_proxy
+from collectors.sidecar.proxy import (
+    ProxyConfig,
+    ProxyStats,
+    default_max_connections,
+    start_proxy,
+)
 from collectors.sidecar.settings import SidecarSettings, split_address
 from collectors.sidecar.shipping import capture_config, settings_document
 from collectors.sidecar.tap import TapReceiver
@@ -128,6 +133,11 @@ class Sidecar:
                 sample_rate=s.sample_rate,
                 model=s.model,
                 decoders=self._decoders,
+                header_timeout=s.header_timeout_seconds,
+                idle_timeout=s.idle_timeout_seconds,
+                body_timeout=s.body_timeout_seconds,
+                body_min_rate=s.body_min_rate_bytes,
+                max_connections=s.max_connections or default_max_connections(),
             )
             host, port = split_address(s.listen, 8081)
             server = await start_proxy(config, self._recorder, self.proxy_stats, host, port)

@@ -62,6 +62,22 @@ class SidecarSettings(BaseSettings):
     sample_rate: float = Field(default=1.0, gt=0, le=1)
     """Share of 2xx exchanges captured (the model's errors are counted, never captured)."""
     correlation_header: str = "x-request-id"
+    header_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """Longest a caller may take to send a request head once it began (slowloris); the
+    connection is then answered 408 and closed."""
+    idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
+    """Longest a caller connection may stay open with no request under way."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Window over which a request body must arrive at ``body_min_rate_bytes`` a second
+    at least, or the connection is closed (time the model takes to read is not
+    counted)."""
+    body_min_rate_bytes: int = Field(default=1024, ge=0)
+    """Slowest request body accepted, bytes per second over ``body_timeout_seconds``."""
+    max_connections: int | None = Field(default=None, ge=1)
+    """Most caller connections open at once; default from the file limit
+    (``RLIMIT_NOFILE``: each connection takes two descriptors), at most 4,096. At the
+    cap, a new connection closes the oldest one that has no request under way;
+    refused if every one has."""
     strip_headers: frozenset[str] = frozenset({"x-api-key", "api-key", "x-auth-token"})
     """Headers cut from the copy of each exchange before it is spooled, beside the
     credentials that always are (Authorization, Proxy-Authorization, Cookie,
