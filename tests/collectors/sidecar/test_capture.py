@@ -379,3 +379,24 @@ def test_records_of_the_previous_spool_format_still_ship() -> None:
     # A truncated old record is corrupt, counted, and not shipped.
     assert decoder.events(record[:-3]) == []
     assert decoder.counts()[1] == Counter({"corrupt_record": 1})
+
+
+def test_credential_lines_are_cut_whole_in_any_case() -> None:
+    from collectors.sidecar.capture import strip_pattern
+
+    head = (b"POST /invocations HTTP/1.1\r\nHost: m\r\nAUTHORIZATION: Bearer s3cret\r\n"
+            b"cookie:a=1;\r\n b=2\r\nX-Api-Key: k3y\r\nAuthorization-Hint: kept\r\n"
+            b"Set-Cookie: sid=1\r\nContent-Type: application/json\r\n\r\n")  # fmt: skip
+    cut = strip_pattern(["x-api-key"]).sub(b"", head)
+    assert cut == (b"POST /invocations HTTP/1.1\r\nHost: m\r\nAuthorization-Hint: kept\r\n"
+                   b"Content-Type: application/json\r\n\r\n")  # fmt: skip
+    assert strip_pattern().sub(b"", head).count(b"X-Api-Key: k3y") == 1  # only if configured
+
+
+def test_strip_headers_must_be_header_names() -> None:
+    from collectors.sidecar.settings import SidecarSettings
+
+    settings = SidecarSettings(upstream="http://m:80", strip_headers=frozenset({"X-Secret"}))
+    assert settings.strip_headers == frozenset({"x-secret"})
+    with pytest.raises(ValidationError, match="no HTTP header name"):
+        SidecarSettings(upstream="http://m:80", strip_headers=frozenset({"bad name"}))
