@@ -486,10 +486,10 @@ class _Downstream(asyncio.Protocol):
             size = flight.size if flight is not None else 0
         elif self.waiting or self._upstream.sink.flight is not None:
             phase = _MODEL  # the model's time: never limited here
-        elif self._framer.partial_head or key == 0:
-            phase = _HEAD  # a head begun, or the first one awaited since the accept
+        elif self._framer.partial_head:
+            phase = _HEAD
         else:
-            phase = _IDLE
+            phase = _IDLE  # before the first request too: a pool may connect ahead
         last, last_key, since, last_size = self._mark
         if (
             phase != last
@@ -513,7 +513,8 @@ class _Downstream(asyncio.Protocol):
 
     def close_for(self, limit: str) -> None:
         """Close this connection for ``limit`` (counted); a caller whose head timed out
-        with nothing under way is answered 408 first."""
+        with nothing under way is answered 408 first (an idle connection is closed
+        without a word: a client would take a 408 for the answer to its next request)."""
         self.stats.count_limit(limit)
         if limit == "header_timeout" and not self.waiting and self._upstream.sink.flight is None:
             self.transport.write(_REQUEST_TIMEOUT)

@@ -88,6 +88,10 @@ def test_header_idle_and_body_rate_limits_close_and_count(
             sock.sendall(PARTIAL_HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(GOOD), GOOD))
             answer = _read_until_closed(sock)
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1") == 1
+        # A connection opened ahead and never used: closed without a word (a 408 would
+        # be read as the answer to the request a pool sends on it later).
+        with socket.create_connection(("127.0.0.1", car.port), timeout=10) as sock:
+            assert _read_until_closed(sock) == b""
         # A body trickling at 20 bytes a second: closed.
         with socket.create_connection(("127.0.0.1", car.port), timeout=10) as sock:
             sock.sendall(PARTIAL_HEAD + b"Content-Length: 100000\r\n\r\n")
@@ -101,8 +105,8 @@ def test_header_idle_and_body_rate_limits_close_and_count(
                     break
             assert _read_until_closed(sock) == b""
         assert time.monotonic() - started < 10
-        for limit in ("header_timeout", "idle_timeout", "body_rate"):
-            assert car.metric("sidewatch_sidecar_limits_total", limit=limit) == 1, limit
+        for limit, n in (("header_timeout", 1), ("idle_timeout", 2), ("body_rate", 1)):
+            assert car.metric("sidewatch_sidecar_limits_total", limit=limit) == n, limit
         assert _post(car.url, timeout=10) == 200  # normal callers are served as before
     finally:
         car.stop()
