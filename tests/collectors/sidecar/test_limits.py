@@ -110,3 +110,32 @@ def test_header_idle_and_body_rate_limits_close_and_count(
         assert _post(car.url, timeout=10) == 200  # normal callers are served as before
     finally:
         car.stop()
+
+
+def test_at_the_cap_with_every_request_under_way_a_new_connection_is_refused(
+    echo_upstream: str, echo_monitor: LiveMonitor, tmp_path: Path
+) -> None:
+    car = SidecarProcess(echo_upstream, echo_monitor.url, tmp_path / "spool",
+                         env={"SIDEWATCH_SIDECAR_MAX_CONNECTIONS": "2"},
+                         args=["--model", "m1", "--version", "v1"]).start()  # fmt: skip
+    head = PARTIAL_HEAD + b"Content-Length: %d\r\n\r\n" % len(GOOD)
+    busy = [socket.create_connection(("127.0.0.1", car.port), timeout=10) for _ in range(2)]
+    try:
+        for sock in busy:  # a request under way on each: its body half sent
+            sock.sendall(head + GOOD[:10])
+        deadline = time.monotonic() + 10
+        while car.metric("sidewatch_sidecar_open_connections") < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", car.port), timeout=10) as third:
+            third.sendall(head + GOOD)
+            assert _read_until_closed(third) == b""  # refused: no answer
+        assert car.metric("sidewatch_sidecar_limits_total", limit="connections_refused") == 1
+        busy[0].sendall(GOOD[10:])  # the first request ends; its connection stays open
+        assert busy[0].recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert _post(car.url, timeout=10) == 200  # room made: the idle one is closed
+        assert car.metric("sidewatch_sidecar_limits_total", limit="connections_evicted") == 1
+    finally:
+        for sock in busy:
+            sock.close()
+        car.stop()
