@@ -9,6 +9,10 @@ every prediction. Then, in the same run:
 2. the highest rate each path sustains: wrk (Debian's package), 1 thread, 32
    connections, alternating direct and sidecar.
 
+``--deny x_3`` runs the sidecar with a field policy (a deny list), which decodes and
+polices each exchange on the proxy's event loop before it is spooled: the cost of a
+policy is the difference between a run with it and one without.
+
 Last line: ``added_p50_ms=X added_p99_ms=Y throughput_ratio=Z``.
 """
 
@@ -160,6 +164,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per latency round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=int, default=8)
+    parser.add_argument("--deny", nargs="*", default=[],
+                        help="features the sidecar denies (sets a field policy)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk (make bench-sidecar installs it)")
@@ -168,6 +174,9 @@ def main() -> None:
     model_port, monitor_port, proxy_port, admin_port = (free_port() for _ in range(4))
     env = os.environ | {"SIDEWATCH_LOG_LEVEL": "warning"}
     procs: list[subprocess.Popen[bytes]] = []
+    sidecar_env = env | (
+        {"SIDEWATCH_SIDECAR_DENY_FEATURES": orjson.dumps(args.deny).decode()} if args.deny else {}
+    )
     try:
         procs.append(subprocess.Popen(
             [BIN / "uvicorn", "fast_model:app", "--app-dir", str(ROOT / "bench"), "--port",
@@ -194,7 +203,8 @@ def main() -> None:
             [BIN / "sidewatch", "sidecar", "--upstream", f"http://127.0.0.1:{model_port}",
              "--listen", f"127.0.0.1:{proxy_port}", "--admin-listen",
              f"127.0.0.1:{admin_port}", "--monitor-url", f"http://127.0.0.1:{monitor_port}",
-             "--spool-dir", str(work / "spool")], env=env, stderr=subprocess.DEVNULL))  # fmt: skip
+             "--spool-dir", str(work / "spool")], env=sidecar_env,
+            stderr=subprocess.DEVNULL))  # fmt: skip
         wait_http(f"http://127.0.0.1:{model_port}/")
         wait_http(f"http://127.0.0.1:{admin_port}/readyz")
 

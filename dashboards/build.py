@@ -554,7 +554,8 @@ OPERATIONS: list[Panel] = [
         "Requests not captured",
         "Requests the sidecar passed to the model but could not record for monitoring, by "
         "reason (malformed_json: a request that was not valid JSON; spool_full: the buffer "
-        "was full). Callers are unaffected; the monitor sees less than the model served.",
+        "was full; model_error: the model answered 4xx/5xx, no prediction). Callers are "
+        "unaffected; the monitor sees less than the model served.",
         "cps",
         [
             (

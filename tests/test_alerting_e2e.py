@@ -265,7 +265,9 @@ class Traffic:
         monitor = self.monitor = stack.monitor
         self.sidecar = stack.sidecar
         self.malformed = 0
-        """Malformed requests sent through the sidecar."""
+        """Misshapen requests sent through the sidecar: answered, not capturable."""
+        self.failed = 0
+        """Requests of broken JSON sent through the sidecar: the model answers 500."""
         self.rng = np.random.default_rng(4)
         self.sent = 0
         monitor.app.state.store.put_model(credit_model())
@@ -331,8 +333,11 @@ class Traffic:
             return exc.code
 
     def send(self, drifted: bool, seconds: float, malformed: bool = False) -> None:
-        """Traffic for ``seconds``; with ``malformed``, a request of broken JSON through
-        the sidecar each round: the model answers 500, the sidecar cannot capture it."""
+        """Traffic for ``seconds``; with ``malformed``, two bad requests through the
+        sidecar each round: one of broken JSON (the model answers 500, no prediction:
+        counted as ``model_error``), and one whose tensor holds more values than its
+        shape says (the model answers it from the first four; the sidecar cannot
+        capture it: ``malformed_payload``)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             rows = self.rng.normal(size=(5, 4)).round(4)
@@ -341,6 +346,9 @@ class Traffic:
             assert self.infer(body) == 200
             if malformed:
                 assert self.infer(b'{"inputs": [{"name": "x", "shape": [1, 4]') == 500
+                self.failed += 1
+                misshapen = tensor | {"shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4, 0.5]}
+                assert self.infer(orjson.dumps({"inputs": [misshapen]})) == 200
                 self.malformed += 1
             frame = self.credit(40)
             if drifted:
@@ -444,12 +452,12 @@ def test_capture_drops_fire_the_alert_and_their_end_resolves_it(stack: Stack) ->
         traffic.send(drifted=False, seconds=1, malformed=True)
     firing = alerts("firing")
     assert firing, receiver.notifications
-    assert {a["labels"]["reason"] for a in firing} == {"malformed_json"}
+    assert {a["labels"]["reason"] for a in firing} == {"malformed_payload"}
     alert = firing[0]
     assert alert["labels"]["job"] == "sidecar"
     assert alert["labels"]["instance"] == f"127.0.0.1:{stack.sidecar.admin_port}"
     assert alert["labels"]["severity"] == "warning"
-    assert "(malformed_json)" in alert["annotations"]["description"]
+    assert "(malformed_payload)" in alert["annotations"]["description"]
     assert alert["annotations"]["runbook_url"].endswith("SidewatchCaptureDrops.md")
     paths = {n["path"] for n in receiver.notifications if alert in n["alerts"]}
     assert paths == {"/tickets"}, "a warning opens a ticket, it does not page"
@@ -457,13 +465,15 @@ def test_capture_drops_fire_the_alert_and_their_end_resolves_it(stack: Stack) ->
     while not alerts("resolved") and time.monotonic() < deadline:
         traffic.send(drifted=False, seconds=1)
     assert alerts("resolved"), receiver.notifications
-    # Each malformed request was counted once, under its reason, and nothing else dropped.
+    # Each bad request was counted once, under its reason, and nothing else dropped; the
+    # model's errors are counted but raise no capture alert.
     dropped = {
         dict(labels)["reason"]: value
         for (name, labels), value in stack.sidecar.metrics().items()
         if name == "sidewatch_sidecar_capture_dropped_total"
     }
-    assert dropped.pop("malformed_json") == traffic.malformed > 0
+    assert dropped.pop("malformed_payload") == traffic.malformed > 0
+    assert dropped.pop("model_error") == traffic.failed > 0
     assert set(dropped.values()) <= {0.0}, dropped
 
 
@@ -512,8 +522,8 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     assert requests[key(model="bench", code="2xx")] > 0
     assert requests[key(model="bench", code="5xx")] > 0
     failed = values("Share of requests that failed")[key(model="bench")]
-    assert 0.2 < failed < 0.8, "one malformed request for each good one"
-    assert values("Requests not captured")[key(reason="malformed_json")] > 0
+    assert 0.2 < failed < 0.8, "one failed request for each good one or two"
+    assert values("Requests not captured")[key(reason="malformed_payload")] > 0
     p50 = values("Model response time", 0)[key(model="bench")]
     p99 = values("Model response time", 1)[key(model="bench")]
     assert 0 < p50 <= p99 < 1, (p50, p99)

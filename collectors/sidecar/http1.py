@@ -142,6 +142,16 @@ class _Framer:
         """True between messages with nothing partial kept."""
         return not self._in_body and not self._tail
 
+    @property
+    def in_body(self) -> bool:
+        """True while a message's body is arriving."""
+        return self._in_body
+
+    @property
+    def partial_head(self) -> bool:
+        """True between messages when the start of the next head is kept, not whole."""
+        return not self._in_body and bool(self._tail)
+
     def feed(self, data: bytes) -> bytes:
         """Consume ``data``; returns the bytes to pass on now.
 

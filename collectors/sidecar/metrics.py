@@ -48,12 +48,16 @@ class SidecarCollector(Collector):
         spool: Spool,
         spool_capacity: int,
         extra_dropped: Callable[[], dict[str, int]] = dict,
+        local_counts: Callable[[], tuple[Counter[str], Counter[str]]] | None = None,
     ) -> None:
         self._requests = requests
         self._proxy = proxy
         self._spool = spool
         self._capacity = spool_capacity
         self._extra_dropped = extra_dropped
+        self._local_counts = local_counts
+        """Events captured and captures dropped by the proxy's own decoder (with a
+        field policy, exchanges are decoded before the spool, in this process)."""
 
     def collect(self) -> Iterator[Metric]:
         """Families from the current counters (called on each scrape)."""
@@ -83,13 +87,20 @@ class SidecarCollector(Collector):
                 cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
             latency.add_metric([model], cumulative, counts.latency_sum)
         yield latency
+        local_captured, local_dropped = (
+            self._local_counts() if self._local_counts is not None else (Counter(), Counter())
+        )
         captured = _counter(names.CAPTURED)
-        for model, n in sorted(ship.captured.items()):
+        for model, n in sorted((Counter(ship.captured) + local_captured).items()):
             captured.add_metric([model], n)
         yield captured
         dropped = Counter(ship.dropped)
+        dropped.update(local_dropped)
         dropped["spool_full"] += spool.shed_full
         dropped["disk_full"] += spool.shed_disk
+        # The model's 4xx/5xx (and final 1xx/3xx) are no predictions: counted, not spooled.
+        dropped["model_error"] += sum(s.model_errors for s in stats)
+        dropped["no_prediction"] += sum(s.no_prediction for s in stats)
         dropped.update(self._extra_dropped())
         family = _counter(names.DROPPED)
         for reason, n in sorted(dropped.items()):
@@ -113,6 +124,11 @@ class SidecarCollector(Collector):
         for reason, n in sorted(ship.quarantined.items()):
             quarantined.add_metric([reason], n)
         yield quarantined
+        limits = _counter(names.LIMITS)
+        for limit, n in sorted(self._proxy.limits.copy().items()):
+            limits.add_metric([limit], n)
+        yield limits
+        yield _gauge(names.MAX_CONNECTIONS, self._proxy.max_connections)
         yield _gauge(names.OPEN_CONNECTIONS, self._proxy.open_connections)
         yield _gauge(names.SPOOL_BYTES, spool.bytes)
         yield _gauge(names.SPOOL_HELD, spool.held_bytes)

@@ -36,7 +36,8 @@ CAPTURED = _metric(
 )
 DROPPED = _metric(
     "sidewatch_sidecar_capture_dropped_total",
-    "Captures skipped, by reason; the model's traffic is never affected.",
+    "Captures skipped, by reason (model_error: the model answered 4xx/5xx, no "
+    "prediction); the model's traffic is never affected.",
     "counter",
     ("reason",),
 )
@@ -68,6 +69,19 @@ UPSTREAM_ERRORS = _metric(
     "sidewatch_sidecar_upstream_errors_total",
     "Connections to the model server that failed (answered 502).",
     "counter",
+    (),
+)
+LIMITS = _metric(
+    "sidewatch_sidecar_limits_total",
+    "Caller connections closed by a limit: header_timeout, idle_timeout, body_rate, "
+    "connections_evicted (closed, idle, to make room at the cap), connections_refused.",
+    "counter",
+    ("limit",),
+)
+MAX_CONNECTIONS = _metric(
+    "sidewatch_sidecar_max_connections",
+    "Most caller connections the proxy keeps open at once.",
+    "gauge",
     (),
 )
 SPOOL_BYTES = _metric(
@@ -135,6 +149,8 @@ ALL = {
         CONNECTIONS,
         OPEN_CONNECTIONS,
         UPSTREAM_ERRORS,
+        LIMITS,
+        MAX_CONNECTIONS,
         SPOOL_BYTES,
         SPOOL_CAPACITY,
         SPOOL_HELD,

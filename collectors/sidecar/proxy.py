@@ -12,6 +12,13 @@ payloads happens later, in the shipper process.
 Fail open: bytes that are not HTTP/1.1 this proxy can frame are relayed blind for the
 rest of the connection (counted); a full spool or disk sheds the copy (counted by the
 spool); the monitor is never on this path.
+
+Limits keep slow or idle callers from taking the connections that others need
+(:class:`_Connections`): a header timeout, an idle timeout, a minimum request body
+rate and a connection cap, checked by a sweep a few times a second (nothing on the
+per-request path but a counter), each closing counted. The model server is reached
+only once a caller's first request head is whole, so a caller that never completes
+one costs the model nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import asyncio
 import logging
 import random
 import re
+import resource
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import cast
 
@@ -44,6 +52,19 @@ _BAD_GATEWAY = (
     b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n"
     b"connection: close\r\n\r\n%s" % (len(_BAD_GATEWAY_BODY), _BAD_GATEWAY_BODY)
 )
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_FD_RESERVE = 64
+"""Descriptors kept for the rest of the process (spool, admin, shipper, tap)."""
+_MAX_CONNECTIONS = 4096
+
+
+def default_max_connections() -> int:
+    """The connection cap the file limit allows: two descriptors per connection (the
+    caller's and the model's), a reserve kept for the rest, at most 4,096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(1, min(_MAX_CONNECTIONS, (soft - _FD_RESERVE) // 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +76,21 @@ class ProxyConfig:
     capture_max_bytes: int = 1024 * 1024
     """Largest body copied for capture; a larger one passes through uncaptured."""
     sample_rate: float = 1.0
-    """Share of exchanges captured; error responses are always captured."""
+    """Share of exchanges captured; responses other than 2xx are counted, never spooled."""
     model: str | None = None
     """The model's name for the metrics' ``model`` label; default: from the path."""
     decoders: tuple[Decoder, ...] = ()
     """The payload formats, whose paths name models."""
+    header_timeout: float = 15.0
+    """Seconds a request head may take once begun; then 408 and close."""
+    idle_timeout: float = 60.0
+    """Seconds a connection may stay open with no request under way."""
+    body_timeout: float = 30.0
+    """Window (seconds) over which a request body must arrive at ``body_min_rate``."""
+    body_min_rate: int = 1024
+    """Slowest request body kept, bytes per second (0: no minimum)."""
+    max_connections: int = 512
+    """Most caller connections open at once."""
 
 
 @dataclass
@@ -72,6 +103,13 @@ class ProxyStats:
     upstream_errors: int = 0
     unframed: int = 0
     """Connections relayed blind because their bytes could not be framed."""
+    limits: dict[str, int] = field(default_factory=dict)
+    """Connections closed by each limit (see ``names.LIMITS``)."""
+    max_connections: int = 0
+
+    def count_limit(self, limit: str) -> None:
+        """Count one connection closed by ``limit``."""
+        self.limits[limit] = self.limits.get(limit, 0) + 1
 
 
 class _InFlight:
@@ -92,19 +130,23 @@ class _RequestSink:
     """The request direction of a connection: opens an in-flight exchange per request,
     replaces ``traceparent`` with the sidecar's child context."""
 
-    __slots__ = ("_waiting", "_current", "_limit", "_rate")
+    __slots__ = ("_waiting", "current", "_limit", "_rate", "heads")
 
     def __init__(self, waiting: deque[_InFlight], config: ProxyConfig) -> None:
         self._waiting = waiting
-        self._current: _InFlight | None = None
+        self.current: _InFlight | None = None
+        """The request whose body is arriving (its ``size`` counts every body byte)."""
         self._limit = config.capture_max_bytes
         self._rate = config.sample_rate
+        self.heads = 0
+        """Request heads received on this connection."""
 
     def on_head(self, head: bytes) -> bytes | None:
         rate = self._rate
         flight = _InFlight(head, perf_counter(), rate >= 1.0 or random.random() < rate)
         self._waiting.append(flight)
-        self._current = flight
+        self.current = flight
+        self.heads += 1
         match = _TRACEPARENT_LINE.search(head)
         if match is None:
             return None
@@ -115,16 +157,18 @@ class _RequestSink:
         return head[:start] + trace.child_header() + head[end:]
 
     def on_body(self, data: bytes) -> None:
-        flight = self._current
-        if flight is not None and flight.body is not None:
+        flight = self.current
+        if flight is not None:
             flight.size += len(data)
-            if flight.size > self._limit:
-                flight.body = None
-            else:
-                flight.body.append(data)
+            body = flight.body
+            if body is not None:
+                if flight.size > self._limit:
+                    flight.body = None
+                else:
+                    body.append(data)
 
     def on_end(self) -> None:
-        self._current = None
+        self.current = None
 
 
 class _ResponseSink:
@@ -136,7 +180,7 @@ class _ResponseSink:
         "_waiting",
         "_recorder",
         "_limit",
-        "_flight",
+        "flight",
         "_head",
         "_status",
         "_body",
@@ -148,7 +192,8 @@ class _ResponseSink:
         self._waiting = conn.waiting
         self._recorder = conn.capture
         self._limit = conn.config.capture_max_bytes
-        self._flight: _InFlight | None = None
+        self.flight: _InFlight | None = None
+        """The request whose response is arriving."""
         self._head = b""
         self._status = 0
         self._body: list[bytes] | None = None
@@ -156,15 +201,15 @@ class _ResponseSink:
 
     def on_head(self, head: bytes, status: int) -> Body:
         if status < 200 and status != 101:  # informational: the final response follows
-            self._flight = None
+            self.flight = None
             return Body.PARSED
         if not self._waiting:
             raise FramingError("a response without a request")
-        flight = self._flight = self._waiting.popleft()
+        flight = self.flight = self._waiting.popleft()
         self._head = head
         self._status = status
-        # A response sampled out is only counted, unless it is an error (always kept).
-        self._body = [] if flight.sampled or status >= 400 else None
+        # Only a 2xx sampled in is spooled (an error is no prediction: counted only).
+        self._body = [] if flight.sampled and 200 <= status < 300 else None
         self._size = 0
         if status == 101:
             self._conn.start_tunnel()
@@ -187,10 +232,10 @@ class _ResponseSink:
                 body.append(data)
 
     def on_end(self) -> None:
-        flight = self._flight
+        flight = self.flight
         if flight is None:  # the end of an informational response
             return
-        self._flight = None
+        self.flight = None
         self._recorder.finished(flight.head, flight.body, self._head, self._body, self._status,
                                 flight.started, perf_counter(), flight.sampled)  # fmt: skip
 
@@ -205,7 +250,8 @@ class _Upstream(asyncio.Protocol):
     def __init__(self, conn: _Downstream) -> None:
         self._conn = conn
         self.transport: asyncio.Transport | None = None
-        self.framer = ResponseFramer(_ResponseSink(conn))
+        self.sink = _ResponseSink(conn)
+        self.framer = ResponseFramer(self.sink)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -232,42 +278,61 @@ class _Upstream(asyncio.Protocol):
         self._conn.upstream_lost()
 
     def pause_writing(self) -> None:
+        self._conn.held_back = True
         self._conn.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._conn.held_back = False
         self._conn.transport.resume_reading()
 
 
 class _Downstream(asyncio.Protocol):
     """A caller's connection to the sidecar."""
 
-    def __init__(self, config: ProxyConfig, capture: Recorder, stats: ProxyStats) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        capture: Recorder,
+        stats: ProxyStats,
+        connections: _Connections,
+    ) -> None:
         self.config = config
         self.capture = capture
         self.stats = stats
+        self._connections = connections
         self.waiting: deque[_InFlight] = deque()
         self.blind = False
+        self.held_back = False
+        """Reading paused because the model reads this caller's bytes slower."""
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._pending: list[bytes] | None = []
         self._pending_size = 0
         self._eof = False
         self._closed = False
+        self._refused = False
         self._paused = False
         self._failed = False
         """The model server could not be reached: the caller is answered 502."""
         self._answered = False
         self._upstream = _Upstream(self)
-        self._framer = RequestFramer(_RequestSink(self.waiting, config))
+        self._requests = _RequestSink(self.waiting, config)
+        self._framer = RequestFramer(self._requests)
         self._connect_task: asyncio.Task[None] | None = None
+        self._mark: tuple[int, int, float, int] = (-1, -1, 0.0, 0)
+        """What the last sweep saw: phase, request count, since when, body bytes."""
 
     # -- caller side -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self._connections.admit(self):
+            self._refused = self._closed = True
+            self.transport.abort()  # at the cap with every connection busy
+            return
         self.transport.set_write_buffer_limits(high=_WRITE_HIGH)
         self.stats.connections += 1
         self.stats.open_connections += 1
-        self._connect_task = asyncio.get_running_loop().create_task(self._connect())
+        # The model server is reached once the first request head is whole (_relay).
 
     def data_received(self, data: bytes) -> None:
         if self._failed:
@@ -289,6 +354,8 @@ class _Downstream(asyncio.Protocol):
             up.write(data)
         else:
             self._hold(data)
+            if self._connect_task is None:
+                self._connect_task = asyncio.get_running_loop().create_task(self._connect())
 
     def eof_received(self) -> bool:
         if self._failed:
@@ -298,13 +365,18 @@ class _Downstream(asyncio.Protocol):
             held = self._framer.release()
             if held:
                 self._relay(held)
+        if self._connect_task is None:
+            return False  # nothing for the model: close
         up = self._upstream.transport
         if up is not None and self._pending is None and up.can_write_eof():
             up.write_eof()
         return True  # keep the connection half-open until the response is back
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
         self._closed = True
+        self._connections.discard(self)
         self.stats.open_connections -= 1
         if self._connect_task is not None:
             self._connect_task.cancel()
@@ -386,12 +458,141 @@ class _Downstream(asyncio.Protocol):
         """The connection switched protocols: relay both ways from now on."""
         self.blind = True
 
+    # -- limits ------------------------------------------------------------------------
+
+    @property
+    def evictable(self) -> bool:
+        """True if no request is under way: idle, or a head not yet whole."""
+        return not (
+            self.blind
+            or self._closed
+            or self._framer.in_body
+            or self.waiting
+            or self._upstream.sink.flight is not None
+        )
+
+    def broken_limit(self, now: float) -> str | None:
+        """The limit this connection broke by ``now``, if any (called by the sweep,
+        which sees a phase begin within one of its intervals)."""
+        if self.blind or self._closed:
+            return None  # tunnels and unframed bytes are relayed as they are
+        config = self.config
+        requests = self._requests
+        key = requests.heads
+        size = 0
+        if self._framer.in_body:
+            phase = _BODY
+            flight = requests.current
+            size = flight.size if flight is not None else 0
+        elif self.waiting or self._upstream.sink.flight is not None:
+            phase = _MODEL  # the model's time: never limited here
+        elif self._framer.partial_head:
+            phase = _HEAD
+        else:
+            phase = _IDLE  # before the first request too: a pool may connect ahead
+        last, last_key, since, last_size = self._mark
+        if (
+            phase != last
+            or key != last_key
+            or phase == _MODEL
+            or (phase == _BODY and (self.held_back or self._paused))
+        ):
+            self._mark = (phase, key, now, size)
+            return None
+        elapsed = now - since
+        if phase == _HEAD:
+            return "header_timeout" if elapsed >= config.header_timeout else None
+        if phase == _IDLE:
+            return "idle_timeout" if elapsed >= config.idle_timeout else None
+        if elapsed < config.body_timeout:
+            return None
+        if size - last_size < config.body_min_rate * elapsed:
+            return "body_rate"
+        self._mark = (phase, key, now, size)
+        return None
+
+    def close_for(self, limit: str) -> None:
+        """Close this connection for ``limit`` (counted); a caller whose head timed out
+        with nothing under way is answered 408 first (an idle connection is closed
+        without a word: a client would take a 408 for the answer to its next request)."""
+        self.stats.count_limit(limit)
+        if limit == "header_timeout" and not self.waiting and self._upstream.sink.flight is None:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+_HEAD, _BODY, _MODEL, _IDLE = range(4)
+
+
+class _Connections:
+    """The open caller connections: the cap on them, and the sweep that closes those
+    that broke a timeout.
+
+    Enforcing the timeouts by a sweep a few times a second keeps timers off the
+    per-request path; a limit then acts up to one interval late.
+    """
+
+    def __init__(self, config: ProxyConfig, stats: ProxyStats) -> None:
+        self._config = config
+        self._stats = stats
+        self._open: dict[_Downstream, None] = {}
+        """Insertion-ordered: the oldest connection first."""
+        self.interval = min(
+            1.0, max(0.05, min(config.header_timeout, config.idle_timeout,
+                               config.body_timeout) / 4)
+        )  # fmt: skip
+        stats.max_connections = config.max_connections
+
+    def admit(self, conn: _Downstream) -> bool:
+        """Register a new connection; at the cap, close the oldest one with no request
+        under way to make room. False if every one has one (the new one is refused)."""
+        if len(self._open) >= self._config.max_connections:
+            victim = next((c for c in self._open if c.evictable), None)
+            if victim is None:
+                self._stats.count_limit("connections_refused")
+                return False
+            self._open.pop(victim, None)
+            victim.close_for("connections_evicted")
+        self._open[conn] = None
+        return True
+
+    def discard(self, conn: _Downstream) -> None:
+        """Forget a connection that closed."""
+        self._open.pop(conn, None)
+
+    def sweep(self, now: float) -> None:
+        """Close the connections that broke a limit."""
+        for conn in list(self._open):
+            limit = conn.broken_limit(now)
+            if limit is not None:
+                self._open.pop(conn, None)
+                conn.close_for(limit)
+
+    async def run(self, server: asyncio.Server) -> None:
+        """Sweep every :attr:`interval` while ``server`` serves."""
+        while server.is_serving():
+            await asyncio.sleep(self.interval)
+            self.sweep(perf_counter())
+
 
 async def start_proxy(
     config: ProxyConfig, recorder: Recorder, stats: ProxyStats, host: str, port: int
 ) -> asyncio.Server:
-    """Listen on ``host:port`` and proxy every connection to the upstream."""
+    """Listen on ``host:port`` and proxy every connection to the upstream (the limits
+    are enforced while the server serves)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: _Downstream(config, recorder, stats), host, port, reuse_address=True, backlog=1024
+    connections = _Connections(config, stats)
+    server = await loop.create_server(
+        lambda: _Downstream(config, recorder, stats, connections),
+        host,
+        port,
+        reuse_address=True,
+        backlog=1024,
     )
+    _sweeps.add(task := loop.create_task(connections.run(server)))
+    task.add_done_callback(_sweeps.discard)
+    return server
+
+
+_sweeps: set[asyncio.Task[None]] = set()
+"""Running sweep tasks (a task only weakly referenced by the loop could be collected)."""

@@ -21,9 +21,14 @@ from prometheus_client.registry import CollectorRegistry
 
 from collectors.settings import ClientSettings
 from collectors.sidecar.admin import AdminServer
-from collectors.sidecar.capture import Recorder, RequestStats
+from collectors.sidecar.capture import ExchangeDecoder, Recorder, RequestStats, strip_pattern
 from collectors.sidecar.metrics import SidecarCollector
-from collectors.sidecar.proxy import ProxyConfig, ProxyStats, start_proxy
+from collectors.sidecar.proxy import (
+    ProxyConfig,
+    ProxyStats,
+    default_max_connections,
+    start_proxy,
+)
 from collectors.sidecar.settings import SidecarSettings, split_address
 from collectors.sidecar.shipping import capture_config, settings_document
 from collectors.sidecar.tap import TapReceiver
@@ -48,13 +53,20 @@ class Sidecar:
         self.tap_requests = RequestStats()
         # Appends happen on the event loop: fsync runs in a thread (_watch), not in them.
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, sync="none")
-        self._decoders = capture_config(settings).decoders
-        self._recorder = Recorder(settings.model, self._decoders, self.spool, self.requests)
+        config = capture_config(settings)
+        self._decoders = config.decoders
+        # With a field policy, exchanges are decoded and policed before the disk: only
+        # what may leave the sidecar is ever spooled.
+        self._policy = ExchangeDecoder(config) if config.policy.active else None
+        strip = strip_pattern(settings.strip_headers)
+        self._recorder = Recorder(settings.model, self._decoders, self.spool, self.requests,
+                                  strip=strip, policy=self._policy)  # fmt: skip
         self._recorders = [self._recorder]
         self.tap: TapReceiver | None = None
         if settings.tap_listen is not None:
             host, port = split_address(settings.tap_listen, 9403)
-            recorder = Recorder(settings.model, self._decoders, self.spool, self.tap_requests)
+            recorder = Recorder(settings.model, self._decoders, self.spool, self.tap_requests,
+                                strip=strip, policy=self._policy)  # fmt: skip
             self._recorders.append(recorder)
             self.tap = TapReceiver(
                 host,
@@ -72,6 +84,7 @@ class Sidecar:
                 self.spool,
                 settings.spool_max_bytes,
                 self._tap_dropped,
+                self._policy.counts if self._policy is not None else None,
             )
         )
         host, port = split_address(settings.admin_listen, 9402)
@@ -120,6 +133,11 @@ class Sidecar:
                 sample_rate=s.sample_rate,
                 model=s.model,
                 decoders=self._decoders,
+                header_timeout=s.header_timeout_seconds,
+                idle_timeout=s.idle_timeout_seconds,
+                body_timeout=s.body_timeout_seconds,
+                body_min_rate=s.body_min_rate_bytes,
+                max_connections=s.max_connections or default_max_connections(),
             )
             host, port = split_address(s.listen, 8081)
             server = await start_proxy(config, self._recorder, self.proxy_stats, host, port)

@@ -8,6 +8,7 @@ monitor is and the ingest token are shared with the SDK: ``SIDEWATCH_MONITOR_URL
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from collectors.contract import ModelName, VersionName
 
 _MIB = 1024 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def split_address(value: str, default_port: int) -> tuple[str, int]:
@@ -58,8 +60,28 @@ class SidecarSettings(BaseSettings):
     decoded_max_bytes: int = Field(default=8 * _MIB, ge=1024, le=256 * _MIB)
     """Largest body after decompression (a gzip bomb stops here)."""
     sample_rate: float = Field(default=1.0, gt=0, le=1)
-    """Share of exchanges captured; error responses are always captured."""
+    """Share of 2xx exchanges captured (the model's errors are counted, never captured)."""
     correlation_header: str = "x-request-id"
+    header_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """Longest a caller may take to send a request head once it began (slowloris); the
+    connection is then answered 408 and closed."""
+    idle_timeout_seconds: float = Field(default=60.0, gt=0, le=86400)
+    """Longest a caller connection may stay open with no request under way."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Window over which a request body must arrive at ``body_min_rate_bytes`` a second
+    at least, or the connection is closed (time the model takes to read is not
+    counted)."""
+    body_min_rate_bytes: int = Field(default=1024, ge=0)
+    """Slowest request body accepted, bytes per second over ``body_timeout_seconds``."""
+    max_connections: int | None = Field(default=None, ge=1)
+    """Most caller connections open at once; default from the file limit
+    (``RLIMIT_NOFILE``: each connection takes two descriptors), at most 4,096. At the
+    cap, a new connection closes the oldest one that has no request under way;
+    refused if every one has."""
+    strip_headers: frozenset[str] = frozenset({"x-api-key", "api-key", "x-auth-token"})
+    """Headers cut from the copy of each exchange before it is spooled, beside the
+    credentials that always are (Authorization, Proxy-Authorization, Cookie,
+    Set-Cookie). The model receives every header as sent."""
     allow_features: frozenset[str] = frozenset()
     deny_features: frozenset[str] = frozenset()
     redact_features: frozenset[str] = frozenset()
@@ -93,6 +115,14 @@ class SidecarSettings(BaseSettings):
             raise ValueError("upstream must be http://host:port (TLS terminates before "
                              "the sidecar)")  # fmt: skip
         return value
+
+    @field_validator("strip_headers")
+    @classmethod
+    def _header_names(cls, value: frozenset[str]) -> frozenset[str]:
+        bad = sorted(n for n in value if not _TOKEN.match(n))
+        if bad:
+            raise ValueError(f"strip_headers holds names that are no HTTP header name: {bad}")
+        return frozenset(n.lower() for n in value)
 
     @model_validator(mode="after")
     def _consistent(self) -> SidecarSettings:

@@ -1,8 +1,10 @@
 """An upstream for the proxy's tests: answers what it received, in MLflow's format.
 
-``POST`` any path: ``{"predictions": [1], "echo": {length, sha256, traceparent}}``;
-``/chunked`` answers with a chunked body; ``GET`` answers a small fixed body; a
-WebSocket echoes what it receives.
+``POST`` any path: ``{"predictions": [1], "echo": {length, sha256, traceparent,
+authorization_sha256}}``; ``/chunked`` answers with a chunked body; a request header
+``x-echo-status: 500`` answers that status (with an error document, as model servers
+do), ``x-echo-set-cookie`` adds the header ``set-cookie`` (:data:`SET_COOKIE`);
+``GET`` answers a small fixed body; a WebSocket echoes what it receives.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 from typing import Any
 
 import orjson
+
+SET_COOKIE = b"sid=set-c00kie-5ecret-xyz; HttpOnly"
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -31,8 +35,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "length": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
         "traceparent": headers.get(b"traceparent", b"").decode(),
+        # A digest: the credential itself must not appear in a body that is captured.
+        "authorization_sha256": hashlib.sha256(headers.get(b"authorization", b"")).hexdigest(),
     }
     answer = orjson.dumps({"predictions": [1], "echo": echo})
+    status = int(headers.get(b"x-echo-status", b"200"))
+    extra = [(b"set-cookie", SET_COOKIE)] if b"x-echo-set-cookie" in headers else []
+    if status != 200:
+        answer = orjson.dumps({"error": "failed", "echo": echo})
     if scope["path"] == "/chunked":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})  # fmt: skip
@@ -44,10 +54,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(answer)),
+                *extra,
             ],
         }
     )

@@ -161,6 +161,25 @@ def test_policy_allows_denies_and_redacts_with_a_keyed_hash() -> None:
         FieldPolicy(redact=frozenset({"email"}), key=b"short")
 
 
+@pytest.mark.parametrize(("listed", "sent"), [("credit_card", "credit card"),
+                                             ("credit card", "credit card"),
+                                             ("credit card", "credit_card")])  # fmt: skip
+def test_policy_matches_the_name_the_monitor_shows_and_the_raw_one(listed: str, sent: str
+                                                                   ) -> None:  # fmt: skip
+    key = b"k" * 32
+    row = {"dataframe_records": [{sent: "4111-1111", "ssn": "078-05", "age": 40}]}
+    denied = events(exchange("/invocations", row, {"predictions": [1]}),
+                    policy=FieldPolicy(deny=frozenset({listed, "ssn"})))  # fmt: skip
+    assert denied[0]["features"] == {"age": 40}
+    redacted = events(exchange("/invocations", row, {"predictions": [1]}),
+                      policy=FieldPolicy(redact=frozenset({listed}), key=key))  # fmt: skip
+    digest = hmac.new(key, repr("4111-1111").encode(), hashlib.sha256).hexdigest()[:24]
+    assert redacted[0]["features"] == {"credit_card": f"h:{digest}", "ssn": "078-05", "age": 40}
+    allowed = events(exchange("/invocations", row, {"predictions": [1]}),
+                     policy=FieldPolicy(allow=frozenset({listed, "age"})))  # fmt: skip
+    assert allowed[0]["features"] == {"credit_card": "4111-1111", "age": 40}
+
+
 def test_traceparent_parsing_follows_the_w3c_rules() -> None:
     good = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     assert good is not None and good.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -289,23 +308,34 @@ def test_decode_error_messages_hold_no_values() -> None:
     assert "top-secret" not in str(info.value)
 
 
-def test_sampling_never_leaves_out_an_error(tmp_path: Path) -> None:
+def test_an_error_response_is_counted_never_spooled(tmp_path: Path) -> None:
     from collectors.sidecar.capture import Recorder, RequestStats
     from collectors.spool import Spool
 
     spool = Spool(tmp_path, sync="none")
     recorder = Recorder("m", (), spool, stats := RequestStats())
     head = b"POST /invocations HTTP/1.1\r\n\r\n"
-    for status in (200, 200, 500, 404):
+    for status, sampled in ((200, False), (200, True), (500, True), (404, False), (304, True)):
         recorder.finished(head, [b"{}"], b"HTTP/1.1 %d X\r\n\r\n" % status, [b"{}"], status,
-                          1.0, 1.002, False)  # fmt: skip
+                          1.0, 1.002, sampled)  # fmt: skip
     records, _ = spool.read(10)
-    assert [decode_exchange(r).status for r in records] == [500, 404]
-    assert stats.sampled_out == 2
+    assert [decode_exchange(r).status for r in records] == [200]
+    assert (stats.sampled_out, stats.model_errors, stats.no_prediction) == (1, 2, 1)
     counts = stats.models["m"]
-    assert counts.codes == [0, 0, 2, 0, 1, 1]
-    assert sum(counts.buckets) == 4 and counts.buckets[1] == 4  # 2 ms: the 2.5 ms bucket
+    assert counts.codes == [0, 0, 2, 1, 1, 1]
+    assert sum(counts.buckets) == 5 and counts.buckets[1] == 5  # 2 ms: the 2.5 ms bucket
     spool.close()
+
+
+def test_an_error_record_of_an_older_sidecar_gives_no_event() -> None:
+    config = CaptureConfig("m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(), 1024)
+    decoder = ExchangeDecoder(config)
+    body = b'{"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}'
+    for status in (404, 500):
+        record = Exchange("e", 1.0, 0.01, status, True, b"POST /invocations HTTP/1.1\r\n\r\n",
+                          body, b"HTTP/1.1 %d X\r\n\r\n" % status, b"{}").encode()  # fmt: skip
+        assert decoder.events(record) == []
+    assert decoder.counts() == ({}, {"model_error": 2})
 
 
 def test_bodies_too_large_for_a_spool_record_are_left_out_and_counted(tmp_path: Path) -> None:
@@ -349,3 +379,24 @@ def test_records_of_the_previous_spool_format_still_ship() -> None:
     # A truncated old record is corrupt, counted, and not shipped.
     assert decoder.events(record[:-3]) == []
     assert decoder.counts()[1] == Counter({"corrupt_record": 1})
+
+
+def test_credential_lines_are_cut_whole_in_any_case() -> None:
+    from collectors.sidecar.capture import strip_pattern
+
+    head = (b"POST /invocations HTTP/1.1\r\nHost: m\r\nAUTHORIZATION: Bearer s3cret\r\n"
+            b"cookie:a=1;\r\n b=2\r\nX-Api-Key: k3y\r\nAuthorization-Hint: kept\r\n"
+            b"Set-Cookie: sid=1\r\nContent-Type: application/json\r\n\r\n")  # fmt: skip
+    cut = strip_pattern(["x-api-key"]).sub(b"", head)
+    assert cut == (b"POST /invocations HTTP/1.1\r\nHost: m\r\nAuthorization-Hint: kept\r\n"
+                   b"Content-Type: application/json\r\n\r\n")  # fmt: skip
+    assert strip_pattern().sub(b"", head).count(b"X-Api-Key: k3y") == 1  # only if configured
+
+
+def test_strip_headers_must_be_header_names() -> None:
+    from collectors.sidecar.settings import SidecarSettings
+
+    settings = SidecarSettings(upstream="http://m:80", strip_headers=frozenset({"X-Secret"}))
+    assert settings.strip_headers == frozenset({"x-secret"})
+    with pytest.raises(ValidationError, match="no HTTP header name"):
+        SidecarSettings(upstream="http://m:80", strip_headers=frozenset({"bad name"}))

@@ -213,3 +213,29 @@ def test_sampling_keeps_the_configured_share(
         assert 346 <= sampled_out <= 454, sampled_out
     finally:
         car.stop()
+
+
+def test_the_models_errors_are_counted_not_shipped_as_predictions(
+    echo_monitor: LiveMonitor, echo_sidecar: SidecarProcess
+) -> None:
+    def post(status: int) -> int:
+        req = urllib.request.Request(echo_sidecar.url + "/invocations", data=GOOD, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "x-echo-status": str(status)})  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    # The errors first: once the last (good) exchange is captured, they were decoded too.
+    assert [post(s) for s in (404, 500, 500, 200)] == [404, 500, 500, 200]
+    deadline = time.monotonic() + SHIP_TIMEOUT
+    while echo_sidecar.metric("sidewatch_sidecar_shipped_events_total") < 1:
+        assert time.monotonic() < deadline, "the good prediction was not shipped"
+        time.sleep(0.1)
+    assert echo_sidecar.metric("sidewatch_sidecar_events_captured_total", model="m1") == 1
+    assert echo_sidecar.metric("sidewatch_sidecar_capture_dropped_total",
+                               reason="model_error") == 3  # fmt: skip
+    assert echo_sidecar.metric("sidewatch_sidecar_requests_total", model="m1", code="4xx") == 1
+    assert echo_sidecar.metric("sidewatch_sidecar_requests_total", model="m1", code="5xx") == 2
