@@ -582,7 +582,8 @@ OPERATIONS: list[Panel] = [
         "Deliveries to the monitor",
         "Failed deliveries from the sidecar to the monitor (each retried), predictions "
         "sent again after a delivery went unconfirmed (the monitor stores them once), and "
-        "predictions the monitor refused (lost).",
+        "events put in quarantine by reason (kept on disk; `sidewatch quarantine replay` "
+        "sends them again once the cause is fixed).",
         "cps",
         [
             (
@@ -595,9 +596,9 @@ OPERATIONS: list[Panel] = [
                 "redelivered {{instance}}",
             ),
             (
-                "sum by (instance) (rate(sidewatch_sidecar_ship_rejected_events_total"
+                "sum by (instance, reason) (rate(sidewatch_sidecar_quarantined_events_total"
                 "[$__rate_interval]))",
-                "refused {{instance}}",
+                "quarantined {{reason}} {{instance}}",
             ),
         ],
     ),

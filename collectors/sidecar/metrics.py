@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from collectors.naming import MetricName
+from collectors.quarantine import ADVICE
 from collectors.sidecar import names
 from collectors.sidecar.capture import (
     LATENCY_BUCKETS,
@@ -121,7 +122,8 @@ class SidecarCollector(Collector):
             counter.add_metric([], value)
             yield counter
         quarantined = _counter(names.QUARANTINED)
-        for reason, n in sorted(ship.quarantined.items()):
+        # Every known reason from the start, so that a rate over it is 0, not absent.
+        for reason, n in sorted((dict.fromkeys(ADVICE, 0) | ship.quarantined).items()):
             quarantined.add_metric([reason], n)
         yield quarantined
         limits = _counter(names.LIMITS)
