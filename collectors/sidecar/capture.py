@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from collectors.contract import MAX_FEATURES, NAME_PATTERN
+from collectors.contract import NAME_PATTERN
 from collectors.forward import EXCHANGE, PREDICTION
 from collectors.sidecar.decode import Decoded, DecodeError, Decoder, Message
 from collectors.sidecar.policy import FieldPolicy, clean_name
@@ -54,7 +54,6 @@ _VERSION = 2
 _HEADER = struct.Struct(">BddHB6I")
 """Format version, wall time, latency, status, flags, lengths of the six fields."""
 _SAMPLED, _REQUEST_CUT, _RESPONSE_CUT = 1, 2, 4
-_INT64 = (-(2**63), 2**63)
 
 
 def encode_exchange(
@@ -514,13 +513,15 @@ class ExchangeDecoder:
                 event["parent_span_id"] = trace.parent_span_id
             if key is not None:
                 event["correlation_key"] = key if len(rows) == 1 else f"{key}:{i}"
-            if not _valid(event):
+            # Events that break the contract are shipped all the same: the monitor
+            # rejects each with its reason, and it is quarantined, not dropped here.
+            try:
+                out.append(PREDICTION + orjson.dumps(event))
+            except orjson.JSONEncodeError:  # an integer beyond 64 bits: nothing to keep
                 invalid += 1
-                continue
-            out.append(PREDICTION + orjson.dumps(event))
         with self._lock:
             if invalid:
-                self.dropped["invalid_event"] += invalid
+                self.dropped["unencodable"] += invalid
             if out:
                 self.captured[model] += len(out)
         return out
@@ -574,43 +575,3 @@ def _clean_names(features: dict[str, Any]) -> dict[str, Any]:
     if all(isinstance(n, str) and _NAME.match(n) and len(n) <= 128 for n in features):
         return features
     return {clean_name(str(name)): value for name, value in features.items()}
-
-
-def _scalar_ok(value: Any, max_text: int) -> bool:
-    if value is None or isinstance(value, bool | float):
-        return True  # decoded JSON holds no NaN or Infinity (orjson refuses them)
-    if isinstance(value, int):
-        return _INT64[0] <= value < _INT64[1]
-    return isinstance(value, str) and len(value) <= max_text and "\x00" not in value
-
-
-def _valid(event: dict[str, Any]) -> bool:
-    """The event contract's limits, checked without building the pydantic model.
-
-    The forwarder ships batches; one invalid event would make the monitor refuse its
-    whole batch, so each event is checked here (tests check this agrees with
-    :class:`~collectors.contract.PredictionEvent`).
-    """
-    features = event["features"]
-    if len(features) > MAX_FEATURES or not all(_scalar_ok(v, 1024) for v in features.values()):
-        return False
-    outputs = event["outputs"]
-    klass = outputs.get("predicted_class")
-    if klass is not None and (
-        isinstance(klass, float)
-        or not _scalar_ok(klass, 256)
-        or klass == ""
-        or isinstance(klass, bool)
-    ):
-        return False
-    for key in ("score", "value"):
-        if key in outputs and not isinstance(outputs[key], float | int):
-            return False
-    probabilities = outputs.get("probabilities")
-    return probabilities is None or (
-        len(probabilities) <= 1000
-        and all(
-            len(k) <= 256 and "\x00" not in k and isinstance(p, float | int)
-            for k, p in probabilities.items()
-        )
-    )
