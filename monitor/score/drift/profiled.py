@@ -70,14 +70,26 @@ from monitor.score.drift.registry import lookup
 from monitor.score.profile import FeatureProfile, ReferenceFeature, coarse_groups
 
 __all__ = [
+    "EXACT_TOLERANCE",
     "PROFILE_TESTS",
     "ProfileDriftTest",
     "ProfileTest",
+    "exact_range",
     "get_profile_test",
     "ks_asymptotic_p",
+    "needs_raw_values",
+    "reference_values",
 ]
 
 DEFAULT_COARSE_BINS = 10
+
+EXACT_TOLERANCE = 1e-3
+"""Widest range of exact values a profile-based result may stand for: wider than this
+(or straddling the threshold), the test is computed from the raw values instead."""
+
+_EXACT_KS_MAX_N = 10_000
+"""scipy's ``ks_2samp`` (Evidently's KS) computes exact p-values up to this sample size;
+the asymptotic p-value a profile gives is then another number."""
 
 
 class ProfileDriftTest(DriftTestInfo, Protocol):
@@ -298,6 +310,59 @@ PROFILE_TESTS: Final[dict[str, ProfileDriftTest]] = {
     )
 }
 """Every profile-based drift test, by the same names as :data:`DRIFT_TESTS`."""
+
+
+def exact_range(score: DriftScore) -> tuple[float, float]:
+    """The range in which the exact value of ``score.drift_score`` lies: the value the
+    test of the same name in :data:`~monitor.score.drift.registry.DRIFT_TESTS` gives on
+    the raw values.
+
+    - ``wasserstein``: the profile's distance is a lower bound (``|∫ (F - G)|`` per bin
+      is at most ``∫ |F - G|``): ``[value, value + error_bound]``.
+    - ``ks``: the statistic lies in ``[D_b, D_b + error_bound]``; above 10,000 values in
+      either sample the p-value is the asymptotic one at the exact statistic, which
+      falls as the statistic grows. Up to 10,000, scipy's p-value is the exact one, which
+      a profile does not give: the range is ``[0, 1]``.
+    - every other test: exact on its profile definition (a single point).
+    """
+    if score.test == "wasserstein":
+        return score.statistic, score.statistic + score.error_bound
+    if score.test == "ks" and score.p_value is not None:
+        n1, n2 = score.reference_count, score.current_count
+        if max(n1, n2) <= _EXACT_KS_MAX_N:
+            return 0.0, 1.0
+        if score.error_bound == 0:
+            return score.p_value, score.p_value
+        highest = min(1.0, score.statistic + score.error_bound)
+        return ks_asymptotic_p(highest, n1, n2), score.p_value
+    return score.drift_score, score.drift_score
+
+
+def needs_raw_values(score: DriftScore, tolerance: float = EXACT_TOLERANCE) -> bool:
+    """Whether a profile-based result must be computed again from the raw values: the
+    range of exact values it stands for (:func:`exact_range`) is wider than
+    ``tolerance``, or holds values on both sides of the threshold."""
+    low, high = exact_range(score)
+    if high - low > tolerance:
+        return True
+    rule = lookup(PROFILE_TESTS, score.test)
+    assert isinstance(rule, ProfileTest)
+    return rule.drifts_when(low, score.threshold) != rule.drifts_when(high, score.threshold)
+
+
+def reference_values(reference: ReferenceFeature) -> FloatArray | None:
+    """A numeric reference's values, rebuilt from its profile where the profile holds
+    them all (the bins are the reference's distinct values, each counted), else None.
+
+    Bin 0 counts the values equal to the lowest edge, bin ``i`` those equal to edge
+    ``i`` and the last bin those above the highest edge (none, for the reference).
+    """
+    bins, histogram = reference.bins, reference.profile.histogram
+    if reference.kind != "numeric" or not bins.discrete or histogram.size != bins.size:
+        return None
+    if histogram[-1] != 0:
+        return None
+    return np.repeat(bins.edges, histogram[:-1]).astype(np.float64)
 
 
 def get_profile_test(name: str) -> ProfileDriftTest:

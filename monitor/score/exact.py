@@ -1,0 +1,159 @@
+"""Drift from raw values where a profile cannot settle it.
+
+Stage: score. In: the profile-based :class:`~monitor.score.drift.base.DriftScore` of
+each feature (or output), and a :class:`RawValues` source that reads the reference's
+and the window's values. Out: the same scores, with every one whose profile leaves its
+verdict open or its value unsettled to :data:`~monitor.score.drift.profiled.EXACT_TOLERANCE`
+(:func:`~monitor.score.drift.profiled.needs_raw_values`) computed again on the raw values
+by the test of the same name in :data:`~monitor.score.drift.registry.DRIFT_TESTS`: the
+numbers Evidently 0.7 gives on the same data.
+
+The reference's values come from its profile where the profile holds them all (a
+reference with at most :data:`~monitor.score.profile.FINE_BINS` distinct values), else
+from the stored Parquet through :class:`ReferenceColumns`, read once per revision and
+column; the window's from its stored rows.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.score.drift.base import DriftScore, FloatArray
+from monitor.score.drift.profiled import EXACT_TOLERANCE, needs_raw_values, reference_values
+from monitor.score.drift.registry import DRIFT_TESTS
+from monitor.score.profile import ReferenceProfile
+from monitor.store import Store
+
+__all__ = ["RawValues", "ReferenceColumns", "settle"]
+
+logger = logging.getLogger("sidewatch.score")
+
+
+@dataclass(frozen=True, slots=True)
+class RawValues:
+    """Where the raw values of a window's features (or outputs) are read.
+
+    Args:
+        reference: Names to their reference values (numbers; a name it cannot read is
+            left out).
+        window: Names to their values over every row of the window (None where a row
+            has none).
+    """
+
+    reference: Callable[[Sequence[str]], Mapping[str, FloatArray]]
+    window: Callable[[Sequence[str]], Mapping[str, Sequence[object]]]
+
+
+def settle(
+    reference: ReferenceProfile,
+    scores: Mapping[str, DriftScore],
+    raw: RawValues,
+    *,
+    p_value_tolerance: float = EXACT_TOLERANCE,
+) -> dict[str, DriftScore]:
+    """``scores`` with every one that its profile cannot settle computed on raw values.
+
+    Args:
+        reference: The reference profile the scores were computed on.
+        scores: Name to its profile-based score.
+        raw: Where the raw values are read.
+        p_value_tolerance: Widest range of exact p-values a profile-based p-value may
+            stand for (0 where the p-values are then adjusted together, whose verdicts
+            a small difference can move).
+    """
+    pending = [
+        name
+        for name, s in scores.items()
+        if needs_raw_values(s, p_value_tolerance if s.p_value is not None else EXACT_TOLERANCE)
+    ]
+    if not pending:
+        return dict(scores)
+    found: dict[str, FloatArray] = {}
+    unread: list[str] = []
+    for name in pending:
+        values = reference_values(reference.features[name])
+        if values is None:
+            unread.append(name)
+        else:
+            found[name] = values
+    if unread:
+        found.update(raw.reference(unread))
+    window = raw.window([n for n in pending if n in found])
+    settled = dict(scores)
+    for name in pending:
+        if name not in found or name not in window:
+            logger.warning(
+                "drift of %r is the profile's estimate: the reference's values could not be read",
+                name,
+            )
+            continue
+        s = scores[name]
+        try:
+            test = DRIFT_TESTS[s.test].fit(found[name], "numeric", s.threshold)
+            settled[name] = test.score(np.asarray(_numbers(window[name]), dtype=np.float64))
+        except ValueError:
+            logger.exception("drift of %r could not be computed from its values", name)
+    return settled
+
+
+def _numbers(values: Sequence[object]) -> list[float]:
+    """Numbers (and booleans) as floats, anything else as NaN (the tests drop NaN as
+    missing)."""
+    return [float(v) if isinstance(v, int | float) else float("nan") for v in values]
+
+
+class ReferenceColumns:
+    """Numeric columns of stored references, read from their Parquet once each and kept
+    (only the columns some test needed) until the version's reference changes.
+
+    Args:
+        store: Where the references are stored.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._kept: dict[tuple[str, str], tuple[int, dict[str, FloatArray]]] = {}
+
+    def read(
+        self, model: str, version: str, revision: int, columns: Mapping[str, str]
+    ) -> dict[str, FloatArray]:
+        """Each name's reference column (name to column) as floats, NaN where missing.
+
+        A column the reference lacks, or a revision no longer the newest, is left out.
+        """
+        key = (model, version)
+        kept_revision, kept = self._kept.get(key, (revision, {}))
+        if kept_revision != revision:
+            kept = {}
+        wanted = sorted({c for c in columns.values() if c not in kept})
+        if wanted:
+            found = self._store.reference_data(model, version)
+            if found is not None and found[0].revision == revision:
+                import pandas as pd
+
+                data = io.BytesIO(found[1])
+                present = _names(data)
+                readable = [c for c in wanted if c in present]
+                if readable:
+                    frame = pd.read_parquet(data, columns=readable, engine="pyarrow")
+                    for column in readable:
+                        try:
+                            kept[column] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+                        except (TypeError, ValueError):
+                            logger.warning("reference column %r is not numeric", column)
+        self._kept[key] = (revision, kept)
+        return {name: kept[c] for name, c in columns.items() if c in kept}
+
+
+def _names(data: io.BytesIO) -> set[str]:
+    import pyarrow.parquet as pq
+
+    data.seek(0)
+    names = set(pq.read_schema(data).names)
+    data.seek(0)
+    return names
