@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from collectors.contract import ModelDescription
 from monitor.reference import profile_reference, to_parquet
@@ -141,7 +142,14 @@ def _windows(tmp: Path) -> Iterator[Scored]:
         store.close()
 
 
-def _insert(store: Store, model: str, version: str, start: float, frame: pd.DataFrame) -> None:
+def _insert(
+    store: Store,
+    model: str,
+    version: str,
+    start: float,
+    frame: pd.DataFrame,
+    outputs: list[dict[str, Any]] | None = None,
+) -> None:
     records = frame.to_dict("records")
     store.insert_predictions(
         [
@@ -152,7 +160,7 @@ def _insert(store: Store, model: str, version: str, start: float, frame: pd.Data
                 "ts": start + i * (W - 1) / len(records),
                 "received_at": start,
                 "features": features,
-                "outputs": {"value": 0.0},
+                "outputs": {"value": 0.0} if outputs is None else outputs[i],
                 "latency_seconds": 0.01,
                 "trace_id": None,
                 "parent_span_id": None,
@@ -191,3 +199,118 @@ def test_every_verdict_and_value_equals_evidentlys_on_real_data(evidently: Any, 
         f"of {checked}: {len(verdicts)} verdicts differ, {len(values)} more values are "
         f"further than {TOLERANCE}:\n" + "\n".join((verdicts + values)[:40])
     )
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.35])
+def test_output_drift_is_computed_from_every_row_of_the_window(
+    evidently: Any, tmp_path: Path, shift: float
+) -> None:
+    # A classifier's served scores: skewed, piled up near 0 and 1. The window holds four
+    # times the default sample (SIDEWATCH_SCORE_SAMPLE_ROWS): a sample's Wasserstein
+    # distance is biased upwards by about 1 / sqrt(rows read).
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1000))
+    classifier.fit(data.data, data.target)
+    rng = np.random.default_rng(16)
+    x_ref = data.data[rng.integers(0, len(data.data), 3000)]
+    x_cur = data.data[rng.integers(0, len(data.data), 4 * ScoringOptions().sample_rows)]
+    x_cur = x_cur + shift * data.data.std(axis=0)
+    ref_score = classifier.predict_proba(x_ref)[:, 1]
+    cur_score = classifier.predict_proba(x_cur)[:, 1]
+    model = ModelDescription.model_validate(
+        {
+            "name": "cancer",
+            "task": "binary",
+            "positive_class": 1,
+            "features": [{"name": "mean_radius", "type": "numeric"}],
+        }
+    )
+    store = Store(f"sqlite:///{tmp_path / 'outputs.db'}")
+    store.migrate()
+    try:
+        store.put_model(model)
+        reference = pd.DataFrame(
+            {
+                "mean_radius": x_ref[:, 0],
+                "prediction": (ref_score >= 0.5).astype(int),
+                "score": ref_score,
+            }
+        )
+        store.add_reference(
+            "cancer",
+            "v1",
+            rows=len(reference),
+            source_format="parquet",
+            data=to_parquet(reference),
+            profile=profile_reference(reference, model),
+        )
+        served = [{"predicted_class": int(s >= 0.5), "score": float(s)} for s in cur_score.tolist()]
+        _insert(
+            store,
+            "cancer",
+            "v1",
+            T0,
+            pd.DataFrame({"mean_radius": x_cur[:, 0]}),
+            served,
+        )
+        scorer = WindowScorer(store, window_seconds=W, min_window_events=30)
+        result = scorer.score(model, Window.of_time("cancer", "v1", T0, W))
+    finally:
+        store.close()
+    assert result.scores is not None and result.scores.prediction_drift is not None
+    found = {d.output: d for d in result.scores.prediction_drift}
+    positive = (cur_score >= 0.5).astype(int)
+    for output, ref, cur in (
+        ("score", ref_score, cur_score),
+        ("class", (ref_score >= 0.5).astype(int), positive),
+    ):
+        kind = "numeric" if output == "score" else "categorical"
+        name = evidently.default(ref, cur, kind)
+        threshold = 0.1
+        theirs, drifted = evidently.run(name, ref, cur, kind, threshold)
+        ours = found[output]
+        assert (ours.test, ours.drifted) == (name, bool(drifted)), output
+        assert ours.value == pytest.approx(float(theirs), abs=TOLERANCE), output
+        assert ours.current_count == len(cur_score)
+
+
+def test_the_store_reads_a_windows_values_exactly_on_both_backends(store: Store) -> None:
+    # Exact drift reads the values the profiles were built from: every bit of a double
+    # (SQLite's JSON functions print 15 digits), booleans, nulls and absent keys kept apart.
+    values: list[Any] = [0.1 + 0.2, math.pi, 1e300, -0.0, 7, True, None, "x"]
+    rows = [
+        {
+            "event_id": f"v-{i}",
+            "model": "m",
+            "model_version": "v1",
+            "ts": T0 + i,
+            "received_at": T0,
+            "features": {"a": v, "b": i} if i != 3 else {"b": i},
+            "outputs": {"score": i / 10},
+            "latency_seconds": None,
+            "trace_id": None,
+            "parent_span_id": None,
+            "variant": None,
+            "segment": {},
+            "correlation_key": None,
+        }
+        for i, v in enumerate(values)
+    ]
+    outside = dict(rows[0], event_id="late", ts=T0 + W)
+    store.insert_predictions([*rows, outside])
+    window = Window.of_time("m", "v1", T0, W)
+    found = store.window_feature_values(window, ["a", "b", "nowhere"])
+    order = np.argsort(found["b"])
+    a = [found["a"][k] for k in order]
+    expected = [v if i != 3 else None for i, v in enumerate(values)]
+    assert [repr(v) for v in a] == [repr(v) for v in expected]
+    assert found["nowhere"] == [None] * len(values)
+    assert store.window_feature_values(window, []) == {}
+    chunks = list(store.window_outputs(window, chunk_rows=3))
+    assert [len(c) for c in chunks] == [3, 3, 2]
+    assert sorted(o["score"] for c in chunks for o in c) == [i / 10 for i in range(len(values))]
