@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.score.drift.base import DriftScore, FloatArray
+from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray
 from monitor.score.drift.profiled import EXACT_TOLERANCE, needs_raw_values, reference_values
 from monitor.score.drift.registry import DRIFT_TESTS
 from monitor.score.profile import ReferenceProfile
@@ -94,17 +94,27 @@ def settle(
             continue
         s = scores[name]
         try:
-            test = DRIFT_TESTS[s.test].fit(found[name], "numeric", s.threshold)
-            settled[name] = test.score(np.asarray(_numbers(window[name]), dtype=np.float64))
+            raw_test = DRIFT_TESTS[s.test]
+            kind: FeatureKind = "numeric" if "numeric" in raw_test.kinds else "categorical"
+            test = raw_test.fit(found[name], kind, s.threshold)
+            settled[name] = test.score(_numbers(window[name]))
         except ValueError:
             logger.exception("drift of %r could not be computed from its values", name)
     return settled
 
 
-def _numbers(values: Sequence[object]) -> list[float]:
+def _numbers(values: Sequence[object]) -> FloatArray:
     """Numbers (and booleans) as floats, anything else as NaN (the tests drop NaN as
     missing)."""
-    return [float(v) if isinstance(v, int | float) else float("nan") for v in values]
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.astype(np.float64, copy=False)
+    try:  # all numbers, None for missing: one conversion in C
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array(
+            [float(v) if isinstance(v, int | float) else np.nan for v in values],
+            dtype=np.float64,
+        )
 
 
 class ReferenceColumns:

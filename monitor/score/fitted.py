@@ -3,6 +3,7 @@ window parts it scores with that.
 
 Stage: score. In: a model's description and its reference (the stored Parquet, read once
 per revision by :func:`fit_reference`); then, per window, the window's feature profiles,
+its outputs (every row's, read in chunks, for output drift: :func:`all_output_profiles`),
 a bounded sample of its rows and its labelled predictions. Out: the records of
 :mod:`monitor.score.scores`.
 
@@ -97,8 +98,9 @@ class ScoringOptions:
     """Settings of the window parts beyond feature drift.
 
     Args:
-        sample_rows: Most rows of a window read for data quality, output drift, the
-            served classes and scores, correlation and multivariate drift.
+        sample_rows: Most rows of a window read for data quality, the served classes'
+            shares and the score's quantiles, correlation and multivariate drift
+            (output drift reads every row).
         multivariate: The multivariate detector; None turns it off.
         correlation_max_features: Most numeric features whose pairs are tested
             (``k (k - 1) / 2`` pairs).

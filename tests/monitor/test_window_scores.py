@@ -271,7 +271,7 @@ def test_binary_accuracy_and_output_drift_through_the_scorer(binary) -> None:
     assert metric(client, "sidewatch_window_prediction_score") == pytest.approx(
         {(("quantile", f"{q:g}"),): v for q, v in zip(SCORE_QUANTILES, expected_q, strict=True)}
     )
-    assert window["definition"].startswith("window-v1;drift-profile-v1;accuracy-v2;quality-v1")
+    assert window["definition"].startswith("window-v1;drift-profile-v2;accuracy-v2;quality-v1")
 
 
 def test_a_reference_without_the_label_column_says_why_label_drift_is_missing(binary) -> None:
@@ -638,8 +638,9 @@ def test_the_public_names_are_the_intended_ones() -> None:
     assert sorted(fitted.__all__) == sorted(
         [
             "PROBABILITY", "FittedReference", "MultivariateMethod", "ScoringOptions",
-            "all_output_profiles", "all_output_values", "fit_reference", "label_value", "numeric_columns", "output_profiles",
-            "output_values", "prediction_summary", "served_class", "window_quality",
+            "all_output_profiles", "all_output_values", "fit_reference", "label_value",
+            "numeric_columns", "output_profiles", "output_values", "prediction_summary",
+            "served_class", "window_quality",
         ]
     )  # fmt: skip
     assert sorted(scores.__all__) == sorted(

@@ -15,20 +15,29 @@ events cost. How far each can be from the exact value on the raw data:
   raise on the same statistic).
 - ``wasserstein``: profiles keep, per bin, the sum of the values' offsets from the
   bin's edge, which gives the exact integral of each empirical CDF over every bin; the
-  distance is the sum of ``|∫ (F - G)|`` over the bins, exact wherever ``F - G`` keeps
-  one sign within a bin. Where it may change sign (``F(a) - G(b-) < 0 < F(b-) - G(a)``
-  for a bin ``(a, b]`` of width ``w``; ``F(b-)`` is ``F(a)`` when all of the bin's
-  values sit on ``b``), the error is ``2 min(P, N)`` for its positive and negative
-  parts, at most ``w (F(b-) - G(a))`` and ``w (G(b-) - F(a))``;
-  ``error_bound`` is the sum over bins, divided by the reference's standard deviation.
+  sum of ``|∫ (F - G)|`` over the bins is a lower bound of the distance, exact wherever
+  ``F - G`` keeps one sign within a bin. Where it may change sign
+  (``F(a) - G(b-) < 0 < F(b-) - G(a)`` for a bin ``(a, b]`` of width ``w``; ``F(b-)``
+  is ``F(a)`` when all of the bin's values sit on ``b``), the error is ``2 min(P, N)``
+  for its positive and negative parts, each at most the least of three integrals known
+  exactly (``P <= w (F(b-) - G(a))``, ``∫ F - w min(F(a), G(a))`` and
+  ``w max(F(b-), G(b-)) - ∫ G``); ``error_bound`` is the sum over bins of that error,
+  divided by the reference's standard deviation, as the distance is.
 - ``chisquare`` and ``z``: exact (equal to scipy on the raw values) when the reference
   has at most :data:`~monitor.score.profile.MAX_CATEGORIES` values and every window
   value is one of them or new (a new value gives chi-squared infinity, p = 0, as in
-  Evidently). A numeric feature with few values is counted by value.
+  Evidently). A numeric feature with few values is counted by value; a window value
+  that is none of the reference's is counted with a neighbour, so there the result
+  says it is not exact (``error_bound`` 1) and the scorer counts the raw values.
 - ``psi``, ``jensenshannon``, ``hellinger``: exact for their definition here, which
   bins numbers into coarse reference-quantile bins (:func:`coarse_groups`) rather than
   Evidently's equal-width bins over both samples (which depend on each window and so
   cannot be fixed ahead); categories are counted by value as in Evidently.
+
+No verdict is taken on a bound: :func:`exact_range` gives the range in which the exact
+value lies, and :func:`needs_raw_values` says when that range is wider than
+:data:`EXACT_TOLERANCE` or holds both verdicts; the scorer then computes the test from
+the raw values (:mod:`monitor.score.exact`).
 """
 
 from __future__ import annotations
@@ -192,7 +201,7 @@ def _chi_square(pair: _Pair) -> _Statistic:
     ref, cur = pair.ref, pair.cur
     seen = (ref > 0) | (cur > 0)
     statistic, p = chi_square(ref[seen], cur[seen])
-    return _Statistic(statistic, p, int(ref.sum()), int(cur.sum()))
+    return _Statistic(statistic, p, int(ref.sum()), int(cur.sum()), _unknown_values(pair))
 
 
 def _z(pair: _Pair) -> _Statistic:
@@ -201,7 +210,28 @@ def _z(pair: _Pair) -> _Statistic:
     ref, cur = pair.ref, pair.cur
     first = int(np.flatnonzero((ref > 0) | (cur > 0))[0])
     z, p = two_proportion_z(ref, cur, first)
-    return _Statistic(z, p, int(ref.sum()), int(cur.sum()))
+    return _Statistic(z, p, int(ref.sum()), int(cur.sum()), _unknown_values(pair))
+
+
+def _unknown_values(pair: _Pair) -> float:
+    """1 where a numeric feature counted by value has window values that are none of the
+    reference's (its bins then count them with a neighbouring value, so the counts are
+    not the values'), else 0.
+
+    A bin ``(a, b]`` holds only ``b`` exactly when its values' offsets from ``a`` sum
+    to ``count * (b - a)``; the first bin only its edge when they sum to 0; the last,
+    above the reference's maximum, holds only unknown values.
+    """
+    bins = pair.reference.bins
+    offsets = pair.current.offsets
+    if pair.reference.kind != "numeric" or not bins.discrete or offsets.size != pair.cur.size:
+        return 0.0
+    width = np.diff(bins.edges)
+    expected = pair.cur[1:-1] * width
+    scale = np.maximum(np.abs(expected), np.abs(bins.edges[1:]) * pair.cur[1:-1])
+    inside = np.abs(offsets[1:-1] - expected) > 1e-9 * np.maximum(scale, 1e-300)
+    below = abs(float(offsets[0])) > 1e-9 * max(abs(float(bins.edges[0])) * pair.cur[0], 1e-300)
+    return 1.0 if bool(inside.any()) or below or pair.cur[-1] > 0 else 0.0
 
 
 def binned_shares(
@@ -252,15 +282,28 @@ def _wasserstein(pair: _Pair) -> _Statistic:
     gap = f_int - g_int
     # Where F - G keeps one sign over a bin, |integral| is exact; where it may cross
     # zero, ∫|F - G| = |gap| + 2 min(P, N) with P, N its positive and negative parts.
-    positive = width * np.maximum(0.0, f_top - g_a)
-    negative = width * np.maximum(0.0, g_top - f_a)
+    # Both CDFs rise over the bin, so F - G <= F(b-) - G(a), F - G <= F - min(F(a), G(a))
+    # (as G >= G(a)) and F - G <= max(F(b-), G(b-)) - G: P is at most the least of the
+    # three integrals, each known exactly; N likewise with F and G swapped.
+    low = np.minimum(f_a, g_a)
+    high = np.maximum(f_top, g_top)
+    positive = np.minimum(
+        width * np.maximum(0.0, f_top - g_a),
+        np.minimum(f_int - width * low, width * high - g_int),
+    )
+    negative = np.minimum(
+        width * np.maximum(0.0, g_top - f_a),
+        np.minimum(g_int - width * low, width * high - f_int),
+    )
     slack = np.where(
         gap >= 0, np.minimum(negative, positive - gap), np.minimum(positive, negative + gap)
     )
     scale = max(math.sqrt(rp.variance), MIN_WASSERSTEIN_SCALE)
-    value = float(np.abs(gap).sum()) / scale
+    # The exact distance lies in [lower, lower + bound]. In practice it sits near the
+    # lower end (the CDFs of a bin seldom cross), so that is the value reported.
+    lower = float(np.abs(gap).sum()) / scale
     bound = float(2 * np.maximum(slack, 0.0).sum()) / scale
-    return _Statistic(value, None, rp.count, current.count, bound)
+    return _Statistic(lower, None, rp.count, current.count, bound)
 
 
 def _cdf_integrals(
@@ -323,10 +366,14 @@ def exact_range(score: DriftScore) -> tuple[float, float]:
       either sample the p-value is the asymptotic one at the exact statistic, which
       falls as the statistic grows. Up to 10,000, scipy's p-value is the exact one, which
       a profile does not give: the range is ``[0, 1]``.
+    - ``chisquare`` and ``z`` on a numeric feature counted by value: exact, unless the
+      window holds values the reference does not (``error_bound`` 1): ``[0, 1]``.
     - every other test: exact on its profile definition (a single point).
     """
     if score.test == "wasserstein":
         return score.statistic, score.statistic + score.error_bound
+    if score.test in ("chisquare", "z") and score.error_bound > 0:
+        return 0.0, 1.0  # window values the reference's bins do not count apart
     if score.test == "ks" and score.p_value is not None:
         n1, n2 = score.reference_count, score.current_count
         if max(n1, n2) <= _EXACT_KS_MAX_N:

@@ -314,3 +314,45 @@ def test_the_store_reads_a_windows_values_exactly_on_both_backends(store: Store)
     chunks = list(store.window_outputs(window, chunk_rows=3))
     assert [len(c) for c in chunks] == [3, 3, 2]
     assert sorted(o["score"] for c in chunks for o in c) == [i / 10 for i in range(len(values))]
+
+
+@pytest.mark.parametrize("test", ["chisquare", "z"])
+def test_a_numeric_feature_counted_by_value_is_counted_from_raw_values_when_new_values_come(
+    evidently: Any, test: str
+) -> None:
+    # A rating of 1 to 4 (1 or 2 for Z) in the reference; the window also holds halves,
+    # which the reference's value bins would count with the next value up.
+    from monitor.score.exact import RawValues
+    from monitor.score.profile import FeatureProfile, ReferenceProfile
+
+    rng = np.random.default_rng(4)
+    top = 4 if test == "chisquare" else 2
+    reference = rng.integers(1, top + 1, 800).astype(float)
+    current = rng.integers(1, top + 1, 300).astype(float)
+    current[:6] -= 0.5
+    profile = ReferenceProfile.build({"rating": ("numeric", reference)}, reference.size)
+    window = {"rating": FeatureProfile.of(current, "numeric", profile.features["rating"].bins)}
+    store = Store("sqlite://")
+    scorer = WindowScorer(store, window_seconds=W, min_window_events=1, fdr=None)
+    raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": current})
+    (ours,) = scorer.drift(profile, window, raw)
+    theirs, drifted = evidently.run(test, reference, current, "categorical", 0.05)
+    assert ours.test == test
+    assert ours.value == pytest.approx(float(theirs), abs=1e-12)
+    assert ours.drifted is bool(drifted) is True
+    (unsettled,) = scorer.drift(profile, window)
+    assert unsettled.error_bound == 1.0, "the profile says its counts are not the values'"
+    # Without new values, the profile's counts are the values': nothing is read.
+    same = {
+        "rating": FeatureProfile.of(np.ceil(current), "numeric", profile.features["rating"].bins)
+    }
+
+    def unread(names: Any) -> Any:
+        raise AssertionError("values read where the profile settles the test")
+
+    (settled,) = scorer.drift(profile, same, RawValues(unread, unread))
+    theirs, drifted = evidently.run(test, reference, np.ceil(current), "categorical", 0.05)
+    assert settled.error_bound == 0.0
+    assert settled.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-300)
+    assert settled.drifted is bool(drifted)
+    store.close()
