@@ -786,7 +786,8 @@ class Store:
 
     def window_feature_values(self, window: Window, names: Sequence[str]) -> dict[str, list[Any]]:
         """The named features' values over every row of the window (None where a row has
-        none), one list per feature in the same row order; only those values are read.
+        none), one list per feature in the same row order (PostgreSQL reads only those
+        values; SQLite parses each row's document, every bit of each number kept).
 
         How drift is computed exactly where a window's profile cannot settle it.
         """

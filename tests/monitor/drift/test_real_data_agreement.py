@@ -8,8 +8,11 @@ rows wherever its profile cannot settle the verdict and the value to 1e-3). Wind
 to 5,000 rows are drawn with replacement; half of them are shifted by amounts around the
 threshold. Every verdict must equal Evidently's, every value lie within 1e-3 of it.
 
-Two references per dataset: the dataset itself (at most 1,000 rows: Kolmogorov-Smirnov)
-and a 3,000-row bootstrap of it (normalised Wasserstein). Diabetes' ``sex`` (two values)
+Three references per dataset: the dataset itself (at most 1,000 rows: Kolmogorov-Smirnov),
+a 3,000-row bootstrap of it (normalised Wasserstein; at most 569 distinct values, which
+its profile holds one by one) and a 3,000-row smoothed bootstrap (each value jittered by
+a twentieth of the feature's deviation: over 1,000 distinct values, binned by quantile,
+so that the exact computation reads the reference's stored Parquet). Diabetes' ``sex``
 is left out: Evidently counts a numeric feature's distinct values over both samples, so
 a shifted two-valued feature changes test there; that choice is not what is checked here.
 """
@@ -110,7 +113,9 @@ def _windows(tmp: Path) -> Iterator[Scored]:
             model = _model(dataset, list(frame.columns))
             store.put_model(model)
             boot = frame.sample(3000, replace=True, random_state=7).reset_index(drop=True)
-            for version, reference in (("small", frame), ("large", boot)):
+            jitter = rng.normal(0, 0.05, boot.shape) * frame.std(ddof=0).to_numpy()
+            smooth = boot + jitter
+            for version, reference in (("small", frame), ("large", boot), ("smooth", smooth)):
                 store.add_reference(
                     dataset,
                     version,
@@ -173,7 +178,27 @@ def _insert(
     )
 
 
-def test_every_verdict_and_value_equals_evidentlys_on_real_data(evidently: Any, tmp_path) -> None:
+def test_every_verdict_and_value_equals_evidentlys_on_real_data(
+    evidently: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.score.exact import ReferenceColumns
+
+    # Which features were read raw, and which reference columns from the Parquet.
+    raw: list[str] = []
+    parquet: list[str] = []
+    window_values, reference_columns = Store.window_feature_values, ReferenceColumns.read
+
+    def spy_window(self: Store, window: Window, names: Any) -> Any:
+        raw.extend(names)
+        return window_values(self, window, names)
+
+    def spy_reference(self: ReferenceColumns, *args: Any) -> Any:
+        found = reference_columns(self, *args)
+        parquet.extend(found)
+        return found
+
+    monkeypatch.setattr(Store, "window_feature_values", spy_window)
+    monkeypatch.setattr(ReferenceColumns, "read", spy_reference)
     checked = 0
     verdicts: list[str] = []
     values: list[str] = []
@@ -194,11 +219,15 @@ def test_every_verdict_and_value_equals_evidentlys_on_real_data(evidently: Any, 
                 verdicts.append(line)
             elif abs(value - theirs) > TOLERANCE:
                 values.append(line)
-    assert checked > 1000
+    assert checked > 1500
     assert not verdicts + values, (
         f"of {checked}: {len(verdicts)} verdicts differ, {len(values)} more values are "
         f"further than {TOLERANCE}:\n" + "\n".join((verdicts + values)[:40])
     )
+    # Both paths were taken: results settled by profiles, and tests computed from the
+    # rows, with references rebuilt from their profiles and read from their Parquet.
+    assert 0 < len(raw) < checked
+    assert parquet
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.35])
@@ -218,6 +247,8 @@ def test_output_drift_is_computed_from_every_row_of_the_window(
     classifier.fit(data.data, data.target)
     rng = np.random.default_rng(16)
     x_ref = data.data[rng.integers(0, len(data.data), 3000)]
+    # Smoothed: continuous scores, more distinct values than the profile counts one by one.
+    x_ref = x_ref + rng.normal(0, 0.02, x_ref.shape) * data.data.std(axis=0)
     x_cur = data.data[rng.integers(0, len(data.data), 4 * ScoringOptions().sample_rows)]
     x_cur = x_cur + shift * data.data.std(axis=0)
     ref_score = classifier.predict_proba(x_ref)[:, 1]
