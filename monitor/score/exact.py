@@ -24,7 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray
-from monitor.score.drift.profiled import EXACT_TOLERANCE, needs_raw_values, reference_values
+from monitor.score.drift.profiled import (
+    EXACT_TOLERANCE,
+    counted_by_value,
+    needs_raw_values,
+    reference_values,
+)
 from monitor.score.drift.registry import DRIFT_TESTS
 from monitor.score.profile import ReferenceProfile
 from monitor.store import Store
@@ -95,7 +100,11 @@ def settle(
         s = scores[name]
         try:
             raw_test = DRIFT_TESTS[s.test]
-            kind: FeatureKind = "numeric" if "numeric" in raw_test.kinds else "categorical"
+            kind: FeatureKind = (
+                "numeric"
+                if "numeric" in raw_test.kinds and not counted_by_value(reference.features[name])
+                else "categorical"
+            )
             test = raw_test.fit(found[name], kind, s.threshold)
             settled[name] = test.score(_numbers(window[name]))
         except ValueError:

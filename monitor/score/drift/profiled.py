@@ -32,7 +32,10 @@ events cost. How far each can be from the exact value on the raw data:
 - ``psi``, ``jensenshannon``, ``hellinger``: exact for their definition here, which
   bins numbers into coarse reference-quantile bins (:func:`coarse_groups`) rather than
   Evidently's equal-width bins over both samples (which depend on each window and so
-  cannot be fixed ahead); categories are counted by value as in Evidently.
+  cannot be fixed ahead); categories, and numbers with at most five distinct values
+  (:func:`counted_by_value`, categories to Evidently too), are counted by value as in
+  Evidently, with the same caveat as chi-squared for window values the reference
+  never had.
 
 No verdict is taken on a bound: :func:`exact_range` gives the range in which the exact
 value lies, and :func:`needs_raw_values` says when that range is wider than
@@ -75,13 +78,14 @@ from monitor.score.drift.pvalue import (
     ks_asymptotic_p,
     two_proportion_z,
 )
-from monitor.score.drift.registry import lookup
+from monitor.score.drift.registry import FEW_NUMERIC_VALUES, lookup
 from monitor.score.profile import FeatureProfile, ReferenceFeature, coarse_groups
 
 __all__ = [
     "EXACT_TOLERANCE",
     "PROFILE_TESTS",
     "ProfileDriftTest",
+    "counted_by_value",
     "ProfileTest",
     "exact_range",
     "get_profile_test",
@@ -246,10 +250,21 @@ def binned_shares(
     return _coarse_shares(reference, *_counts(reference, current), coarse_bins)
 
 
+def counted_by_value(reference: ReferenceFeature) -> bool:
+    """Whether a feature's values are compared one by one as categories: a numeric
+    feature with at most :data:`~monitor.score.drift.registry.FEW_NUMERIC_VALUES`
+    distinct values, whose bins are its values (as Evidently treats it)."""
+    return (
+        reference.kind == "numeric"
+        and reference.bins.discrete
+        and reference.distinct <= FEW_NUMERIC_VALUES
+    )
+
+
 def _coarse_shares(
     reference: ReferenceFeature, ref: FloatArray, cur: FloatArray, coarse_bins: int
 ) -> tuple[FloatArray, FloatArray]:
-    if reference.kind == "numeric":
+    if reference.kind == "numeric" and not counted_by_value(reference):
         groups = coarse_groups(reference.profile.histogram, coarse_bins)
         size = int(groups[-1]) + 1
         ref = np.bincount(groups, weights=ref, minlength=size).astype(np.float64)
@@ -264,7 +279,8 @@ def _binned(test: BinnedDistance) -> _Compute:
     def compute(pair: _Pair) -> _Statistic:
         r, c = _coarse_shares(pair.reference, pair.ref, pair.cur, pair.coarse_bins)
         count = pair.reference.profile.count
-        return _Statistic(test.distance(r, c), None, count, pair.current.count)
+        unknown = _unknown_values(pair) if counted_by_value(pair.reference) else 0.0
+        return _Statistic(test.distance(r, c), None, count, pair.current.count, unknown)
 
     return compute
 
@@ -367,13 +383,16 @@ def exact_range(score: DriftScore) -> tuple[float, float]:
       falls as the statistic grows. Up to 10,000, scipy's p-value is the exact one, which
       a profile does not give: the range is ``[0, 1]``.
     - ``chisquare`` and ``z`` on a numeric feature counted by value: exact, unless the
-      window holds values the reference does not (``error_bound`` 1): ``[0, 1]``.
+      window holds values the reference does not (``error_bound`` 1): ``[0, 1]``; the
+      same for ``psi``, ``jensenshannon`` and ``hellinger`` (then ``[0, inf)``).
     - every other test: exact on its profile definition (a single point).
     """
     if score.test == "wasserstein":
         return score.statistic, score.statistic + score.error_bound
     if score.test in ("chisquare", "z") and score.error_bound > 0:
         return 0.0, 1.0  # window values the reference's bins do not count apart
+    if score.test in ("psi", "jensenshannon", "hellinger") and score.error_bound > 0:
+        return 0.0, math.inf
     if score.test == "ks" and score.p_value is not None:
         n1, n2 = score.reference_count, score.current_count
         if max(n1, n2) <= _EXACT_KS_MAX_N:

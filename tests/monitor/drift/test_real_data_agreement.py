@@ -347,43 +347,54 @@ def test_the_store_reads_a_windows_values_exactly_on_both_backends(store: Store)
     assert sorted(o["score"] for c in chunks for o in c) == [i / 10 for i in range(len(values))]
 
 
-@pytest.mark.parametrize("test", ["chisquare", "z"])
-def test_a_numeric_feature_counted_by_value_is_counted_from_raw_values_when_new_values_come(
-    evidently: Any, test: str
+@pytest.mark.parametrize(
+    ("test", "top", "rows", "shares"),
+    [
+        ("chisquare", 4, 800, (0.25, 0.25, 0.25, 0.25)),
+        ("z", 2, 800, (0.5, 0.5)),
+        # Beyond 1,000 reference values, Jensen-Shannon by value: a rare value is not
+        # merged with its neighbour into a coarse quantile bin.
+        ("jensenshannon", 3, 3000, (0.02, 0.5, 0.48)),
+    ],
+)
+def test_a_numeric_feature_counted_by_value_is_compared_value_by_value(
+    evidently: Any, test: str, top: int, rows: int, shares: tuple[float, ...]
 ) -> None:
-    # A rating of 1 to 4 (1 or 2 for Z) in the reference; the window also holds halves,
-    # which the reference's value bins would count with the next value up.
+    # A rating of 1 to ``top``; the shifted window also holds halves, which the
+    # reference's value bins would count with the next value up.
     from monitor.score.exact import RawValues
     from monitor.score.profile import FeatureProfile, ReferenceProfile
 
     rng = np.random.default_rng(4)
-    top = 4 if test == "chisquare" else 2
-    reference = rng.integers(1, top + 1, 800).astype(float)
-    current = rng.integers(1, top + 1, 300).astype(float)
-    current[:6] -= 0.5
+    values = np.arange(1, top + 1, dtype=float)
+    reference = rng.choice(values, rows, p=shares)
+    current = rng.choice(values, 300, p=shares[::-1])
     profile = ReferenceProfile.build({"rating": ("numeric", reference)}, reference.size)
-    window = {"rating": FeatureProfile.of(current, "numeric", profile.features["rating"].bins)}
+    bins = profile.features["rating"].bins
     store = Store("sqlite://")
     scorer = WindowScorer(store, window_seconds=W, min_window_events=1, fdr=None)
-    raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": current})
-    (ours,) = scorer.drift(profile, window, raw)
-    theirs, drifted = evidently.run(test, reference, current, "categorical", 0.05)
-    assert ours.test == test
-    assert ours.value == pytest.approx(float(theirs), abs=1e-12)
-    assert ours.drifted is bool(drifted) is True
-    (unsettled,) = scorer.drift(profile, window)
-    assert unsettled.error_bound == 1.0, "the profile says its counts are not the values'"
-    # Without new values, the profile's counts are the values': nothing is read.
-    same = {
-        "rating": FeatureProfile.of(np.ceil(current), "numeric", profile.features["rating"].bins)
-    }
 
     def unread(names: Any) -> Any:
         raise AssertionError("values read where the profile settles the test")
 
-    (settled,) = scorer.drift(profile, same, RawValues(unread, unread))
-    theirs, drifted = evidently.run(test, reference, np.ceil(current), "categorical", 0.05)
+    # The window's values are the reference's: the profile's counts are the values'.
+    window = {"rating": FeatureProfile.of(current, "numeric", bins)}
+    (settled,) = scorer.drift(profile, window, RawValues(unread, unread))
+    assert evidently.default(reference, current, "numeric") == settled.test == test
+    threshold = 0.05 if test != "jensenshannon" else 0.1
+    theirs, drifted = evidently.run(test, reference, current, "categorical", threshold)
     assert settled.error_bound == 0.0
     assert settled.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-300)
     assert settled.drifted is bool(drifted)
+    # Halves: the counts are not the values' any more, and the profile says so.
+    current[:6] -= 0.5
+    window = {"rating": FeatureProfile.of(current, "numeric", bins)}
+    (unsettled,) = scorer.drift(profile, window)
+    assert unsettled.error_bound == 1.0, "the profile says its counts are not the values'"
+    raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": current})
+    (ours,) = scorer.drift(profile, window, raw)
+    theirs, drifted = evidently.run(test, reference, current, "categorical", threshold)
+    assert ours.test == test and ours.error_bound == 0.0
+    assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
+    assert ours.drifted is bool(drifted)
     store.close()
