@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray
 from monitor.score.drift.profiled import (
@@ -31,10 +34,10 @@ from monitor.score.drift.profiled import (
     reference_values,
 )
 from monitor.score.drift.registry import DRIFT_TESTS
-from monitor.score.profile import ReferenceProfile
+from monitor.score.profile import ReferenceProfile, category
 from monitor.store import Store
 
-__all__ = ["RawValues", "ReferenceColumns", "settle"]
+__all__ = ["RawValues", "ReferenceColumns", "settle", "spelled"]
 
 logger = logging.getLogger("sidewatch.score")
 
@@ -50,7 +53,7 @@ class RawValues:
             has none).
     """
 
-    reference: Callable[[Sequence[str]], Mapping[str, FloatArray]]
+    reference: Callable[[Sequence[str]], Mapping[str, npt.NDArray[Any]]]
     window: Callable[[Sequence[str]], Mapping[str, Sequence[object]]]
 
 
@@ -78,14 +81,14 @@ def settle(
     ]
     if not pending:
         return dict(scores)
-    found: dict[str, FloatArray] = {}
+    found: dict[str, npt.NDArray[Any]] = {}
     unread: list[str] = []
     for name in pending:
-        values = reference_values(reference.features[name])
-        if values is None:
+        rebuilt = reference_values(reference.features[name])
+        if rebuilt is None:
             unread.append(name)
         else:
-            found[name] = values
+            found[name] = rebuilt
     if unread:
         found.update(raw.reference(unread))
     window = raw.window([n for n in pending if n in found])
@@ -98,18 +101,34 @@ def settle(
             )
             continue
         s = scores[name]
+        feature = reference.features[name]
         try:
             raw_test = DRIFT_TESTS[s.test]
+            # A numeric feature with few values is compared as categories, as chosen.
             kind: FeatureKind = (
-                "numeric"
-                if "numeric" in raw_test.kinds and not counted_by_value(reference.features[name])
-                else "categorical"
+                "categorical"
+                if counted_by_value(feature) or feature.kind not in raw_test.kinds
+                else feature.kind
             )
             test = raw_test.fit(found[name], kind, s.threshold)
-            settled[name] = test.score(_numbers(window[name]))
+            values = window[name]
+            if feature.kind == "numeric":
+                settled[name] = test.score(_numbers(values))
+            else:
+                settled[name] = test.score(spelled(values))
         except ValueError:
             logger.exception("drift of %r could not be computed from its values", name)
     return settled
+
+
+def spelled(values: Iterable[object]) -> npt.NDArray[Any]:
+    """Categorical values as the profiles spell them (:func:`~monitor.score.profile.category`),
+    missing ones left out."""
+    return np.array([category(v) for v in values if v is not None and not _nan(v)], dtype=object)
+
+
+def _nan(value: object) -> bool:
+    return isinstance(value, float | np.floating) and math.isnan(value)
 
 
 def _numbers(values: Sequence[object]) -> FloatArray:
@@ -139,9 +158,16 @@ class ReferenceColumns:
         self._kept: dict[tuple[str, str], tuple[int, dict[str, FloatArray]]] = {}
 
     def read(
-        self, model: str, version: str, revision: int, columns: Mapping[str, str]
-    ) -> dict[str, FloatArray]:
-        """Each name's reference column (name to column) as floats, NaN where missing.
+        self,
+        model: str,
+        version: str,
+        revision: int,
+        columns: Mapping[str, str],
+        categorical: Collection[str] = (),
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Each name's reference column (name to column): as floats, NaN where missing;
+        for a column named in ``categorical``, its values as the profiles spell them
+        (:func:`spelled`), missing ones left out.
 
         A column the reference lacks, or a revision no longer the newest, is left out.
         """
@@ -149,6 +175,7 @@ class ReferenceColumns:
         kept_revision, kept = self._kept.get(key, (revision, {}))
         if kept_revision != revision:
             kept = {}
+        spell = {columns[name] for name in categorical if name in columns}
         wanted = sorted({c for c in columns.values() if c not in kept})
         if wanted:
             found = self._store.reference_data(model, version)
@@ -161,6 +188,9 @@ class ReferenceColumns:
                 if readable:
                     frame = pd.read_parquet(data, columns=readable, engine="pyarrow")
                     for column in readable:
+                        if column in spell:
+                            kept[column] = spelled(frame[column].tolist())
+                            continue
                         try:
                             kept[column] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
                         except (TypeError, ValueError):

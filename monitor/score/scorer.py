@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,8 @@ class WindowScorer:
             fitted = self._reference(model, version, reference.revision, reference.profile)
             if fitted is not None:
                 profiles = self._window_profiles(model, window, reference.revision, fitted)
-                raw = self.feature_values(window, reference.revision)
+                categories = [n for n, f in fitted.features.items() if f.kind != "numeric"]
+                raw = self.feature_values(window, reference.revision, categories)
                 drift = self._drift(fitted, profiles, self._drift_tests, raw)
         verdict = (
             dataset_drift({d.feature: d.drifted for d in drift}, self._drift_share)
@@ -198,12 +199,16 @@ class WindowScorer:
         """
         return self._drift(reference, window, self._drift_tests, raw)
 
-    def feature_values(self, window: Window, revision: int) -> RawValues:
-        """Raw feature values: the window's stored rows, the reference's Parquet."""
+    def feature_values(
+        self, window: Window, revision: int, categorical: Collection[str] = ()
+    ) -> RawValues:
+        """Raw feature values: the window's stored rows, the reference's Parquet (the
+        features named in ``categorical`` read as categories)."""
         columns = self._reference_columns
 
         def reference(names: Sequence[str]) -> Mapping[str, np.ndarray]:
-            return columns.read(window.model, window.version, revision, {n: n for n in names})
+            wanted = {n: n for n in names}
+            return columns.read(window.model, window.version, revision, wanted, categorical)
 
         def values(names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
             return self._store.window_feature_values(window, names)

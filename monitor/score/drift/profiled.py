@@ -26,7 +26,9 @@ events cost. How far each can be from the exact value on the raw data:
 - ``chisquare`` and ``z``: exact (equal to scipy on the raw values) when the reference
   has at most :data:`~monitor.score.profile.MAX_CATEGORIES` values and every window
   value is one of them or new (a new value gives chi-squared infinity, p = 0, as in
-  Evidently). A numeric feature with few values is counted by value; a window value
+  Evidently); with more, the "other" bin lumps categories and the result says it is
+  not exact (``error_bound`` 1), as do Jensen-Shannon and Hellinger where the window
+  has values in that bin. A numeric feature with few values is counted by value; a window value
   that is none of the reference's is counted with a neighbour, so there the result
   says it is not exact (``error_bound`` 1) and the scorer counts the raw values.
 - ``psi``, ``jensenshannon``, ``hellinger``: exact for their definition here, which
@@ -205,7 +207,8 @@ def _chi_square(pair: _Pair) -> _Statistic:
     ref, cur = pair.ref, pair.cur
     seen = (ref > 0) | (cur > 0)
     statistic, p = chi_square(ref[seen], cur[seen])
-    return _Statistic(statistic, p, int(ref.sum()), int(cur.sum()), _unknown_values(pair))
+    inexact = max(_unknown_values(pair), _lumped(pair, window_too=False))
+    return _Statistic(statistic, p, int(ref.sum()), int(cur.sum()), inexact)
 
 
 def _z(pair: _Pair) -> _Statistic:
@@ -215,6 +218,16 @@ def _z(pair: _Pair) -> _Statistic:
     first = int(np.flatnonzero((ref > 0) | (cur > 0))[0])
     z, p = two_proportion_z(ref, cur, first)
     return _Statistic(z, p, int(ref.sum()), int(cur.sum()), _unknown_values(pair))
+
+
+def _lumped(pair: _Pair, window_too: bool) -> float:
+    """1 where a categorical feature's "other" bin lumps reference categories together
+    (the reference had more than :data:`~monitor.score.profile.MAX_CATEGORIES`), so
+    that the counts are not the categories' (for the distances, whose terms add up
+    over categories only one sample holds, only where the window has some too)."""
+    if pair.reference.kind == "numeric" or pair.ref[-1] == 0:
+        return 0.0
+    return 1.0 if not window_too or pair.cur[-1] > 0 else 0.0
 
 
 def _unknown_values(pair: _Pair) -> float:
@@ -280,7 +293,8 @@ def _binned(test: BinnedDistance) -> _Compute:
         r, c = _coarse_shares(pair.reference, pair.ref, pair.cur, pair.coarse_bins)
         count = pair.reference.profile.count
         unknown = _unknown_values(pair) if counted_by_value(pair.reference) else 0.0
-        return _Statistic(test.distance(r, c), None, count, pair.current.count, unknown)
+        inexact = max(unknown, _lumped(pair, window_too=True))
+        return _Statistic(test.distance(r, c), None, count, pair.current.count, inexact)
 
     return compute
 

@@ -398,3 +398,51 @@ def test_a_numeric_feature_counted_by_value_is_compared_value_by_value(
     assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
     assert ours.drifted is bool(drifted)
     store.close()
+
+
+@pytest.mark.parametrize(("test", "rows"), [("chisquare", 800), ("jensenshannon", 3000)])
+def test_a_feature_with_more_categories_than_profiles_count_is_tested_on_its_values(
+    evidently: Any, tmp_path: Path, test: str, rows: int
+) -> None:
+    # 300 cities, long-tailed: the profile counts the 100 most frequent one by one and
+    # lumps the rest; the window moves weight within the tail.
+    rng = np.random.default_rng(300)
+    cities = np.array([f"c{i:03d}" for i in range(300)])
+    weights = 1 / np.arange(1, 301)
+    reference = rng.choice(cities, rows, p=weights / weights.sum())
+    moved = weights.copy()
+    moved[150:] *= 3
+    current = rng.choice(cities, 600, p=moved / moved.sum())
+    current = current[np.isin(current, reference)]  # no new city: p is not simply 0
+    model = ModelDescription.model_validate(
+        {
+            "name": "cities",
+            "task": "regression",
+            "features": [{"name": "city", "type": "categorical"}],
+        }
+    )
+    store = Store(f"sqlite:///{tmp_path / 'cities.db'}")
+    store.migrate()
+    try:
+        store.put_model(model)
+        frame = pd.DataFrame({"city": reference})
+        store.add_reference(
+            "cities",
+            "v1",
+            rows=rows,
+            source_format="parquet",
+            data=to_parquet(frame),
+            profile=profile_reference(frame, model),
+        )
+        _insert(store, "cities", "v1", T0, pd.DataFrame({"city": current}))
+        scorer = WindowScorer(store, window_seconds=W, min_window_events=1, fdr=None)
+        (ours,) = scorer.score(model, Window.of_time("cities", "v1", T0, W)).drift
+    finally:
+        store.close()
+    name = evidently.default(reference, current, "categorical")
+    threshold = 0.05 if test == "chisquare" else 0.1
+    theirs, drifted = evidently.run(name, reference, current, "categorical", threshold)
+    assert ours.test == name == test
+    assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
+    assert ours.drifted is bool(drifted)
+    assert ours.error_bound == 0.0
