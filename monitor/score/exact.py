@@ -9,9 +9,11 @@ by the test of the same name in :data:`~monitor.score.drift.registry.DRIFT_TESTS
 numbers Evidently 0.7 gives on the same data.
 
 The reference's values come from its profile where the profile holds them all (a
-reference with at most :data:`~monitor.score.profile.FINE_BINS` distinct values), else
-from the stored Parquet through :class:`ReferenceColumns`, read once per revision and
-column; the window's from its stored rows.
+numeric reference with at most :data:`~monitor.score.profile.FINE_BINS` distinct
+values), else from the stored Parquet through :class:`ReferenceColumns`, read once per
+revision and column and kept while the revision is the newest; the window's from its
+stored rows. Categorical values are compared as the profiles spell them
+(:func:`spelled`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class RawValues:
     """Where the raw values of a window's features (or outputs) are read.
 
     Args:
-        reference: Names to their reference values (numbers; a name it cannot read is
+        reference: Names to their reference values (numbers, or a categorical
+            feature's values as :func:`spelled` gives them; a name it cannot read is
             left out).
         window: Names to their values over every row of the window (None where a row
             has none).
@@ -146,8 +149,8 @@ def _numbers(values: Sequence[object]) -> FloatArray:
 
 
 class ReferenceColumns:
-    """Numeric columns of stored references, read from their Parquet once each and kept
-    (only the columns some test needed) until the version's reference changes.
+    """Columns of stored references, read from their Parquet once each and kept (only
+    the columns some test needed) until the version's reference changes.
 
     Args:
         store: Where the references are stored.
@@ -155,7 +158,9 @@ class ReferenceColumns:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._kept: dict[tuple[str, str], tuple[int, dict[str, FloatArray]]] = {}
+        self._kept: dict[tuple[str, str], tuple[int, dict[str, npt.NDArray[Any]]]] = {}
+        self._absent: dict[tuple[str, str], tuple[int, set[str]]] = {}
+        """Columns the revision's Parquet lacks (or holds as no numbers): not read again."""
 
     def read(
         self,
@@ -173,10 +178,13 @@ class ReferenceColumns:
         """
         key = (model, version)
         kept_revision, kept = self._kept.get(key, (revision, {}))
+        absent_revision, absent = self._absent.get(key, (revision, set()))
         if kept_revision != revision:
             kept = {}
+        if absent_revision != revision:
+            absent = set()
         spell = {columns[name] for name in categorical if name in columns}
-        wanted = sorted({c for c in columns.values() if c not in kept})
+        wanted = sorted({c for c in columns.values() if c not in kept and c not in absent})
         if wanted:
             found = self._store.reference_data(model, version)
             if found is not None and found[0].revision == revision:
@@ -185,6 +193,7 @@ class ReferenceColumns:
                 data = io.BytesIO(found[1])
                 present = _names(data)
                 readable = [c for c in wanted if c in present]
+                absent.update(c for c in wanted if c not in present)
                 if readable:
                     frame = pd.read_parquet(data, columns=readable, engine="pyarrow")
                     for column in readable:
@@ -195,7 +204,9 @@ class ReferenceColumns:
                             kept[column] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
                         except (TypeError, ValueError):
                             logger.warning("reference column %r is not numeric", column)
+                            absent.add(column)
         self._kept[key] = (revision, kept)
+        self._absent[key] = (revision, absent)
         return {name: kept[c] for name, c in columns.items() if c in kept}
 
 

@@ -391,7 +391,7 @@ def test_a_numeric_feature_counted_by_value_is_compared_value_by_value(
     window = {"rating": FeatureProfile.of(current, "numeric", bins)}
     (unsettled,) = scorer.drift(profile, window)
     assert unsettled.error_bound == 1.0, "the profile says its counts are not the values'"
-    raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": current})
+    raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": list(current)})
     (ours,) = scorer.drift(profile, window, raw)
     theirs, drifted = evidently.run(test, reference, current, "categorical", threshold)
     assert ours.test == test and ours.error_bound == 0.0
@@ -446,3 +446,47 @@ def test_a_feature_with_more_categories_than_profiles_count_is_tested_on_its_val
     assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
     assert ours.drifted is bool(drifted)
     assert ours.error_bound == 0.0
+
+
+def test_reference_columns_are_read_once_per_revision(tmp_path: Path) -> None:
+    from monitor.score.exact import ReferenceColumns
+
+    store = Store(f"sqlite:///{tmp_path / 'columns.db'}")
+    store.migrate()
+    model = _model("m", ["a"])
+    store.put_model(model)
+
+    def upload(frame: pd.DataFrame) -> int:
+        info = store.add_reference(
+            "m",
+            "v1",
+            rows=len(frame),
+            source_format="parquet",
+            data=to_parquet(frame),
+            profile=profile_reference(frame, model),
+        )
+        return info.revision
+
+    first = upload(pd.DataFrame({"a": [math.pi, None, 2.0], "b": [3.0, None, 1.0]}))
+    columns = ReferenceColumns(store)
+    reads = 0
+    reference_data = store.reference_data
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return reference_data(*args)
+
+    store.reference_data = counted  # type: ignore[method-assign,assignment]
+    found = columns.read("m", "v1", first, {"a": "a", "c": "c"})
+    assert set(found) == {"a"}, "a column the reference lacks is left out"
+    assert found["a"][0] == math.pi and math.isnan(found["a"][1])
+    assert columns.read("m", "v1", first, {"a": "a", "c": "c"})["a"][2] == 2.0
+    assert reads == 1, "a column is read from the Parquet once (and a missing one sought once)"
+    found = columns.read("m", "v1", first, {"b": "b"}, ["b"])
+    assert found["b"].tolist() == ["3", "1"], "spelled as the profiles spell categories"
+    second = upload(pd.DataFrame({"a": [5.0], "b": [2.0]}))
+    assert columns.read("m", "v1", first, {"b": "d"}) == {}, "no longer the newest revision"
+    assert columns.read("m", "v1", second, {"a": "a"})["a"].tolist() == [5.0]
+    assert reads == 4
+    store.close()
