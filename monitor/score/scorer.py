@@ -32,7 +32,7 @@ from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, EXACT_TOLERANCE, PROFILE_TESTS
 from monitor.score.drift.registry import choose_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
-from monitor.score.exact import RawValues, ReferenceColumns, settle
+from monitor.score.exact import RawValues, ReferenceColumns, settle, spelled
 from monitor.score.fitted import (
     FittedReference,
     ScoringOptions,
@@ -377,13 +377,19 @@ class WindowScorer:
         fit: FittedReference,
         window_values: Mapping[str, Sequence[Any]] | None = None,
     ) -> RawValues:
-        """Raw output (or label) values: the reference's columns, and the window's
-        values given or else read again from its rows."""
+        """Raw output (or label) values: the reference's columns (a class spelled as
+        the served class is), and the window's values given or else read again from
+        its rows."""
         columns = self._reference_columns
+        fitted = {**fit.outputs.features, **fit.label.features}
+        classes = [name for name, f in fitted.items() if f.kind != "numeric"]
 
         def from_reference(names: Sequence[str]) -> Mapping[str, np.ndarray]:
             wanted = {n: fit.columns[n] for n in names if n in fit.columns}
-            return columns.read(model.name, reference.version, reference.revision, wanted)
+            found = columns.read(model.name, reference.version, reference.revision, wanted, classes)
+            for name in set(found) & set(classes):
+                found[name] = spelled(label_value(model, v) for v in found[name])
+            return found
 
         def from_window(names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
             if window_values is not None:

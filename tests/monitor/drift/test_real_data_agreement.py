@@ -490,3 +490,50 @@ def test_reference_columns_are_read_once_per_revision(tmp_path: Path) -> None:
     assert columns.read("m", "v1", second, {"a": "a"})["a"].tolist() == [5.0]
     assert reads == 4
     store.close()
+
+
+def test_a_served_class_among_more_classes_than_profiles_count_is_tested_on_its_values(
+    evidently: Any, tmp_path: Path
+) -> None:
+    # 150 classes, long-tailed: the class profile counts 100 of them and lumps the rest.
+    rng = np.random.default_rng(150)
+    classes = np.array([f"k{i:03d}" for i in range(150)])
+    weights = 1 / np.arange(1, 151)
+    reference = rng.choice(classes, 3000, p=weights / weights.sum())
+    moved = weights.copy()
+    moved[100:] *= 4
+    served = rng.choice(classes, 1500, p=moved / moved.sum())
+    model = ModelDescription.model_validate(
+        {
+            "name": "many",
+            "task": "multiclass",
+            "features": [{"name": "x", "type": "numeric"}],
+        }
+    )
+    store = Store(f"sqlite:///{tmp_path / 'many.db'}")
+    store.migrate()
+    try:
+        store.put_model(model)
+        frame = pd.DataFrame({"x": rng.normal(size=3000), "prediction": reference})
+        store.add_reference(
+            "many",
+            "v1",
+            rows=3000,
+            source_format="parquet",
+            data=to_parquet(frame),
+            profile=profile_reference(frame, model),
+        )
+        outputs = [{"predicted_class": str(c)} for c in served]
+        _insert(store, "many", "v1", T0, pd.DataFrame({"x": rng.normal(size=1500)}), outputs)
+        scorer = WindowScorer(store, window_seconds=W, min_window_events=1)
+        result = scorer.score(model, Window.of_time("many", "v1", T0, W))
+    finally:
+        store.close()
+    assert result.scores is not None and result.scores.prediction_drift is not None
+    (ours,) = [d for d in result.scores.prediction_drift if d.output == "class"]
+    name = evidently.default(reference, served, "categorical")
+    theirs, drifted = evidently.run(name, reference, served, "categorical", 0.1)
+    assert ours.test == name == "jensenshannon"
+    assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
+    assert ours.drifted is bool(drifted)
+    assert ours.error_bound == 0.0
