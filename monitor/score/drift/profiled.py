@@ -28,7 +28,8 @@ events cost. How far each can be from the exact value on the raw data:
   value is one of them or new (a new value gives chi-squared infinity, p = 0, as in
   Evidently); with more, the "other" bin lumps categories and the result says it is
   not exact (``error_bound`` 1), as do Jensen-Shannon and Hellinger where the window
-  has values in that bin. A numeric feature with few values is counted by value; a window value
+  has values in that bin, and PSI wherever it has (Evidently fills each new
+  category's empty reference share apart). A numeric feature with few values is counted by value; a window value
   that is none of the reference's is counted with a neighbour, so there the result
   says it is not exact (``error_bound`` 1) and the scorer counts the raw values.
 - ``psi``, ``jensenshannon``, ``hellinger``: exact for their definition here, which
@@ -294,6 +295,10 @@ def _binned(test: BinnedDistance) -> _Compute:
         count = pair.reference.profile.count
         unknown = _unknown_values(pair) if counted_by_value(pair.reference) else 0.0
         inexact = max(unknown, _lumped(pair, window_too=True))
+        if test.name == "psi" and pair.reference.kind != "numeric" and pair.cur[-1] > 0:
+            # New categories: Evidently fills each one's empty reference share apart,
+            # and PSI's terms do not add up over them as the others' do.
+            inexact = 1.0
         return _Statistic(test.distance(r, c), None, count, pair.current.count, inexact)
 
     return compute

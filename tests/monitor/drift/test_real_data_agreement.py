@@ -537,3 +537,27 @@ def test_a_served_class_among_more_classes_than_profiles_count_is_tested_on_its_
     assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
     assert ours.drifted is bool(drifted)
     assert ours.error_bound == 0.0
+
+
+def test_psi_of_several_new_categories_is_computed_from_the_values(evidently: Any) -> None:
+    # The profile counts every new category in one "other" bin; Evidently's PSI fills each
+    # one's empty reference share on its own, so the lumped count is not its answer.
+    from monitor.score.exact import RawValues
+    from monitor.score.profile import FeatureProfile, ReferenceProfile
+
+    rng = np.random.default_rng(5)
+    reference = rng.choice(["a", "b", "c"], 2000)
+    current = np.concatenate([rng.choice(["a", "b", "c"], 500), ["x", "y", "z", "w"] * 10])
+    profile = ReferenceProfile.build({"k": ("categorical", reference)}, reference.size)
+    window = {"k": FeatureProfile.of(current, "categorical", profile.features["k"].bins)}
+    store = Store("sqlite://")
+    scorer = WindowScorer(store, window_seconds=W, min_window_events=1, drift_test="psi")
+    (unsettled,) = scorer.drift(profile, window)
+    assert unsettled.error_bound == 1.0
+    raw = RawValues(lambda names: {"k": reference}, lambda names: {"k": list(current)})
+    (ours,) = scorer.drift(profile, window, raw)
+    theirs, drifted = evidently.run("psi", reference, current, "categorical", 0.2)
+    assert ours.value == pytest.approx(float(theirs), rel=1e-9)
+    assert abs(unsettled.value - float(theirs)) > 0.1, "the lumped count was not the answer"
+    assert ours.drifted is bool(drifted)
+    store.close()
