@@ -12,7 +12,9 @@ events cost. How far each can be from the exact value on the raw data:
   the reference). ``error_bound`` is that upper bound minus ``D_b``. The p-value is
   Smirnov's asymptotic one at ``D_b`` (scipy's ``ks_2samp(method="asymp")``), so it is
   at least the exact-statistic p-value (never a false alarm the exact test would not
-  raise on the same statistic).
+  raise on the same statistic). Up to 10,000 values in either sample scipy (and so
+  Evidently) gives the exact p-value instead, which a profile cannot: there the scorer
+  computes KS from the raw values.
 - ``wasserstein``: profiles keep, per bin, the sum of the values' offsets from the
   bin's edge, which gives the exact integral of each empirical CDF over every bin; the
   sum of ``|∫ (F - G)|`` over the bins is a lower bound of the distance, exact wherever
@@ -29,9 +31,10 @@ events cost. How far each can be from the exact value on the raw data:
   Evidently); with more, the "other" bin lumps categories and the result says it is
   not exact (``error_bound`` 1), as do Jensen-Shannon and Hellinger where the window
   has values in that bin, and PSI wherever it has (Evidently fills each new
-  category's empty reference share apart). A numeric feature with few values is counted by value; a window value
-  that is none of the reference's is counted with a neighbour, so there the result
-  says it is not exact (``error_bound`` 1) and the scorer counts the raw values.
+  category's empty reference share apart). A numeric feature with few values is
+  counted by value; a window value that is none of the reference's is counted with a
+  neighbour, so there the result says it is not exact (``error_bound`` 1) and the
+  scorer counts the raw values.
 - ``psi``, ``jensenshannon``, ``hellinger``: exact for their definition here, which
   bins numbers into coarse reference-quantile bins (:func:`coarse_groups`) rather than
   Evidently's equal-width bins over both samples (which depend on each window and so
