@@ -35,7 +35,7 @@ from monitor.score.drift.profiled import (
     needs_raw_values,
     reference_values,
 )
-from monitor.score.drift.registry import DRIFT_TESTS
+from monitor.score.drift.registry import DRIFT_TESTS, choose_test
 from monitor.score.profile import ReferenceProfile, category
 from monitor.store import Store
 
@@ -66,6 +66,7 @@ def settle(
     raw: RawValues,
     *,
     p_value_tolerance: float = EXACT_TOLERANCE,
+    rechoose: Collection[str] = (),
 ) -> dict[str, DriftScore]:
     """``scores`` with every one that its profile cannot settle computed on raw values.
 
@@ -76,11 +77,16 @@ def settle(
         p_value_tolerance: Widest range of exact p-values a profile-based p-value may
             stand for (0 where the p-values are then adjusted together, whose verdicts
             a small difference can move).
+        rechoose: Names whose test was chosen automatically from the reference alone
+            and that Evidently might choose otherwise, counting distinct values over
+            both samples (:func:`~monitor.score.drift.profiled.choice_may_change`):
+            their test is chosen again on the raw values, then computed.
     """
     pending = [
         name
         for name, s in scores.items()
-        if needs_raw_values(s, p_value_tolerance if s.p_value is not None else EXACT_TOLERANCE)
+        if name in rechoose
+        or needs_raw_values(s, p_value_tolerance if s.p_value is not None else EXACT_TOLERANCE)
     ]
     if not pending:
         return dict(scores)
@@ -105,23 +111,34 @@ def settle(
             continue
         s = scores[name]
         feature = reference.features[name]
+        numeric = feature.kind == "numeric"
+        current = _numbers(window[name]) if numeric else spelled(window[name])
         try:
-            raw_test = DRIFT_TESTS[s.test]
+            raw_test, threshold = DRIFT_TESTS[s.test], s.threshold
             # A numeric feature with few values is compared as categories, as chosen.
             kind: FeatureKind = (
                 "categorical"
                 if counted_by_value(feature) or feature.kind not in raw_test.kinds
                 else feature.kind
             )
-            test = raw_test.fit(found[name], kind, s.threshold)
-            values = window[name]
-            if feature.kind == "numeric":
-                settled[name] = test.score(_numbers(values))
-            else:
-                settled[name] = test.score(spelled(values))
+            if name in rechoose:
+                distinct = _distinct(found[name], current, numeric)
+                choice = choose_test(feature.kind, feature.profile.count, distinct)
+                if choice.test.name != s.test:
+                    raw_test, threshold = choice.test, choice.test.default_threshold
+                kind = choice.kind
+            settled[name] = raw_test.fit(found[name], kind, threshold).score(current)
         except ValueError:
             logger.exception("drift of %r could not be computed from its values", name)
     return settled
+
+
+def _distinct(reference: npt.NDArray[Any], current: npt.NDArray[Any], numeric: bool) -> int:
+    """Distinct non-missing values over both samples, as Evidently counts them."""
+    if numeric:
+        both = np.concatenate((reference, current)).astype(np.float64)
+        return int(np.unique(both[np.isfinite(both)]).size)
+    return len(set(reference.tolist()) | set(current.tolist()))
 
 
 def spelled(values: Iterable[object]) -> npt.NDArray[Any]:

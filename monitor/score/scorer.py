@@ -29,7 +29,12 @@ from monitor.errors import ConfigError
 from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
 from monitor.score.drift.base import DriftScore
 from monitor.score.drift.multiple import benjamini_hochberg
-from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, EXACT_TOLERANCE, PROFILE_TESTS
+from monitor.score.drift.profiled import (
+    DEFAULT_COARSE_BINS,
+    EXACT_TOLERANCE,
+    PROFILE_TESTS,
+    choice_may_change,
+)
 from monitor.score.drift.registry import choose_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
 from monitor.score.exact import RawValues, ReferenceColumns, settle, spelled
@@ -238,7 +243,15 @@ class WindowScorer:
             # Adjusted p-values move each other's verdicts: under control, a p-value is
             # taken from a profile only where the profile gives it exactly.
             tolerance = 0.0 if self._fdr is not None else EXACT_TOLERANCE
-            scores = settle(reference, scores, raw, p_value_tolerance=tolerance)
+            automatic = self._drift_test == AUTO
+            rechoose = [
+                name
+                for name in scores
+                if automatic
+                and name not in configured
+                and choice_may_change(reference.features[name], window[name])
+            ]
+            scores = settle(reference, scores, raw, p_value_tolerance=tolerance, rechoose=rechoose)
         adjusted: dict[str, tuple[float, bool]] = {}
         p_values = {n: s.p_value for n, s in scores.items() if s.p_value is not None}
         if self._fdr is not None and p_values:
@@ -255,7 +268,7 @@ class WindowScorer:
                     threshold=s.threshold,
                     drifted=drifted,
                     current_count=s.current_count,
-                    statistic=s.statistic,
+                    statistic=finite_or_none(s.statistic),
                     adjusted_p_value=adj,
                     error_bound=s.error_bound,
                 )

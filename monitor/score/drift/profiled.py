@@ -91,6 +91,7 @@ __all__ = [
     "EXACT_TOLERANCE",
     "PROFILE_TESTS",
     "ProfileDriftTest",
+    "choice_may_change",
     "counted_by_value",
     "ProfileTest",
     "exact_range",
@@ -237,22 +238,44 @@ def _lumped(pair: _Pair, window_too: bool) -> float:
 def _unknown_values(pair: _Pair) -> float:
     """1 where a numeric feature counted by value has window values that are none of the
     reference's (its bins then count them with a neighbouring value, so the counts are
-    not the values'), else 0.
+    not the values'), else 0."""
+    return 1.0 if _new_numbers(pair.reference, pair.current) else 0.0
+
+
+def _new_numbers(reference: ReferenceFeature, current: FeatureProfile) -> bool:
+    """Whether a window holds numbers that a reference whose bins are its values never
+    had.
 
     A bin ``(a, b]`` holds only ``b`` exactly when its values' offsets from ``a`` sum
     to ``count * (b - a)``; the first bin only its edge when they sum to 0; the last,
     above the reference's maximum, holds only unknown values.
     """
-    bins = pair.reference.bins
-    offsets = pair.current.offsets
-    if pair.reference.kind != "numeric" or not bins.discrete or offsets.size != pair.cur.size:
-        return 0.0
+    bins, offsets = reference.bins, current.offsets
+    cur = current.histogram.astype(np.float64)
+    if reference.kind != "numeric" or not bins.discrete or offsets.size != cur.size:
+        return False
     width = np.diff(bins.edges)
-    expected = pair.cur[1:-1] * width
-    scale = np.maximum(np.abs(expected), np.abs(bins.edges[1:]) * pair.cur[1:-1])
+    expected = cur[1:-1] * width
+    scale = np.maximum(np.abs(expected), np.abs(bins.edges[1:]) * cur[1:-1])
     inside = np.abs(offsets[1:-1] - expected) > 1e-9 * np.maximum(scale, 1e-300)
-    below = abs(float(offsets[0])) > 1e-9 * max(abs(float(bins.edges[0])) * pair.cur[0], 1e-300)
-    return 1.0 if bool(inside.any()) or below or pair.cur[-1] > 0 else 0.0
+    below = abs(float(offsets[0])) > 1e-9 * max(abs(float(bins.edges[0])) * cur[0], 1e-300)
+    return bool(inside.any()) or below or bool(cur[-1] > 0)
+
+
+def choice_may_change(reference: ReferenceFeature, current: FeatureProfile) -> bool:
+    """Whether Evidently's choice of test could differ from the one made on the
+    reference alone: it counts distinct values over both samples, and the window holds
+    values the reference lacks where that count decides (a numeric feature with at
+    most five values; a categorical one with at most two)."""
+    if reference.kind == "numeric":
+        return counted_by_value(reference) and _new_numbers(reference, current)
+    ref, cur = reference.profile.histogram, current.histogram
+    return (
+        reference.distinct <= 2
+        and cur.size == ref.size
+        and bool(cur[-1] > 0)
+        and bool(ref[-1] == 0)
+    )
 
 
 def binned_shares(

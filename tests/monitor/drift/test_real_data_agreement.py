@@ -13,8 +13,8 @@ a 3,000-row bootstrap of it (normalised Wasserstein; at most 569 distinct values
 its profile holds one by one) and a 3,000-row smoothed bootstrap (each value jittered by
 a twentieth of the feature's deviation: over 1,000 distinct values, binned by quantile,
 so that the exact computation reads the reference's stored Parquet). Diabetes' ``sex``
-is left out: Evidently counts a numeric feature's distinct values over both samples, so
-a shifted two-valued feature changes test there; that choice is not what is checked here.
+has two values: shifted, it has four over both samples, which Evidently counts to choose
+its test (chi-squared rather than Z, by value), and so must the scorer.
 """
 
 from __future__ import annotations
@@ -53,8 +53,7 @@ def _datasets() -> dict[str, pd.DataFrame]:
     ):
         data = load()
         frame = pd.DataFrame(data.data, columns=[_clean(c) for c in data.feature_names])
-        keep = [c for c in frame.columns if frame[c].nunique() > 5]
-        found[name] = frame[keep]
+        found[name] = frame
     return found
 
 
@@ -386,17 +385,29 @@ def test_a_numeric_feature_counted_by_value_is_compared_value_by_value(
     assert settled.error_bound == 0.0
     assert settled.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-300)
     assert settled.drifted is bool(drifted)
-    # Halves: the counts are not the values' any more, and the profile says so.
+    # Halves: the counts are not the values' any more, and the profile says so. Counted
+    # over both samples there are now more values, and Evidently (so the scorer) may
+    # choose another test: KS or Wasserstein past five values, chi-squared past two.
     current[:6] -= 0.5
     window = {"rating": FeatureProfile.of(current, "numeric", bins)}
     (unsettled,) = scorer.drift(profile, window)
     assert unsettled.error_bound == 1.0, "the profile says its counts are not the values'"
     raw = RawValues(lambda names: {"rating": reference}, lambda names: {"rating": list(current)})
     (ours,) = scorer.drift(profile, window, raw)
-    theirs, drifted = evidently.run(test, reference, current, "categorical", threshold)
-    assert ours.test == test and ours.error_bound == 0.0
+    chosen = evidently.default(reference, current, "numeric")
+    threshold = 0.1 if chosen in ("jensenshannon", "wasserstein") else 0.05
+    theirs, drifted = evidently.run(chosen, reference, current, "numeric", threshold)
+    assert ours.test == chosen != test and ours.error_bound == 0.0
     assert ours.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
     assert ours.drifted is bool(drifted)
+    # Chosen by hand, the test stays, computed from the values.
+    pinned = WindowScorer(store, window_seconds=W, min_window_events=1, fdr=None, drift_test=test)
+    (kept,) = pinned.drift(profile, window, raw)
+    threshold = 0.1 if test == "jensenshannon" else 0.05
+    theirs, drifted = evidently.run(test, reference, current, "categorical", threshold)
+    assert kept.test == test and kept.error_bound == 0.0
+    assert kept.value == pytest.approx(float(theirs), rel=1e-9, abs=1e-12)
+    assert kept.drifted is bool(drifted)
     store.close()
 
 
@@ -560,4 +571,33 @@ def test_psi_of_several_new_categories_is_computed_from_the_values(evidently: An
     assert ours.value == pytest.approx(float(theirs), rel=1e-9)
     assert abs(unsettled.value - float(theirs)) > 0.1, "the lumped count was not the answer"
     assert ours.drifted is bool(drifted)
+    store.close()
+
+
+def test_a_new_category_beside_two_known_ones_is_tested_as_evidently_chooses(
+    evidently: Any,
+) -> None:
+    # Two categories in the reference: Z. A third in the window: Evidently, counting the
+    # values of both samples, takes chi-squared, and so does the scorer.
+    from monitor.score.exact import RawValues
+    from monitor.score.profile import FeatureProfile, ReferenceProfile
+
+    rng = np.random.default_rng(2)
+    reference = rng.choice(["card", "cash"], 800)
+    current = np.concatenate([rng.choice(["card", "cash"], 290), ["voucher"] * 10])
+    profile = ReferenceProfile.build({"pay": ("categorical", reference)}, reference.size)
+    window = {"pay": FeatureProfile.of(current, "categorical", profile.features["pay"].bins)}
+    store = Store("sqlite://")
+    scorer = WindowScorer(store, window_seconds=W, min_window_events=1, fdr=None)
+    raw = RawValues(lambda names: {"pay": reference}, lambda names: {"pay": list(current)})
+    (ours,) = scorer.drift(profile, window, raw)
+    name = evidently.default(reference, current, "categorical")
+    theirs, drifted = evidently.run(name, reference, current, "categorical", 0.05)
+    assert ours.test == name == "chisquare"
+    assert ours.value == pytest.approx(float(theirs), abs=1e-300)
+    assert ours.drifted is bool(drifted)
+    (configured,) = WindowScorer(
+        store, window_seconds=W, min_window_events=1, fdr=None, drift_test="z"
+    ).drift(profile, window, raw)
+    assert configured.test == "z", "a configured test stays"
     store.close()
