@@ -12,8 +12,11 @@ the same size, from stored profiles, against Evidently and a plain scipy loop.
    read the reference profile and the window's profiles from the store and score
    every feature with the scoring loop's own code (:meth:`WindowScorer.drift`: the
    test Evidently would choose, here normalised Wasserstein, BH over p-value tests,
-   the dataset verdict). Peak memory is the subprocess's peak resident set (the
-   interpreter and its imports included).
+   the dataset verdict), including the exact computation from raw values of any
+   feature whose profile cannot settle its verdict and value to 1e-3 (here the raw
+   values are generated again from their seeds, which costs less than the service's
+   read of stored rows; the run says how many features needed it). Peak memory is
+   the subprocess's peak resident set (the interpreter and its imports included).
 4. Evidently 0.7's DataDriftPreset on the first 50,000 and the first 25,000 rows of
    both (it took 430 s and 3.9 GB on the full size on this machine), each in its own
    subprocess; its time at 1,000,000 rows is extrapolated on the line through the two
@@ -22,8 +25,13 @@ the same size, from stored profiles, against Evidently and a plain scipy loop.
 5. Baseline: a plain loop of ``scipy.stats.ks_2samp`` over the 50 features on the
    first 100,000 rows of both, time scaled up by 10.
 
-Last line: ``sidewatch_s=X sidewatch_peak_mb=Y evidently_s=Z speedup=W``, where
-``evidently_s`` is the extrapolated Evidently time and ``speedup = evidently_s / sidewatch_s``.
+Last line: ``end_to_end_speedup=E per_window_speedup=W sidewatch_end_to_end_s=T
+sidewatch_build_s=B sidewatch_s=X sidewatch_peak_mb=Y evidently_s=Z``, where
+``evidently_s`` is the extrapolated Evidently time (from raw rows);
+``end_to_end_speedup = evidently_s / (B + X)`` compares like with like: Sidewatch's
+profile build of the same rows (reference and window, step 2) plus its drift run;
+``per_window_speedup = evidently_s / X`` counts only the drift run from profiles
+already built (what each scoring of a window costs once ingest has kept them).
 Targets: the drift run <= 3 s and <= 1 GB.
 """
 
@@ -38,7 +46,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -138,9 +148,10 @@ def build(db: Path, rows: int) -> dict[str, float]:
     return {"build_s": build_seconds, "rows_x_features": 2 * rows * FEATURES}
 
 
-def drift_run(db: Path) -> None:
+def drift_run(db: Path, rows: int) -> None:
     """Step 3, in its own process: prints one JSON line."""
     started = time.perf_counter()
+    from monitor.score.exact import RawValues
     from monitor.score.profile import ReferenceProfile
     from monitor.score.scorer import WindowScorer
     from monitor.store import Store
@@ -155,7 +166,21 @@ def drift_run(db: Path) -> None:
     window = {
         name: p for name, (_, p) in store.window_profiles(MODEL, VERSION, WINDOW, 0.0).items()
     }
-    results = scorer.drift(profile, window)
+    exact: list[str] = []
+
+    def raw(current: bool) -> Any:
+        def values(wanted: Sequence[str]) -> dict[str, np.ndarray]:
+            if current:
+                exact.extend(wanted)
+            return {n: column(names().index(n), rows, current) for n in wanted}
+
+        return values
+
+    began = time.perf_counter()
+    scorer.drift(profile, window)  # profiles alone, for comparison: bounds, not verdicts
+    profiles_only = time.perf_counter() - began
+    started += profiles_only
+    results = scorer.drift(profile, window, RawValues(raw(False), raw(True)))
     seconds = time.perf_counter() - started
     store.close()
     print(
@@ -168,6 +193,8 @@ def drift_run(db: Path) -> None:
                 "tests": sorted({d.test for d in results}),
                 "values": {d.feature: d.value for d in results},
                 "bounds": {d.feature: d.error_bound for d in results},
+                "exact": sorted(exact),
+                "profiles_only_s": profiles_only,
             }
         )
     )
@@ -279,7 +306,7 @@ def main() -> None:
     parser.add_argument("--scipy-rows", type=int, default=SCIPY_ROWS)
     args = parser.parse_args()
     if args.phase == "drift":
-        drift_run(args.db)
+        drift_run(args.db, args.rows)
         return
     if args.phase == "evidently":
         evidently_run(args.db)
@@ -296,13 +323,15 @@ def main() -> None:
             f"window built from {args.rows // CHUNK} merged chunks",
             flush=True,
         )
-        ours = child("--phase", "drift", "--db", str(db))
+        ours = child("--phase", "drift", "--db", str(db), "--rows", str(args.rows))
         print(
             f"sidewatch drift from stored profiles: {ours['drift_s']:.3f} s for {FEATURES} "
             f"features (tests: {', '.join(ours['tests'])}; imports {ours['import_s']:.1f} s, "
             f"not counted); peak RSS of that process {ours['peak_mb']:.0f} MB; drifted: "
             f"{len(ours['drifted'])} ({', '.join(ours['drifted'])}); largest error bound "
-            f"{max(ours['bounds'].values()):.4f}",
+            f"of a profile-based result {max(ours['bounds'].values()):.4f}; computed "
+            f"from raw values: {len(ours['exact'])} ({', '.join(ours['exact']) or 'none'}); "
+            f"from profiles alone (bounds, not verdicts) it took {ours['profiles_only_s']:.3f} s",
             flush=True,
         )
         expected = sorted(f"f{i:02d}" for i in SHIFTED)
@@ -349,9 +378,13 @@ def main() -> None:
         f"rows, scaled x{args.rows / args.scipy_rows:g}: {ks_s:.1f} s",
         flush=True,
     )
+    end_to_end = built["build_s"] + ours["drift_s"]
     print(
+        f"end_to_end_speedup={evidently_s / end_to_end:.1f} "
+        f"per_window_speedup={evidently_s / ours['drift_s']:.0f} "
+        f"sidewatch_end_to_end_s={end_to_end:.2f} sidewatch_build_s={built['build_s']:.2f} "
         f"sidewatch_s={ours['drift_s']:.3f} sidewatch_peak_mb={ours['peak_mb']:.0f} "
-        f"evidently_s={evidently_s:.0f} speedup={evidently_s / ours['drift_s']:.0f}"
+        f"evidently_s={evidently_s:.0f}"
     )
 
 

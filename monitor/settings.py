@@ -80,9 +80,10 @@ class MonitorSettings(BaseSettings):
     min_window_events: int = Field(default=30, ge=1)
     """Fewest events a window needs before drift is scored on it."""
     score_sample_rows: int = Field(default=5_000, ge=100, le=1_000_000)
-    """Most rows of a window read for data quality, prediction drift, the served classes
-    and scores, correlation and multivariate drift: a uniform sample when the window
-    holds more (results say when they were sampled)."""
+    """Most rows of a window read for data quality, the served classes' shares and the
+    score's quantiles, correlation and multivariate drift: a uniform sample when the
+    window holds more (results say when they were sampled). Prediction drift reads every
+    row."""
     multivariate_method: Literal["pca_reconstruction", "domain_classifier", "off"] = (
         "pca_reconstruction"
     )

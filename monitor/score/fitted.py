@@ -3,6 +3,7 @@ window parts it scores with that.
 
 Stage: score. In: a model's description and its reference (the stored Parquet, read once
 per revision by :func:`fit_reference`); then, per window, the window's feature profiles,
+its outputs (every row's, read in chunks, for output drift: :func:`all_output_profiles`),
 a bounded sample of its rows and its labelled predictions. Out: the records of
 :mod:`monitor.score.scores`.
 
@@ -36,7 +37,7 @@ import math
 import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -68,6 +69,8 @@ from monitor.score.scores import (
 
 __all__ = [
     "PROBABILITY",
+    "all_output_profiles",
+    "all_output_values",
     "FittedReference",
     "MultivariateMethod",
     "ScoringOptions",
@@ -95,8 +98,9 @@ class ScoringOptions:
     """Settings of the window parts beyond feature drift.
 
     Args:
-        sample_rows: Most rows of a window read for data quality, output drift, the
-            served classes and scores, correlation and multivariate drift.
+        sample_rows: Most rows of a window read for data quality, the served classes'
+            shares and the score's quantiles, correlation and multivariate drift
+            (output drift reads every row).
         multivariate: The multivariate detector; None turns it off.
         correlation_max_features: Most numeric features whose pairs are tested
             (``k (k - 1) / 2`` pairs).
@@ -128,6 +132,9 @@ class FittedReference:
     multivariate: MultivariateDetector | None
     not_fitted: tuple[NotScored, ...]
     """Parts (or outputs) that could not be fitted, and why."""
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """Each output's (and ``label``'s) reference column, by the output's name: where a
+    test that its profile cannot settle reads the reference's values."""
 
 
 # -------------------------------------------------------------------------- outputs
@@ -271,13 +278,13 @@ def fit_reference(
             multivariate = detector.fit(reference_numeric)
         except ValueError as exc:
             not_fitted.append(NotScored("multivariate", f"not fitted on the reference: {exc}"))
-    outputs, missing = _fit_outputs(model, frame)
+    wanted = _output_columns(model, frame)
+    outputs, missing = _fit_columns(frame, wanted, model)
     not_fitted.extend(NotScored("prediction_drift", m) for m in missing)
-    label, missing = _fit_columns(
-        frame,
-        {"label": (model.target_column, "numeric" if model.task == "regression" else "label")},
-        model,
-    )
+    label_column = {
+        "label": (model.target_column, "numeric" if model.task == "regression" else "label")
+    }
+    label, missing = _fit_columns(frame, label_column, model)
     not_fitted.extend(NotScored("label_drift", m) for m in missing)
     return FittedReference(
         revision=revision,
@@ -287,6 +294,7 @@ def fit_reference(
         correlation=correlation,
         multivariate=multivariate,
         not_fitted=tuple(not_fitted),
+        columns={name: column for name, (column, _) in (wanted | label_column).items()},
     )
 
 
@@ -306,9 +314,8 @@ def _fit_quality(model: ModelDescription, frame: pd.DataFrame) -> FittedDataQual
     return DataQuality().fit(model, values)
 
 
-def _fit_outputs(
-    model: ModelDescription, frame: pd.DataFrame
-) -> tuple[ReferenceProfile, list[str]]:
+def _output_columns(model: ModelDescription, frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Each output's reference column and how it is read (``numeric`` or ``label``)."""
     wanted: dict[str, tuple[str, str]] = {}
     if model.task == "regression":
         wanted["value"] = (model.prediction_column, "numeric")
@@ -324,7 +331,7 @@ def _fit_outputs(
         )
         for cls in classes[:MAX_CLASS_SERIES]:
             wanted[f"{PROBABILITY}{cls}"] = (f"{prefix}{cls}", "numeric")
-    return _fit_columns(frame, wanted, model)
+    return wanted
 
 
 def _fit_columns(
@@ -366,6 +373,34 @@ def output_profiles(
         for name, ref in reference.features.items()
         if name in columns
     }
+
+
+def all_output_profiles(
+    model: ModelDescription,
+    reference: ReferenceProfile,
+    chunks: Iterable[Sequence[Mapping[str, Any]]],
+) -> dict[str, FeatureProfile]:
+    """Each output's profile over every row of a window, read chunk by chunk (the
+    window's outputs are never held whole), on its reference's bins."""
+    merged: dict[str, FeatureProfile] = {}
+    names = list(reference.features)
+    for chunk in chunks:
+        found = output_profiles(reference, output_values(model, chunk, names))
+        for name, profile in found.items():
+            before = merged.get(name)
+            merged[name] = profile if before is None else before.merge(profile)
+    return merged
+
+
+def all_output_values(
+    model: ModelDescription, chunks: Iterable[Sequence[Mapping[str, Any]]], names: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The named outputs' values over every row of a window, read chunk by chunk."""
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for chunk in chunks:
+        for name, values in output_values(model, chunk, names).items():
+            columns[name].extend(values)
+    return columns
 
 
 def window_quality(

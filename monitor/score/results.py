@@ -11,7 +11,7 @@ from monitor.score.scores import WindowScores
 WindowKind = Literal["time", "count"]
 
 DEFINITION = (
-    "window-v1;drift-profile-v1;accuracy-v2;quality-v1;output-drift-v1;correlation-v1;"
+    "window-v1;drift-profile-v2;accuracy-v2;quality-v1;output-drift-v2;correlation-v1;"
     "multivariate-v1"
 )
 """Names and versions of the metric definitions that produce a :class:`WindowResult`.
@@ -45,7 +45,9 @@ class FeatureDrift:
     """Benjamini-Hochberg adjusted p-value (p-value tests, with the control on)."""
     error_bound: float = 0.0
     """How far ``statistic`` may be from its value on the raw events (see
-    :mod:`monitor.score.drift.profiled`)."""
+    :mod:`monitor.score.drift.profiled`): 0 where it was computed from them. A result
+    from profiles is kept only where its range of exact values is within 1e-3 and on
+    one side of the threshold."""
 
     @property
     def is_p_value(self) -> bool:

@@ -1,36 +1,53 @@
 """Scores one window of one model version from stored profiles and rows.
 
 Drift reads the window's feature profiles (kept up to date at ingest) and the
-reference's profile, so it costs what the features and bins cost, not the events. The
-test of each feature is chosen as Evidently 0.7 chooses it, unless configured; the
-p-value tests of a window are then put under Benjamini-Hochberg control, and the
-share of drifted features gives the dataset verdict.
+reference's profile, so it costs what the features and bins cost, not the events.
+Where a profile cannot settle a test (its verdict could go either way, or its value is
+known only to more than 1e-3: :func:`~monitor.score.drift.profiled.needs_raw_values`),
+that feature's test is computed from the window's stored values and the reference's
+(:mod:`monitor.score.exact`), so every verdict and value is the exact one. The test of
+each feature is chosen as Evidently 0.7 chooses it, unless configured; the p-value
+tests of a window are then put under Benjamini-Hochberg control, and the share of
+drifted features gives the dataset verdict.
+
+The model's outputs (served class, score, value, per-class probabilities) are drift-
+tested the same way, from their profiles over every row of the window (read chunk by
+chunk), never from a sample.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from collectors.contract import ModelDescription
 from monitor.errors import ConfigError
 from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
 from monitor.score.drift.base import DriftScore
 from monitor.score.drift.multiple import benjamini_hochberg
-from monitor.score.drift.profiled import DEFAULT_COARSE_BINS, PROFILE_TESTS
+from monitor.score.drift.profiled import (
+    DEFAULT_COARSE_BINS,
+    EXACT_TOLERANCE,
+    PROFILE_TESTS,
+    choice_may_change,
+)
 from monitor.score.drift.registry import choose_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
+from monitor.score.exact import RawValues, ReferenceColumns, settle, spelled
 from monitor.score.fitted import (
     FittedReference,
     ScoringOptions,
+    all_output_profiles,
+    all_output_values,
     fit_reference,
     label_value,
     numeric_columns,
     output_profiles,
-    output_values,
     prediction_summary,
     window_quality,
 )
@@ -112,6 +129,7 @@ class WindowScorer:
         self._options = options or ScoringOptions()
         self._fits: dict[tuple[str, str], FittedReference] = {}
         """Per (model, version): the window parts fitted on its newest reference."""
+        self._reference_columns = ReferenceColumns(store)
 
     def score(self, model: ModelDescription, window: Window) -> WindowResult:
         """Score one window of ``model`` (a time window, a segment's, or a count block).
@@ -131,7 +149,9 @@ class WindowScorer:
             fitted = self._reference(model, version, reference.revision, reference.profile)
             if fitted is not None:
                 profiles = self._window_profiles(model, window, reference.revision, fitted)
-                drift = self.drift(fitted, profiles)
+                categories = [n for n, f in fitted.features.items() if f.kind != "numeric"]
+                raw = self.feature_values(window, reference.revision, categories)
+                drift = self._drift(fitted, profiles, self._drift_tests, raw)
         verdict = (
             dataset_drift({d.feature: d.drifted for d in drift}, self._drift_share)
             if drift
@@ -139,7 +159,7 @@ class WindowScorer:
         )
         labelled = self._store.labelled_in_window(window)
         sample = self._store.sample_window(window, self._options.sample_rows)
-        scores = self._parts(model, reference, fitted, profiles, labelled, count, sample[1])
+        scores = self._parts(model, window, reference, fitted, profiles, labelled, count, sample[1])
         left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
         if left_out:
             scores = replace(scores, not_scored=(*left_out, *scores.not_scored))
@@ -202,16 +222,44 @@ class WindowScorer:
         return tuple(left_out)
 
     def drift(
-        self, reference: ReferenceProfile, window: Mapping[str, FeatureProfile]
+        self,
+        reference: ReferenceProfile,
+        window: Mapping[str, FeatureProfile],
+        raw: RawValues | None = None,
     ) -> tuple[FeatureDrift, ...]:
-        """Each feature's drift from its window profile, under multiple-testing control."""
-        return self._drift(reference, window, self._drift_tests)
+        """Each feature's drift from its window profile, under multiple-testing control.
+
+        Args:
+            reference: The reference's profile.
+            window: The window's feature profiles on its bins.
+            raw: Where the raw values are read for a test that the profiles cannot
+                settle; None keeps every profile-based result (each with its
+                ``error_bound``).
+        """
+        return self._drift(reference, window, self._drift_tests, raw)
+
+    def feature_values(
+        self, window: Window, revision: int, categorical: Collection[str] = ()
+    ) -> RawValues:
+        """Raw feature values: the window's stored rows, the reference's Parquet (the
+        features named in ``categorical`` read as categories)."""
+        columns = self._reference_columns
+
+        def reference(names: Sequence[str]) -> Mapping[str, np.ndarray]:
+            wanted = {n: n for n in names}
+            return columns.read(window.model, window.version, revision, wanted, categorical)
+
+        def values(names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
+            return self._store.window_feature_values(window, names)
+
+        return RawValues(reference, values)
 
     def _drift(
         self,
         reference: ReferenceProfile,
         window: Mapping[str, FeatureProfile],
         configured: Mapping[str, str],
+        raw: RawValues | None = None,
     ) -> tuple[FeatureDrift, ...]:
         scores: dict[str, DriftScore] = {}
         for name, ref in reference.features.items():
@@ -225,6 +273,19 @@ class WindowScorer:
                 scores[name] = test.score(ref, current, threshold, self._psi_bins)
             except ValueError:
                 logger.exception("drift of feature %r could not be scored", name)
+        if raw is not None:
+            # Adjusted p-values move each other's verdicts: under control, a p-value is
+            # taken from a profile only where the profile gives it exactly.
+            tolerance = 0.0 if self._fdr is not None else EXACT_TOLERANCE
+            automatic = self._drift_test == AUTO
+            rechoose = [
+                name
+                for name in scores
+                if automatic
+                and name not in configured
+                and choice_may_change(reference.features[name], window[name])
+            ]
+            scores = settle(reference, scores, raw, p_value_tolerance=tolerance, rechoose=rechoose)
         adjusted: dict[str, tuple[float, bool]] = {}
         p_values = {n: s.p_value for n, s in scores.items() if s.p_value is not None}
         if self._fdr is not None and p_values:
@@ -241,7 +302,7 @@ class WindowScorer:
                     threshold=s.threshold,
                     drifted=drifted,
                     current_count=s.current_count,
-                    statistic=s.statistic,
+                    statistic=finite_or_none(s.statistic),
                     adjusted_p_value=adj,
                     error_bound=s.error_bound,
                 )
@@ -251,6 +312,7 @@ class WindowScorer:
     def _parts(
         self,
         model: ModelDescription,
+        window: Window,
         reference: ReferenceInfo | None,
         features: ReferenceProfile | None,
         profiles: Mapping[str, FeatureProfile] | None,
@@ -263,6 +325,7 @@ class WindowScorer:
 
         Args:
             model: The model.
+            window: The window.
             reference: The version's newest reference, if any.
             features: Its feature profiles (their bins), if read.
             profiles: The window's feature profiles on those bins, if read.
@@ -299,20 +362,26 @@ class WindowScorer:
             )
             not_scored += [NotScored(p, why) for p in window_parts]
             return WindowScores(accuracy, predictions=predictions, not_scored=tuple(not_scored))
+        assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
         feature_rows = [f for f, _ in rows]
         sampled = len(rows) < count
         quality = window_quality(model, fit.quality, features, profiles, feature_rows, count)
         prediction_drift = None
         if fit.outputs.features:
-            columns = output_values(model, outputs, fit.outputs.features)
-            prediction_drift = self._output_drift(fit.outputs, columns, not_scored)
+            # Every row's outputs, not the sample's: read chunk by chunk into profiles.
+            chunks = self._store.window_outputs(window)
+            served = all_output_profiles(model, fit.outputs, chunks)
+            raw = self._output_values(model, window, reference, fit)
+            prediction_drift = self._output_drift(fit.outputs, served, raw, not_scored)
         label_drift = None
         if fit.label.features and not labelled:
             not_scored.append(NotScored("label_drift", "no prediction of the window has a label"))
         elif fit.label.features:
             values = {"label": [label_value(model, truth) for _, truth in labelled]}
-            found = self._output_drift(fit.label, values, not_scored, "label_drift")
+            labels = output_profiles(fit.label, values)
+            raw = self._output_values(model, window, reference, fit, values)
+            found = self._output_drift(fit.label, labels, raw, not_scored, "label_drift")
             label_drift = found[0] if found else None
         correlation = multivariate = None
         few = f"fewer than {self._min_events} predictions (SIDEWATCH_MIN_WINDOW_EVENTS)"
@@ -347,18 +416,47 @@ class WindowScorer:
             not_scored=tuple(not_scored),
         )
 
+    def _output_values(
+        self,
+        model: ModelDescription,
+        window: Window,
+        reference: ReferenceInfo,
+        fit: FittedReference,
+        window_values: Mapping[str, Sequence[Any]] | None = None,
+    ) -> RawValues:
+        """Raw output (or label) values: the reference's columns (a class spelled as
+        the served class is), and the window's values given or else read again from
+        its rows."""
+        columns = self._reference_columns
+        fitted = {**fit.outputs.features, **fit.label.features}
+        classes = [name for name, f in fitted.items() if f.kind != "numeric"]
+
+        def from_reference(names: Sequence[str]) -> Mapping[str, np.ndarray]:
+            wanted = {n: fit.columns[n] for n in names if n in fit.columns}
+            found = columns.read(model.name, reference.version, reference.revision, wanted, classes)
+            for name in set(found) & set(classes):
+                found[name] = spelled(label_value(model, v) for v in found[name])
+            return found
+
+        def from_window(names: Sequence[str]) -> Mapping[str, Sequence[Any]]:
+            if window_values is not None:
+                return {n: window_values[n] for n in names if n in window_values}
+            return all_output_values(model, self._store.window_outputs(window), names)
+
+        return RawValues(from_reference, from_window)
+
     def _output_drift(
         self,
         reference: ReferenceProfile,
-        columns: Mapping[str, Sequence[Any]],
+        window: Mapping[str, FeatureProfile],
+        raw: RawValues,
         not_scored: list[NotScored],
         part: ScorePart = "prediction_drift",
     ) -> tuple[OutputDrift, ...]:
         """The outputs' (or the label's) drift: their tests chosen and thresholded as the
         features' are (a test configured for every feature applies; per-feature ones do
         not), and the p-value tests of the family under Benjamini-Hochberg control."""
-        window = output_profiles(reference, columns)
-        scored = self._drift(reference, window, {})
+        scored = self._drift(reference, window, {}, raw)
         for name in reference.features.keys() - {d.feature for d in scored}:
             have = window[name].count if name in window else 0
             not_scored.append(

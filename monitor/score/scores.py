@@ -11,7 +11,8 @@ API read:
 - ``quality``: :class:`WindowQuality`, per feature the share missing, out of the
   reference's range, of new categories, and of type errors.
 - ``prediction_drift`` and ``label_drift``: :class:`OutputDrift`, the same univariate
-  tests as the features, on the served class, score or value and on the labels.
+  tests as the features, on the served class, score or value of every row of the
+  window (never a sample) and on the labels.
 - ``correlation``: :class:`CorrelationSummary`, Fisher's z over the feature pairs.
 - ``multivariate``: :class:`~monitor.score.multivariate.MultivariateDrift`.
 - ``predictions``: :class:`PredictionSummary`, the served classes' shares and the
@@ -211,7 +212,7 @@ class OutputDrift:
     adjusted_p_value: float | None = None
     error_bound: float = 0.0
     """How far ``statistic`` may be from its value on the raw values (see
-    :mod:`monitor.score.drift.profiled`)."""
+    :mod:`monitor.score.drift.profiled`): 0 where it was computed from them."""
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""

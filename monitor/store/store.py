@@ -163,10 +163,10 @@ class Store:
         kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        if self.dialect == "sqlite":
             # The connection used last is handed out next: each SQLite connection keeps
             # its own page cache (up to 64 MiB), so rotating through the whole pool
-            # filled every one of them and the monitor's memory grew for minutes.
+            # filled every one of them and the monitor's memory grew for minutes. (An
+            # in-memory database has one connection per thread: no pool to rotate.)
             kwargs["pool_use_lifo"] = True
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
@@ -825,6 +825,42 @@ class Store:
         stmt = self._in_window(select(p.features, p.outputs, p.latency_seconds), window)
         with self.engine.connect() as conn:
             return [(f, o, lat) for f, o, lat in conn.execute(stmt)]
+
+    def window_feature_values(self, window: Window, names: Sequence[str]) -> dict[str, list[Any]]:
+        """The named features' values over every row of the window (None where a row has
+        none), one list per feature in the same row order (PostgreSQL reads only those
+        values; SQLite parses each row's document, every bit of each number kept).
+
+        How drift is computed exactly where a window's profile cannot settle it.
+        """
+        if not names:
+            return {}
+        features = _PREDICTIONS.c.features
+        found: list[list[Any]] = [[] for _ in names]
+        if self.dialect == "sqlite":
+            # SQLite renders an extracted number with 15 digits (JSON_QUOTE): read the
+            # whole document, parsed exactly, as ingest's profiles read it.
+            stmt = self._in_window(select(features), window)
+            get = [operator.methodcaller("get", name) for name in names]
+            with self.engine.connect() as conn:
+                for (row,) in conn.execute(stmt):
+                    for column, value in zip(found, get, strict=True):
+                        column.append(value(row))
+            return dict(zip(names, found, strict=True))
+        stmt = self._in_window(select(*(features[name] for name in names)), window)
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            for row in conn.execute(stmt):
+                for column, value in zip(found, row, strict=True):
+                    column.append(value)
+        return dict(zip(names, found, strict=True))
+
+    def window_outputs(self, window: Window, chunk_rows: int = 10_000) -> Iterator[list[Any]]:
+        """The outputs of every row of the window, in chunks of at most ``chunk_rows``
+        (streamed: a long window is never held whole)."""
+        stmt = self._in_window(select(_PREDICTIONS.c.outputs), window)
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            for chunk in conn.execute(stmt).scalars().partitions(chunk_rows):
+                yield list(chunk)
 
     def labelled_in_window(self, window: Window) -> list[tuple[dict[str, Any], Any]]:
         """``(outputs, label value)`` for the window's predictions that have a label.

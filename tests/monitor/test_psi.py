@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
-from monitor.score.drift.profiled import PROFILE_TESTS
+from monitor.score.drift.profiled import PROFILE_TESTS, counted_by_value
 from monitor.score.profile import FeatureProfile, ReferenceProfile, coarse_edges
 from monitor.score.psi import EMPTY_BIN_SHARE, fill_empty, psi
 
@@ -43,6 +43,8 @@ def profile_psi(reference: np.ndarray, current: np.ndarray, coarse: int = 10) ->
     ref = ReferenceProfile.build({"x": ("numeric", reference)}, len(reference)).features["x"]
     cur = FeatureProfile.of(current, "numeric", ref.bins)
     score = PROFILE_TESTS["psi"].score(ref, cur, 0.2, coarse)
+    if counted_by_value(ref):  # at most five values: one bin each, as Evidently counts them
+        return score.statistic, ref.bins.edges.tolist()
     return score.statistic, coarse_edges(ref.bins, ref.profile.histogram, coarse).tolist()
 
 

@@ -108,13 +108,16 @@ def app_on(database_url: str) -> Iterator[Any]:
 
 
 def from_rows(store: Store, window: Window) -> dict[str, FeatureDrift]:
-    """The oracle: the window's drift from profiles built on its raw rows, in one go."""
-    reference = ReferenceProfile.from_json(store.latest_reference("credit", "v1").profile)
+    """The oracle: the window's drift from profiles built on its raw rows, in one go
+    (and from its raw values where those profiles cannot settle a test)."""
+    stored = store.latest_reference("credit", "v1")
+    reference = ReferenceProfile.from_json(stored.profile)
     rows = [features for features, _, _ in store.predictions_in_window(window)]
     bins = {name: f.bins for name, f in reference.features.items()}
     profiles = profile_rows(rows, KINDS, bins)
     scorer = WindowScorer(store, window_seconds=W, min_window_events=10)
-    return {d.feature: d for d in scorer.drift(reference, profiles)}
+    raw = scorer.feature_values(window, stored.revision)
+    return {d.feature: d for d in scorer.drift(reference, profiles, raw)}
 
 
 def assert_same_drift(result: WindowResult, expected: dict[str, FeatureDrift]) -> None:

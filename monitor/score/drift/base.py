@@ -67,8 +67,9 @@ class DriftScore:
     """How far ``statistic`` may be from its value on the raw data: 0 for a test on
     raw values; for one computed from profiles, the bound stated in
     :mod:`monitor.score.drift.profiled` (the exact value lies in
-    ``[statistic, statistic + error_bound]`` for KS, within ``± error_bound`` for
-    Wasserstein)."""
+    ``[statistic, statistic + error_bound]`` for KS and Wasserstein, whose profile
+    values are lower bounds; :func:`~monitor.score.drift.profiled.exact_range` gives
+    the range of the value compared with the threshold)."""
 
     @property
     def drift_score(self) -> float:

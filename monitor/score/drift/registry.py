@@ -16,6 +16,7 @@ from monitor.score.drift.pvalue import ChiSquare, KolmogorovSmirnov, TwoProporti
 
 __all__ = [
     "DRIFT_TESTS",
+    "FEW_NUMERIC_VALUES",
     "SMALL_REFERENCE_ROWS",
     "DriftTestChoice",
     "choose_test",
@@ -39,7 +40,10 @@ DRIFT_TESTS: Final[dict[str, DriftTest]] = {
 SMALL_REFERENCE_ROWS = 1000
 """Up to this many reference values, the automatic choice is a p-value test."""
 
-_FEW_NUMERIC_VALUES = 5
+FEW_NUMERIC_VALUES = 5
+"""A numeric feature with at most this many distinct values is compared as categorical,
+value by value, as Evidently does."""
+_FEW_NUMERIC_VALUES = FEW_NUMERIC_VALUES
 
 T = TypeVar("T")
 
