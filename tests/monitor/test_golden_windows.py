@@ -17,12 +17,20 @@ jensenshannon, wasserstein, hellinger) and the domain-classifier multivariate te
 What varies run to run and is left out (see :data:`DROPPED_KEYS`): ``scored_at``, the
 wall-clock time of scoring; the counters' ``_created`` samples; ingest's bookkeeping
 counters (not window results). The window's row sample is the whole window: the
-sample size (``score_sample_rows``) is above every window's size, so SQLite's
-``random()`` never chooses rows.
+sample size (``score_sample_rows``) is above every window's size, so the database's
+``random()`` never chooses rows (the recorded ``sampled: false`` fields say so). A
+window's per-feature ``drift`` list, and the ``/drift`` rows within a window, are
+compared sorted by feature: their order is the store's, not a result (SQLite gives the
+model's feature order, PostgreSQL's jsonb its own key order).
+
+The SQLite run is the recording; the same scenes on PostgreSQL are checked against it.
 
 Comparison: every key and string identical, every number within 1e-12 relative or 1e-12
-absolute (``math.isclose(rel_tol=1e-12, abs_tol=1e-12)``, so a number below 1e-12, a
-tiny p-value, is only checked to stay below it), NaN equal to NaN.
+absolute (``math.isclose(rel_tol=1e-12, abs_tol=1e-12)``: below 1 in magnitude that is
+1e-12 absolute, so a number below 1e-12, a tiny p-value, is only checked to stay below
+it), NaN equal to NaN. Booleans are not numbers here: ``true`` is not ``1``. A rename
+made on purpose goes in :data:`RENAMED_KEYS` or :data:`RENAMED_METRICS`, not into a new
+recording.
 
 Re-record (after a change that is meant to change the published numbers, and only
 then)::
@@ -593,3 +601,18 @@ def test_the_comparison_sees_a_change_in_the_last_digits() -> None:
     assert list(differences([1e6], [1e6 + 1e-5])) == ["$[0]: 1000000.00001, recorded 1000000.0"]
     assert list(differences({"x": float("nan")}, {"x": float("nan")})) == []
     assert list(differences({"x": [1, 2]}, {"x": [1]})) == ["$['x']: 1 items, recorded 2"]
+
+
+def test_a_declared_rename_keeps_the_recorded_numbers_checked(monkeypatch) -> None:
+    """A field or metric renamed on purpose is compared under its new name."""
+    monkeypatch.setitem(RENAMED_KEYS, "missing_share", "missing_ratio")
+    monkeypatch.setitem(RENAMED_METRICS, "sidewatch_old", "sidewatch_new")
+    recorded = {"q": [{"missing_share": 0.25}], "m": {'sidewatch_old{model="a"}': 1.0}}
+    assert renamed(recorded) == {
+        "q": [{"missing_ratio": 0.25}],
+        "m": {'sidewatch_new{model="a"}': 1.0},
+    }
+    published = {"q": [{"missing_ratio": 0.5}], "m": {'sidewatch_new{model="a"}': 1.0}}
+    assert list(differences(renamed(recorded), published)) == [
+        "$['q'][0]['missing_ratio']: 0.5, recorded 0.25"
+    ]
