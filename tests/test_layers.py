@@ -8,6 +8,7 @@ contract fails with the tool's report, which names each forbidden import and its
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -45,3 +46,21 @@ def test_the_import_contracts_hold() -> None:
     report = done.stdout + done.stderr
     assert done.returncode == 0, f"import-linter contracts broken:\n{report}"
     assert f"{len(CONFIG['contracts'])} kept, 0 broken" in report, report
+
+
+def test_the_map_names_files_and_contracts_that_exist() -> None:
+    # docs/architecture.md says where each kind of addition goes: keep it true.
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    paths = set()
+    for found in re.findall(r"`([\w./{},*-]+/[\w./{},*-]*)`", text):
+        head, brace, rest = found.partition("{")
+        if brace:
+            names, _, tail = rest.partition("}")
+            paths |= {head + name + tail for name in names.split(",")}
+        else:
+            paths.add(found)
+    assert len(paths) > 20, paths
+    missing = sorted(p for p in paths if not list(ROOT.glob(p.rstrip("/"))))
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
+    for contract in CONFIG["contracts"]:
+        assert f"`{contract['id']}`" in text, f"docs/architecture.md lacks {contract['id']}"
