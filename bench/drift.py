@@ -101,7 +101,7 @@ def rss_mb() -> float:
 
 def build(db: Path, rows: int) -> dict[str, float]:
     """Steps 1 and 2: profile both samples and store the profiles."""
-    from monitor.score.profile import FeatureProfile, ReferenceFeature, ReferenceProfile, fit_bins
+    from monitor.core.profile import FeatureProfile, ReferenceFeature, ReferenceProfile, fit_bins
     from monitor.store import Store
 
     store = Store(f"sqlite:///{db}")
@@ -151,8 +151,8 @@ def build(db: Path, rows: int) -> dict[str, float]:
 def drift_run(db: Path, rows: int) -> None:
     """Step 3, in its own process: prints one JSON line."""
     started = time.perf_counter()
+    from monitor.core.profile import ReferenceProfile
     from monitor.score.exact import RawValues
-    from monitor.score.profile import ReferenceProfile
     from monitor.score.scorer import WindowScorer
     from monitor.store import Store
 
@@ -269,8 +269,8 @@ def child(*args: str) -> dict:
 
 def slice_drift(path: Path) -> dict[str, tuple[float, float]]:
     """Our Wasserstein from profiles of the slice Evidently sees: (value, error bound)."""
+    from monitor.core.profile import FeatureProfile, ReferenceProfile
     from monitor.score.drift.profiled import PROFILE_TESTS
-    from monitor.score.profile import FeatureProfile, ReferenceProfile
 
     data = np.load(path)
     out = {}

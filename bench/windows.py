@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from collectors.contract import ModelDescription
+from monitor.core.profile import ProfileKey, ReferenceProfile, profile_rows
+from monitor.core.windows import Window, window_start
 from monitor.reference import profile_reference
-from monitor.score.profile import ProfileKey, ReferenceProfile, profile_rows
 from monitor.score.scorer import WindowScorer
-from monitor.score.windows import Window, window_start
 from monitor.store import Store
 
 MODEL, VERSION = "bench", "1"

@@ -16,8 +16,8 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from collectors.contract import ModelDescription
+from monitor.core.profile import FINE_BINS, ReferenceProfile
 from monitor.errors import InputError
-from monitor.score.profile import FINE_BINS, ReferenceProfile
 
 ReferenceFormat = Literal["csv", "parquet", "json"]
 
@@ -110,7 +110,7 @@ def profile_reference(
 ) -> dict[str, Any]:
     """What scoring needs from a reference: every feature's bins and profile on them.
 
-    See :mod:`monitor.score.profile`; the result is the stored (JSON) form.
+    See :mod:`monitor.core.profile`; the result is the stored (JSON) form.
     """
     columns = {
         spec.name: (spec.type, frame[spec.name].dropna().to_numpy()) for spec in model.features

@@ -31,10 +31,7 @@ from collectors.contract import (
 )
 from monitor.api.auth import Principal
 from monitor.api.schemas import IngestResult, ProblemPublic, RejectedEvent, RejectReason
-from monitor.errors import ForbiddenError, InputError, NotFoundError
-from monitor.export.prometheus import IngestMetrics
-from monitor.score.loop import Marker
-from monitor.score.profile import (
+from monitor.core.profile import (
     FeatureBins,
     FeatureProfile,
     Kind,
@@ -42,7 +39,9 @@ from monitor.score.profile import (
     ReferenceProfile,
     profile_rows,
 )
-from monitor.score.windows import window_start
+from monitor.core.windows import Marker, window_start
+from monitor.errors import ForbiddenError, InputError, NotFoundError
+from monitor.export.prometheus import IngestMetrics
 from monitor.store import Store
 
 MAX_PROBLEMS = 20

@@ -37,10 +37,11 @@ from monitor.api.schemas import (
     ServedPublic,
     WindowPublic,
 )
+from monitor.core.records import WindowRecord
+from monitor.core.windows import WindowKind, parse_segment
 from monitor.errors import InputError, NotFoundError
 from monitor.score.accuracy import ClassificationAccuracy
-from monitor.score.results import WindowKind, WindowResult
-from monitor.score.windows import parse_segment
+from monitor.score.results import WindowResult
 from monitor.settings import MonitorSettings
 from monitor.store import Store
 
@@ -174,7 +175,7 @@ def results_router(store: Store) -> APIRouter:
         found = store.window_results(
             name, version, since=since, until=until, limit=limit, **asdict(which)
         )
-        for w in found:
+        for w in map(WindowResult.from_record, found):
             for d in w.drift:
                 if feature is None or d.feature == feature:
                     rows.append(
@@ -200,8 +201,9 @@ def _public(model: type[_P], record: object | None) -> _P | None:
     return None if record is None else model.model_validate(record, from_attributes=True)
 
 
-def window_public(w: WindowResult) -> WindowPublic:
-    """The API's form of a window result (the one conversion every route uses)."""
+def window_public(record: WindowRecord) -> WindowPublic:
+    """The API's form of a stored window result (the one conversion every route uses)."""
+    w = WindowResult.from_record(record)
     s = w.scores
     accuracy = (
         _public(ClassificationAccuracyPublic, s.accuracy)

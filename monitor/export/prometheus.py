@@ -20,8 +20,7 @@ from collectors.contract import ModelDescription
 from collectors.naming import MetricName
 from monitor.export import names
 from monitor.export.scores import ScoreFamilies, all_features, named_features
-from monitor.score.loop import SegmentResults
-from monitor.score.results import WindowResult
+from monitor.score.results import SegmentResults, WindowResult
 
 LATENCY_BUCKETS = (
     0.001,

@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from collectors.contract import FeatureSpec, ModelDescription
+from monitor.core.windows import window_start as _window_of
 from monitor.errors import MissingDependencyError, NotFoundError
 from monitor.report.page import library_script, secure
-from monitor.score.windows import window_start as _window_of
+from monitor.score.results import WindowResult
 from monitor.store import Store
 
 logger = logging.getLogger("sidewatch.report")
@@ -193,7 +194,7 @@ def _chosen(
     found = store.window_results(model.name, version, since=start, until=start, limit=10)
     if found:  # the base window: the shortest of those starting there (rollups are longer)
         base = min(found, key=lambda r: r.window_end - r.window_start)
-        drifted = {d.feature for d in base.drift if d.drifted}
+        drifted = {d.feature for d in WindowResult.from_record(base).drift if d.drifted}
     ordered = [s for s in specs if s.name in drifted] + [s for s in specs if s.name not in drifted]
     return ordered[:cap]
 

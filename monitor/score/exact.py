@@ -9,7 +9,7 @@ by the test of the same name in :data:`~monitor.score.drift.registry.DRIFT_TESTS
 numbers Evidently 0.7 gives on the same data.
 
 The reference's values come from its profile where the profile holds them all (a
-numeric reference with at most :data:`~monitor.score.profile.FINE_BINS` distinct
+numeric reference with at most :data:`~monitor.core.profile.FINE_BINS` distinct
 values), else from the stored Parquet through :class:`ReferenceColumns`, read once per
 revision and column and kept while the revision is the newest; the window's from its
 stored rows. Categorical values are compared as the profiles spell them
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitor.core.profile import ReferenceProfile, category
 from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray
 from monitor.score.drift.profiled import (
     EXACT_TOLERANCE,
@@ -36,7 +37,6 @@ from monitor.score.drift.profiled import (
     reference_values,
 )
 from monitor.score.drift.registry import DRIFT_TESTS, choose_test
-from monitor.score.profile import ReferenceProfile, category
 from monitor.store import Store
 
 __all__ = ["RawValues", "ReferenceColumns", "settle", "spelled"]
@@ -142,7 +142,7 @@ def _distinct(reference: npt.NDArray[Any], current: npt.NDArray[Any], numeric: b
 
 
 def spelled(values: Iterable[object]) -> npt.NDArray[Any]:
-    """Categorical values as the profiles spell them (:func:`~monitor.score.profile.category`),
+    """Categorical values as the profiles spell them (:func:`~monitor.core.profile.category`),
     missing ones left out."""
     return np.array([category(v) for v in values if v is not None and not _nan(v)], dtype=object)
 

@@ -45,6 +45,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from collectors.contract import ModelDescription
+from monitor.core.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.accuracy import DEFAULT_THRESHOLD, NEGATIVE, POSITIVE, class_key
 from monitor.score.drift.base import FloatArray
 from monitor.score.drift.correlation import CorrelationDrift, FittedCorrelationDrift
@@ -54,7 +55,6 @@ from monitor.score.multivariate import (
     FittedPcaReconstruction,
     PcaReconstruction,
 )
-from monitor.score.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.quality import DataQuality, FittedDataQuality
 from monitor.score.scores import (
     MAX_CLASS_SERIES,

@@ -24,17 +24,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from collectors.contract import ModelDescription
+from monitor.core.windows import Window, window_start
 from monitor.errors import NotFoundError
-from monitor.score.results import WindowResult
+from monitor.score.results import SegmentResults, WindowResult
 from monitor.score.scorer import WindowScorer
-from monitor.score.windows import Window, window_start
 from monitor.store import Store
 
-__all__ = ["Marker", "ScoringLoop", "SegmentResults", "window_start"]
+__all__ = ["ScoringLoop"]
 
 logger = logging.getLogger("sidewatch.score")
 
@@ -48,30 +46,6 @@ BlockKey = tuple[str, str, int]
 MAX_BLOCKS_PER_PASS = 200
 """Most count blocks one pass scores; the rest wait for the next (a backlog, such as
 turning count windows on over stored history, then cannot stall the other windows)."""
-
-
-class Marker(Protocol):
-    """What ingest calls with what it stored (the loop's :meth:`ScoringLoop.mark`)."""
-
-    def __call__(
-        self,
-        model: str,
-        version: str,
-        timestamps: Iterable[float],
-        positions: Iterable[int] = (),
-    ) -> None:
-        """Note new data at these event times (and, for labels, these ingest places)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentResults:
-    """The segment results of one base window of one model version."""
-
-    window_start: float
-    results: tuple[WindowResult, ...]
-    """One per scored segment value, in key order, then most predictions first."""
-    cut: int
-    """Segment values in the window left unscored by the per-key cap (all keys)."""
 
 
 class ScoringLoop:
@@ -219,7 +193,7 @@ class ScoringLoop:
             )
             if not found:
                 continue
-            self._publish(found[0])
+            self._publish(WindowResult.from_record(found[0]))
             if self._segment_keys:
                 window = Window.of_time(model, version, found[0].window_start, self._window)
                 self._publish_segments(model, version, self._stored_segments(window))
@@ -228,7 +202,8 @@ class ScoringLoop:
         """A closed window's stored segment results, in the order scoring gives them."""
         order = {key: i for i, key in enumerate(self._segment_keys)}
         results = []
-        for result in self._store.segment_results(window):
+        for record in self._store.segment_results(window):
+            result = WindowResult.from_record(record)
             key, _, value = result.segment.partition("=")
             if key in order:
                 results.append((order[key], -result.predictions, value, result))
@@ -295,7 +270,7 @@ class ScoringLoop:
 
     def _save(self, model: ModelDescription, window: Window) -> WindowResult:
         result = self._scorer.score(model, window)
-        self._store.save_window_result(result)
+        self._store.save_window_result(result.as_record())
         return result
 
     def _segments_of(

@@ -19,7 +19,7 @@ categorical feature's categories. ``score(rows)`` then counts, per feature:
 - **out of range** (numeric): a valid value below the reference's minimum or above its
   maximum (infinities included). Share over the valid numeric values.
 - **new categories** (categorical): valid values whose category the reference never
-  had, compared by the profiles' one spelling (:func:`monitor.score.profile.category`:
+  had, compared by the profiles' one spelling (:func:`monitor.core.profile.category`:
   ``3``, ``3.0`` and ``"3"`` are one category, booleans are ``true``/``false``). Share over
   the valid values, the number of distinct new categories, and the most frequent of them
   (at most ``max_listed``, for the API and reports; raw values never become metric
@@ -41,7 +41,7 @@ from typing import Any, Final
 import numpy as np
 
 from collectors.contract import FeatureType, ModelDescription
-from monitor.score.profile import category as category_key
+from monitor.core.profile import category as category_key
 
 __all__ = [
     "DEFAULT_MAX_LISTED",

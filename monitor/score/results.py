@@ -1,14 +1,23 @@
-"""Results of scoring: frozen records that the store keeps and the exporter reads."""
+"""Results of scoring: frozen records that the store keeps and the exporter reads.
+
+Stage: score. In: what the scorer computes for a window. Out: :class:`WindowResult`
+(and, per base window, its segments' :class:`SegmentResults`), which the loop stores as
+a :class:`~monitor.core.records.WindowRecord` (:meth:`WindowResult.as_record`) and the
+API, the report and the exporter read back (:meth:`WindowResult.from_record`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from monitor.core.records import WindowRecord
+from monitor.core.windows import WindowKind
 from monitor.score.drift.profiled import PROFILE_TESTS
 from monitor.score.scores import WindowScores
 
-WindowKind = Literal["time", "count"]
+__all__ = ["DEFINITION", "FeatureDrift", "SegmentResults", "WindowResult"]
 
 DEFINITION = (
     "window-v1;drift-profile-v2;accuracy-v2;quality-v1;output-drift-v2;correlation-v1;"
@@ -76,7 +85,7 @@ class FeatureDrift:
         }
 
     @classmethod
-    def from_json(cls, feature: str, data: dict[str, Any]) -> FeatureDrift:
+    def from_json(cls, feature: str, data: Mapping[str, Any]) -> FeatureDrift:
         """Rebuild from :meth:`as_json`."""
         statistic = data.get("statistic")
         adjusted = data.get("adjusted_p_value")
@@ -132,3 +141,65 @@ class WindowResult:
     def label_coverage(self) -> float | None:
         """Share of the window's predictions that have a label."""
         return self.labelled / self.predictions if self.predictions else None
+
+    def as_record(self) -> WindowRecord:
+        """The stored form: the drift and the scores as JSON documents."""
+        return WindowRecord(
+            model=self.model,
+            model_version=self.model_version,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            definition=self.definition,
+            predictions=self.predictions,
+            labelled=self.labelled,
+            accuracy=self.accuracy,
+            latency_p50_seconds=self.latency_p50_seconds,
+            latency_p95_seconds=self.latency_p95_seconds,
+            latency_p99_seconds=self.latency_p99_seconds,
+            reference_revision=self.reference_revision,
+            drift={d.feature: d.as_json() for d in self.drift},
+            scored_at=self.scored_at,
+            drift_share=self.drift_share,
+            dataset_drifted=self.dataset_drifted,
+            segment=self.segment,
+            window_kind=self.window_kind,
+            scores=self.scores.as_json(),
+            block=self.block,
+        )
+
+    @classmethod
+    def from_record(cls, record: WindowRecord) -> WindowResult:
+        """Rebuild from :meth:`as_record` (as the store returns it)."""
+        return cls(
+            model=record.model,
+            model_version=record.model_version,
+            window_start=record.window_start,
+            window_end=record.window_end,
+            definition=record.definition,
+            predictions=record.predictions,
+            labelled=record.labelled,
+            accuracy=record.accuracy,
+            latency_p50_seconds=record.latency_p50_seconds,
+            latency_p95_seconds=record.latency_p95_seconds,
+            latency_p99_seconds=record.latency_p99_seconds,
+            reference_revision=record.reference_revision,
+            drift=tuple(FeatureDrift.from_json(f, d) for f, d in record.drift.items()),
+            scored_at=record.scored_at,
+            drift_share=record.drift_share,
+            dataset_drifted=record.dataset_drifted,
+            segment=record.segment,
+            window_kind=record.window_kind,
+            scores=WindowScores.from_json(record.scores),
+            block=record.block,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResults:
+    """The segment results of one base window of one model version."""
+
+    window_start: float
+    results: tuple[WindowResult, ...]
+    """One per scored segment value, in key order, then most predictions first."""
+    cut: int
+    """Segment values in the window left unscored by the per-key cap (all keys)."""

@@ -26,6 +26,14 @@ from typing import Any
 import numpy as np
 
 from collectors.contract import ModelDescription
+from monitor.core.profile import (
+    FeatureBins,
+    FeatureProfile,
+    Kind,
+    ReferenceFeature,
+    ReferenceProfile,
+)
+from monitor.core.windows import Window
 from monitor.errors import ConfigError
 from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
 from monitor.score.drift.base import DriftScore
@@ -51,13 +59,6 @@ from monitor.score.fitted import (
     prediction_summary,
     window_quality,
 )
-from monitor.score.profile import (
-    FeatureBins,
-    FeatureProfile,
-    Kind,
-    ReferenceFeature,
-    ReferenceProfile,
-)
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
 from monitor.score.scores import (
     CorrelationSummary,
@@ -67,7 +68,6 @@ from monitor.score.scores import (
     WindowScores,
     finite_or_none,
 )
-from monitor.score.windows import Window
 from monitor.store import ReferenceInfo, Store
 
 logger = logging.getLogger("sidewatch.score")

@@ -35,12 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from collectors.contract import FeatureSpec, ModelDescription
+from monitor.core.latency import LatencyHistogram
+from monitor.core.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
+from monitor.core.records import WindowRecord
+from monitor.core.windows import Window, WindowKind
 from monitor.errors import ConfigError, ConflictError, NotFoundError
-from monitor.score.latency import LatencyHistogram
-from monitor.score.profile import FeatureBins, FeatureProfile, Kind, ProfileKey, profile_rows
-from monitor.score.results import FeatureDrift, WindowKind, WindowResult
-from monitor.score.scores import WindowScores
-from monitor.score.windows import Window
 from monitor.store.tables import (
     FeatureProfileRow,
     IngestOrderRow,
@@ -782,7 +781,7 @@ class Store:
 
     def window_latencies(self, window: Window) -> tuple[int, LatencyHistogram]:
         """How many predictions the window holds, and a histogram of their reported
-        latencies (see :mod:`monitor.score.latency` for its precision).
+        latencies (see :mod:`monitor.core.latency` for its precision).
 
         The rows are read in chunks (a server-side cursor on PostgreSQL), so memory
         does not grow with the window.
@@ -968,7 +967,7 @@ class Store:
 
     # -- window results ----------------------------------------------------------------
 
-    def save_window_result(self, result: WindowResult) -> None:
+    def save_window_result(self, result: WindowRecord) -> None:
         """Store a window's scores, replacing an earlier scoring of the same window."""
         w = _WINDOWS
         row = {
@@ -987,11 +986,11 @@ class Store:
             "latency_p95_seconds": result.latency_p95_seconds,
             "latency_p99_seconds": result.latency_p99_seconds,
             "reference_revision": result.reference_revision,
-            "drift": {d.feature: d.as_json() for d in result.drift},
+            "drift": result.drift,
             "drift_share": result.drift_share,
             "dataset_drifted": result.dataset_drifted,
             "scored_at": result.scored_at,
-            "scores": result.scores.as_json(),
+            "scores": result.scores,
         }
         keys = [
             "model",
@@ -1009,7 +1008,7 @@ class Store:
         with self._write() as conn:
             conn.execute(stmt, [row])
 
-    def segment_results(self, window: Window) -> list[WindowResult]:
+    def segment_results(self, window: Window) -> list[WindowRecord]:
         """The stored segment results of a (whole-version) time window, any segment."""
         w = _WINDOWS.c
         stmt = select(_WINDOWS).where(
@@ -1059,7 +1058,7 @@ class Store:
         window_seconds: float | None = None,
         block_size: int | None = None,
         before: float | None = None,
-    ) -> list[WindowResult]:
+    ) -> list[WindowRecord]:
         """A version's window results of one segment and kind, newest first; window
         starts in ``[since, until]``.
 
@@ -1158,8 +1157,8 @@ def _describe(row: Any) -> ModelDescription:
     )
 
 
-def _window_result(row: Any) -> WindowResult:
-    return WindowResult(
+def _window_result(row: Any) -> WindowRecord:
+    return WindowRecord(
         model=row["model"],
         model_version=row["model_version"],
         window_start=row["window_start"],
@@ -1172,12 +1171,12 @@ def _window_result(row: Any) -> WindowResult:
         latency_p95_seconds=row["latency_p95_seconds"],
         latency_p99_seconds=row["latency_p99_seconds"],
         reference_revision=row["reference_revision"],
-        drift=tuple(FeatureDrift.from_json(f, d) for f, d in row["drift"].items()),
+        drift=row["drift"],
         drift_share=row["drift_share"],
         dataset_drifted=row["dataset_drifted"],
         scored_at=row["scored_at"],
         segment=row["segment"],
         window_kind=row["window_kind"],
-        scores=WindowScores.from_json(row["scores"]),
+        scores=row["scores"],
         block=None if row["block"] < 0 else row["block"],
     )

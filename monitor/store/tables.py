@@ -222,6 +222,6 @@ class FeatureProfileRow(SQLModel, table=True):
     feature: str = Field(primary_key=True, max_length=128)
     bins_revision: int
     profile: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    """:meth:`~monitor.score.profile.FeatureProfile.to_bytes`: a JSON header and the
+    """:meth:`~monitor.core.profile.FeatureProfile.to_bytes`: a JSON header and the
     arrays as little-endian bytes."""
     updated_at: float

@@ -8,7 +8,7 @@ import math
 import orjson
 from fastapi.testclient import TestClient
 
-from monitor.score.windows import Window
+from monitor.core.windows import Window
 from tests.conftest import ADMIN, INGEST_CREDIT, credit_event
 
 PREDICTIONS = "/v1/ingest/predictions"

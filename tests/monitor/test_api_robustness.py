@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.score.windows import Window
+from monitor.core.windows import Window
 from tests.conftest import credit_event, credit_model, make_client
 
 JSON = st.recursive(

@@ -17,7 +17,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from monitor.score.windows import Window
+from monitor.core.windows import Window
 from tests.conftest import ADMIN, INGEST_CREDIT, credit_event, credit_model, make_client
 from tests.monitor.test_scoring import reference_frame
 from tests.monitor.test_tenants import INGEST_OTHER

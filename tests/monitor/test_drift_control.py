@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from monitor.core.profile import FeatureProfile, ReferenceProfile
 from monitor.errors import ConfigError
 from monitor.score.drift import benjamini_hochberg
-from monitor.score.profile import FeatureProfile, ReferenceProfile
 from monitor.score.scorer import WindowScorer
 
 FEATURES = [f"x{i:03d}" for i in range(100)]

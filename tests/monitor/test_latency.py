@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from monitor.score.latency import RELATIVE_ERROR, LatencyHistogram
-from monitor.score.windows import Window
+from monitor.core.latency import RELATIVE_ERROR, LatencyHistogram
+from monitor.core.windows import Window
 from monitor.store import Store
 from tests.conftest import credit_model
 from tests.monitor.test_store import prediction_row

@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from monitor.score.windows import Window
+from monitor.core.windows import Window
 from monitor.store import Store
 from monitor.store.store import _MIGRATIONS
 from tests.conftest import credit_model

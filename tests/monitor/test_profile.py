@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.score.drift import DRIFT_TESTS
-from monitor.score.profile import (
+from monitor.core.profile import (
     FINE_BINS,
     FeatureBins,
     FeatureProfile,
@@ -21,6 +20,7 @@ from monitor.score.profile import (
     fit_bins,
     profile_rows,
 )
+from monitor.score.drift import DRIFT_TESTS
 from tests.conftest import credit_event
 
 EPS = np.finfo(float).eps
@@ -316,7 +316,7 @@ def test_concurrent_writers_never_lose_a_profile_update(store) -> None:
     (PostgreSQL: the advisory lock per window; SQLite: the store's write lock)."""
     import threading
 
-    from monitor.score.profile import ProfileKey, profile_rows
+    from monitor.core.profile import ProfileKey, profile_rows
     from tests.conftest import credit_model
 
     store.put_model(credit_model())

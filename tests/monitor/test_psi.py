@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
+from monitor.core.profile import FeatureProfile, ReferenceProfile, coarse_edges
 from monitor.score.drift.profiled import PROFILE_TESTS, counted_by_value
-from monitor.score.profile import FeatureProfile, ReferenceProfile, coarse_edges
 from monitor.score.psi import EMPTY_BIN_SHARE, fill_empty, psi
 
 

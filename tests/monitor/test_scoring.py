@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score
 
 from monitor.api import create_app
-from monitor.score.latency import RELATIVE_ERROR
-from monitor.score.profile import ReferenceProfile, coarse_edges
+from monitor.core.latency import RELATIVE_ERROR
+from monitor.core.profile import ReferenceProfile, coarse_edges
 from monitor.settings import MonitorSettings
 from tests.conftest import credit_model
 from tests.monitor.test_psi import oracle_psi

@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from monitor.core.windows import Window
 from monitor.errors import ConflictError, NotFoundError
 from monitor.score.results import FeatureDrift, WindowResult
-from monitor.score.windows import Window
 from monitor.store import Store
 from tests.conftest import credit_model
 
@@ -142,7 +142,7 @@ def test_window_results_are_replaced_not_duplicated(store: Store) -> None:
             "credit", "v1", 0.0, 60.0, "d1", predictions, 1, 1.0, 0.1, 0.2, 0.3, 1, drift, 99.0
         )
 
-    store.save_window_result(result(10))
-    store.save_window_result(result(12))
-    stored = store.window_results("credit", "v1")
+    store.save_window_result(result(10).as_record())
+    store.save_window_result(result(12).as_record())
+    stored = [WindowResult.from_record(r) for r in store.window_results("credit", "v1")]
     assert stored == [result(12)]

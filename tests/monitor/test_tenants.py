@@ -10,7 +10,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.score.windows import Window
+from monitor.core.windows import Window
 from tests.conftest import ADMIN, INGEST_CREDIT, credit_event, credit_model, make_client
 
 INGEST_OTHER = "ingest-other-0123456789"

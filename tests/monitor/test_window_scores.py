@@ -21,8 +21,8 @@ from sklearn import metrics
 
 from collectors.contract import ModelDescription
 from monitor.api import create_app
+from monitor.core.profile import FeatureProfile, ReferenceProfile
 from monitor.score.fitted import window_quality
-from monitor.score.profile import FeatureProfile, ReferenceProfile
 from monitor.score.quality import DataQuality
 from monitor.score.scores import SCORE_QUANTILES
 from monitor.settings import MonitorSettings

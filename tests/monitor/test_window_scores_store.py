@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from monitor.core.windows import Window
 from monitor.reference import profile_reference, to_parquet
 from monitor.score.drift.correlation import PairCorrelationDrift
 from monitor.score.results import DEFINITION, WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.score.scores import CorrelationSummary, NotScored, OutputDrift, WindowScores
-from monitor.score.windows import Window
 from monitor.store import Store
 from tests.conftest import credit_model
 
@@ -115,8 +115,8 @@ def test_every_part_of_a_windows_scores_round_trips(store: Store) -> None:
     }
     assert all(part is not None for part in parts.values()), scores.not_scored
     assert scores.not_scored == ()
-    store.save_window_result(result)
-    [stored] = store.window_results("credit", "v1")
+    store.save_window_result(result.as_record())
+    [stored] = [WindowResult.from_record(r) for r in store.window_results("credit", "v1")]
     assert stored.scores == scores
     assert stored == result
     assert WindowScores.from_json(orjson.loads(orjson.dumps(scores.as_json()))) == scores
@@ -148,8 +148,8 @@ def test_undefined_numbers_and_missing_parts_round_trip(store: Store) -> None:
         1.0,
         scores=scores,
     )
-    store.save_window_result(result)
-    [stored] = store.window_results("credit", "v1")
+    store.save_window_result(result.as_record())
+    [stored] = [WindowResult.from_record(r) for r in store.window_results("credit", "v1")]
     assert stored.scores.as_json() == scores.as_json()
     [got] = stored.scores.correlation.pairs  # type: ignore[union-attr]
     assert math.isnan(got.current_r) and got.reference_r == 0.5

@@ -16,11 +16,11 @@ from sklearn.metrics import accuracy_score
 from sqlalchemy import text
 
 from monitor.api import create_app
-from monitor.score.latency import RELATIVE_ERROR
-from monitor.score.profile import ReferenceProfile, profile_rows
+from monitor.core.latency import RELATIVE_ERROR
+from monitor.core.profile import ReferenceProfile, profile_rows
+from monitor.core.windows import Window, parse_segment
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scorer import WindowScorer
-from monitor.score.windows import Window, parse_segment
 from monitor.settings import MonitorSettings
 from monitor.store import Store
 from tests.conftest import credit_model
@@ -164,12 +164,14 @@ def test_a_rollup_is_the_exact_merge_of_its_base_windows(app_on, reference_rows)
         patch.setattr(store, "rebuild_window_profiles", boom)
         patch.setattr(store, "profile_window", boom)
         loop.run_once()
-    (rollup,) = store.window_results("credit", "v1", window_seconds=R)
+    (rollup,) = [
+        WindowResult.from_record(r) for r in store.window_results("credit", "v1", window_seconds=R)
+    ]
     assert (rollup.window_start, rollup.window_end, rollup.predictions) == (T0, T0 + R, 400)
     assert_same_drift(rollup, from_rows(store, whole))
     assert {d.feature for d in rollup.drift if d.drifted} >= {"income"}
     _, _, latencies = zip(*store.predictions_in_window(whole), strict=True)
-    # Within the latency histogram's documented precision (monitor.score.latency).
+    # Within the latency histogram's documented precision (monitor.core.latency).
     exact = np.quantile(latencies, 0.95)
     assert abs(rollup.latency_p95_seconds - exact) <= RELATIVE_ERROR * exact + 1e-6
 
@@ -182,11 +184,15 @@ def test_a_rollup_is_the_exact_merge_of_its_base_windows(app_on, reference_rows)
     assert [r.window_end - r.window_start for r in loop.run_once()] == [W, W]
     clock.now = T0 + 2 * R + W
     assert [r.window_end - r.window_start for r in loop.run_once()] == [R]
-    (again,) = store.window_results("credit", "v1", window_seconds=R)
+    (again,) = [
+        WindowResult.from_record(r) for r in store.window_results("credit", "v1", window_seconds=R)
+    ]
     assert (again.predictions, again.labelled) == (401, 2)
     assert again.scored_at > rollup.scored_at
     assert_same_drift(again, from_rows(store, whole))
-    base = store.window_results("credit", "v1", window_seconds=W)
+    base = [
+        WindowResult.from_record(r) for r in store.window_results("credit", "v1", window_seconds=W)
+    ]
     assert len(base) == 5, "the base windows are kept apart from the rollup"
 
 
@@ -207,7 +213,10 @@ def block_members(store: Store) -> dict[int, list[str]]:
 
 
 def count_results(store: Store) -> dict[int, WindowResult]:
-    found = store.window_results("credit", "v1", window_kind="count", limit=1000)
+    found = [
+        WindowResult.from_record(r)
+        for r in store.window_results("credit", "v1", window_kind="count", limit=1000)
+    ]
     assert all(r.block is not None for r in found)
     return {r.block: r for r in found if r.block is not None}
 
@@ -334,7 +343,9 @@ def test_segments_are_scored_apart_capped_and_exported(app_on) -> None:
     client.app.state.loop.run_once()
 
     def segment(label: str) -> WindowResult:
-        (found,) = store.window_results("credit", "v1", segment=label)
+        (found,) = [
+            WindowResult.from_record(r) for r in store.window_results("credit", "v1", segment=label)
+        ]
         return found
 
     eu_result, us_result = segment("region=eu"), segment("region=us")

@@ -31,7 +31,7 @@ def _client(sqlite_url: str, windows: int) -> Iterator[TestClient]:
         client.put("/v1/models/credit", json=credit_model().model_dump())
         store = client.app.state.store
         for k in range(windows):
-            store.save_window_result(_result(k * W))
+            store.save_window_result(_result(k * W).as_record())
         yield client
 
 

@@ -1,7 +1,7 @@
 """The drift tests computed from profiles: a reference profile and a window's in, a score out.
 
 Stage: score. The same tests as on raw arrays (Evidently's names, defaults and
-verdict rules), computed from :class:`~monitor.score.profile.FeatureProfile` histograms
+verdict rules), computed from :class:`~monitor.core.profile.FeatureProfile` histograms
 on the reference's bins, so that a test costs what the bins cost, not what the
 events cost. How far each can be from the exact value on the raw data:
 
@@ -26,7 +26,7 @@ events cost. How far each can be from the exact value on the raw data:
   ``w max(F(b-), G(b-)) - ∫ G``); ``error_bound`` is the sum over bins of that error,
   divided by the reference's standard deviation, as the distance is.
 - ``chisquare`` and ``z``: exact (equal to scipy on the raw values) when the reference
-  has at most :data:`~monitor.score.profile.MAX_CATEGORIES` values and every window
+  has at most :data:`~monitor.core.profile.MAX_CATEGORIES` values and every window
   value is one of them or new (a new value gives chi-squared infinity, p = 0, as in
   Evidently); with more, the "other" bin lumps categories and the result says it is
   not exact (``error_bound`` 1), as do Jensen-Shannon and Hellinger where the window
@@ -58,6 +58,7 @@ from typing import Final, NamedTuple, Protocol, TypeAlias
 
 import numpy as np
 
+from monitor.core.profile import FeatureProfile, ReferenceFeature, coarse_groups
 from monitor.score.drift.base import (
     Comparison,
     DriftScore,
@@ -85,7 +86,6 @@ from monitor.score.drift.pvalue import (
     two_proportion_z,
 )
 from monitor.score.drift.registry import FEW_NUMERIC_VALUES, lookup
-from monitor.score.profile import FeatureProfile, ReferenceFeature, coarse_groups
 
 __all__ = [
     "EXACT_TOLERANCE",
@@ -227,7 +227,7 @@ def _z(pair: _Pair) -> _Statistic:
 
 def _lumped(pair: _Pair, window_too: bool) -> float:
     """1 where a categorical feature's "other" bin lumps reference categories together
-    (the reference had more than :data:`~monitor.score.profile.MAX_CATEGORIES`), so
+    (the reference had more than :data:`~monitor.core.profile.MAX_CATEGORIES`), so
     that the counts are not the categories' (for the distances, whose terms add up
     over categories only one sample holds, only where the window has some too)."""
     if pair.reference.kind == "numeric" or pair.ref[-1] == 0:

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from monitor.core.profile import FeatureProfile, ReferenceProfile, coarse_edges
 from monitor.score.drift import DRIFT_TESTS
 from monitor.score.drift.profiled import PROFILE_TESTS, counted_by_value, ks_asymptotic_p
-from monitor.score.profile import FeatureProfile, ReferenceProfile, coarse_edges
 
 
 def profiles(reference, current, kind: str = "numeric", fine: int = 1000):

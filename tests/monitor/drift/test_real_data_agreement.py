@@ -30,10 +30,10 @@ import pandas as pd
 import pytest
 
 from collectors.contract import ModelDescription
+from monitor.core.windows import Window
 from monitor.reference import profile_reference, to_parquet
 from monitor.score.fitted import ScoringOptions
 from monitor.score.scorer import WindowScorer
-from monitor.score.windows import Window
 from monitor.store import Store
 
 T0, W = 1_700_000_040.0, 60
@@ -361,8 +361,8 @@ def test_a_numeric_feature_counted_by_value_is_compared_value_by_value(
 ) -> None:
     # A rating of 1 to ``top``; the shifted window also holds halves, which the
     # reference's value bins would count with the next value up.
+    from monitor.core.profile import FeatureProfile, ReferenceProfile
     from monitor.score.exact import RawValues
-    from monitor.score.profile import FeatureProfile, ReferenceProfile
 
     rng = np.random.default_rng(4)
     values = np.arange(1, top + 1, dtype=float)
@@ -553,8 +553,8 @@ def test_a_served_class_among_more_classes_than_profiles_count_is_tested_on_its_
 def test_psi_of_several_new_categories_is_computed_from_the_values(evidently: Any) -> None:
     # The profile counts every new category in one "other" bin; Evidently's PSI fills each
     # one's empty reference share on its own, so the lumped count is not its answer.
+    from monitor.core.profile import FeatureProfile, ReferenceProfile
     from monitor.score.exact import RawValues
-    from monitor.score.profile import FeatureProfile, ReferenceProfile
 
     rng = np.random.default_rng(5)
     reference = rng.choice(["a", "b", "c"], 2000)
@@ -579,8 +579,8 @@ def test_a_new_category_beside_two_known_ones_is_tested_as_evidently_chooses(
 ) -> None:
     # Two categories in the reference: Z. A third in the window: Evidently, counting the
     # values of both samples, takes chi-squared, and so does the scorer.
+    from monitor.core.profile import FeatureProfile, ReferenceProfile
     from monitor.score.exact import RawValues
-    from monitor.score.profile import FeatureProfile, ReferenceProfile
 
     rng = np.random.default_rng(2)
     reference = rng.choice(["card", "cash"], 800)

@@ -1,6 +1,6 @@
 """Latency quantiles in constant memory: latencies in, p50/p95/p99 out.
 
-Stage: score. A window's latencies are read from its rows in chunks and counted on
+Stage: core. A window's latencies are read from its rows in chunks and counted on
 fixed logarithmic bins, each 1% wider than the one below (the scheme of DDSketch), so
 that scoring a window of any size holds one small array instead of every latency of
 the window (an open window of a busy model was millions of floats, rescored on every

@@ -1,6 +1,6 @@
 """Mergeable feature profiles: a feature's values in, a fixed-size summary out.
 
-Stage: score. Built at ingest (one per model version, window and feature, merged into
+Stage: core. Built at ingest (one per model version, window and feature, merged into
 the stored one in the same transaction as the rows) and once for a reference at
 upload; read by scoring, which then costs what features and bins cost, not events.
 

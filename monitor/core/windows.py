@@ -1,6 +1,6 @@
 """Windows: which stored predictions one result covers.
 
-Stage: score. A :class:`Window` goes in to the store (which turns it into a row
+Stage: core. A :class:`Window` goes in to the store (which turns it into a row
 selection) and to the scorer (which scores what the store selects); the loop decides
 which windows to score. Three shapes, all per model version:
 
@@ -21,11 +21,31 @@ which windows to score. Three shapes, all per model version:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from monitor.score.results import WindowKind
+__all__ = ["Marker", "Segment", "Window", "WindowKind", "parse_segment", "window_start"]
 
-__all__ = ["Segment", "Window", "parse_segment", "window_start"]
+WindowKind = Literal["time", "count"]
+"""``time``: a tumbling time window; ``count``: a block of N predictions."""
+
+
+class Marker(Protocol):
+    """What ingest calls with what it stored (the scoring loop's ``ScoringLoop.mark``).
+
+    Defined here, below both, so that ingest needs nothing from the loop's module.
+    """
+
+    def __call__(
+        self,
+        model: str,
+        version: str,
+        timestamps: Iterable[float],
+        positions: Iterable[int] = (),
+    ) -> None:
+        """Note new data at these event times (and, for labels, these ingest places)."""
+
 
 Segment = tuple[str, str]
 """``(key, value)`` of a segment."""
