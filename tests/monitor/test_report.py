@@ -428,3 +428,26 @@ def test_json_in_a_script_keeps_its_value_and_loses_its_markup() -> None:
         safe = script_json(text)
         assert json.loads(safe) == value
         assert not set(safe) & set("<>&\u2028\u2029")
+
+
+def test_a_new_category_beside_a_small_reference_still_renders(windows: Windows) -> None:
+    # Below 1,000 reference rows Evidently tests a category with chi-squared; a value
+    # the reference never had has an expected count of zero, and numpy warns about the
+    # division: wherever warnings are errors, the report was a 500.
+    rng = np.random.default_rng(11)
+    reference = reference_frame(rng, 300)
+    csv = reference.to_csv(index=False).encode()
+    status, _, _ = windows.call("/v1/models/credit/versions/v3/reference", csv, "text/csv", "PUT")
+    assert status == 201
+    start = time.time() // W * W - W
+    events = [
+        {"event_id": f"v3-{i}", "model": "credit", "model_version": "v3",
+         "timestamp": start + i * W / 300, "outputs": {"predicted_class": int(r.target)},
+         "features": {"income": r.income, "age": r.age, "has_card": bool(r.has_card),
+                      "region": "atlantis" if i % 3 == 0 else r.region}}
+        for i, r in enumerate(reference_frame(rng, 300).itertuples())
+    ]  # fmt: skip
+    assert windows.call("/v1/ingest/predictions", orjson.dumps({"events": events}))[0] == 200
+    status, _, body = windows.call(f"/v1/models/credit/versions/v3/report?window_start={start}")
+    assert status == 200, body[:500]
+    assert b"region" in body
