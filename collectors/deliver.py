@@ -3,8 +3,8 @@
 The one delivery loop of the collectors, used by the sidecar's spool forwarder and by
 the SDK alike. Events are cut into batches the monitor accepts (at most
 :data:`~collectors.contract.MAX_BATCH_EVENTS` events and ``max_bytes`` bytes each),
-gzip-compressed and sent through a :class:`~collectors.ship.Shipper`; what becomes of
-each answer:
+gzip-compressed and sent through a :class:`~collectors.transport.Transport`; what
+becomes of each answer:
 
 - delivered: the monitor said for every event: stored, duplicate, or rejected with a
   reason; the rejected ones go to the :class:`~collectors.quarantine.Quarantine`;
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from collectors.contract import MAX_BATCH_EVENTS, SCHEMA_VERSION
 from collectors.quarantine import Quarantine
-from collectors.ship import Kind, Shipper, ShipResult
+from collectors.transport import Kind, SendResult, Transport
 
 logger = logging.getLogger("sidewatch.deliver")
 
@@ -62,7 +62,7 @@ class DeliveryStats:
 
 
 class Delivery:
-    """Gives every event it is handed an outcome; thread-safe (one shipper per thread).
+    """Gives every event it is handed an outcome; thread-safe (one transport per thread).
 
     Args:
         quarantine: Where events the monitor will not store are kept.
@@ -109,7 +109,7 @@ class Delivery:
             s = self._stats
             return DeliveryStats(s.stored, s.duplicates, dict(s.quarantined), s.retries, s.splits)
 
-    def deliver(self, shipper: Shipper, kind: Kind, events: Sequence[bytes]) -> list[bytes]:
+    def deliver(self, transport: Transport, kind: Kind, events: Sequence[bytes]) -> list[bytes]:
         """Send events of one kind until each has an outcome, or ``stop`` is set.
 
         Returns:
@@ -122,7 +122,7 @@ class Delivery:
         batches = deque(self._cut(events))
         while batches:
             batch = batches.popleft()
-            outcome = self._send(shipper, kind, batch)
+            outcome = self._send(transport, kind, batch)
             if outcome is None:
                 return [e for b in (batch, *batches) for e in b]
             if outcome == "split":
@@ -132,12 +132,12 @@ class Delivery:
                     self._stats.splits += 1
         return []
 
-    def _send(self, shipper: Shipper, kind: Kind, batch: list[bytes]) -> str | None:
+    def _send(self, transport: Transport, kind: Kind, batch: list[bytes]) -> str | None:
         """One batch to its outcome: "done", "split", or None (stopped)."""
         delay = self._retry_initial
         failures = 0
         while True:
-            result = shipper.ship(kind, self._body(kind, batch), gzipped=self._compress)
+            result = transport.send(kind, self._body(kind, batch), gzipped=self._compress)
             if result.outcome == "delivered":
                 self._delivered(kind, batch, result)
                 return "done"
@@ -155,7 +155,7 @@ class Delivery:
                 return None
             delay = min(delay * 2, self._retry_max)
 
-    def _delivered(self, kind: Kind, batch: list[bytes], result: ShipResult) -> None:
+    def _delivered(self, kind: Kind, batch: list[bytes], result: SendResult) -> None:
         by_reason: dict[tuple[str, str], list[bytes]] = {}
         for r in result.rejections:
             if 0 <= r.index < len(batch):
@@ -193,7 +193,7 @@ class Delivery:
         body = b'{"schema_version":%d,"%s":[%s]}' % (SCHEMA_VERSION, key, b",".join(batch))
         return gzip.compress(body, compresslevel=1) if self._compress else body
 
-    def _warn_waiting(self, result: ShipResult) -> None:
+    def _warn_waiting(self, result: SendResult) -> None:
         key = str(result.status or result.outcome)
         with self._lock:
             if key in self._warned:
@@ -204,7 +204,7 @@ class Delivery:
                        "meanwhile", result.detail[:300], advice)  # fmt: skip
 
 
-def _reason(result: ShipResult) -> str:
+def _reason(result: SendResult) -> str:
     """The quarantine reason of an event the monitor refused or failed on, alone."""
     if result.outcome == "failed":
         return "server_error"

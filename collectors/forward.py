@@ -7,11 +7,12 @@ the spool acknowledged. While the monitor is down, slow, restarting or refusing 
 token, the records stay spooled and are sent again (backoff with full jitter), so
 nothing accepted is lost; the monitor's idempotent ingest stores redeliveries once.
 
-A spool record is one encoded event, prefixed by its kind: ``p`` (prediction) or
-``l`` (label); or ``x``, a raw exchange that the sidecar captured, which an
-``expand`` function turns into prediction records when it is shipped. A record of no
-known kind, and the bytes of a corrupt record the spool skipped, are quarantined too
-(``malformed``, ``corrupt``): nothing read from the spool is dropped silently.
+A spool record (:mod:`collectors.record`) is one encoded event, prefixed by its kind:
+``p`` (prediction) or ``l`` (label); or ``x``, a raw exchange that the sidecar
+captured, which an ``expand`` function turns into prediction records when it is
+shipped. A record of no known kind, and the bytes of a corrupt record the spool
+skipped, are quarantined too (``malformed``, ``corrupt``): nothing read from the spool
+is dropped silently.
 """
 
 from __future__ import annotations
@@ -24,23 +25,14 @@ from pathlib import Path
 
 from collectors.deliver import MAX_BATCH_BYTES, Delivery
 from collectors.quarantine import Quarantine
-from collectors.ship import Kind, Shipper
+from collectors.record import EXCHANGE, KINDS
 from collectors.spool import Spool
+from collectors.transport import Kind, Transport
 
 logger = logging.getLogger("sidewatch.forward")
 
-PREDICTION = b"p"
-LABEL = b"l"
-EXCHANGE = b"x"
-_KINDS: dict[bytes, Kind] = {PREDICTION: "predictions", LABEL: "labels"}
-
 QUARANTINE_DIR = "quarantine"
 """The quarantine's directory inside a spool's, by default."""
-
-
-def encode(kind: Kind, event: bytes) -> bytes:
-    """The spool record of one encoded event."""
-    return (PREDICTION if kind == "predictions" else LABEL) + event
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +55,7 @@ class Forwarder:
 
     Args:
         spool: Where captured records wait.
-        shipper: Sends one batch; owned by the forwarder's thread.
+        transport: Sends one batch; owned by the forwarder's thread.
         quarantine: Where events the monitor will not store go; by default
             ``quarantine/`` in the spool's directory.
         batch_size: Most spool records read at once (an exchange may expand to many
@@ -83,7 +75,7 @@ class Forwarder:
     def __init__(
         self,
         spool: Spool,
-        shipper: Shipper,
+        transport: Transport,
         *,
         quarantine: Quarantine | None = None,
         batch_size: int = 1_000,
@@ -96,7 +88,7 @@ class Forwarder:
         expand: Callable[[bytes], list[bytes]] | None = None,
     ) -> None:
         self._spool = spool
-        self._shipper = shipper
+        self._transport = transport
         self._batch = batch_size
         self._idle = idle_seconds
         self._linger = linger_seconds
@@ -130,7 +122,7 @@ class Forwarder:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._shipper.close()
+        self._transport.close()
 
     def stats(self) -> ForwardStats:
         """A snapshot of the counters."""
@@ -169,7 +161,7 @@ class Forwarder:
         groups: dict[Kind, list[bytes]] = {"predictions": [], "labels": []}
         malformed = []
         for record in records:
-            kind = _KINDS.get(record[:1])
+            kind = KINDS.get(record[:1])
             if kind is None:
                 malformed.append(record)
             else:
@@ -178,7 +170,7 @@ class Forwarder:
             self.quarantine.put("records", "malformed", "a spool record of no known kind",
                                 raw=malformed)  # fmt: skip
         for kind, events in groups.items():
-            if events and self._delivery.deliver(self._shipper, kind, events):
+            if events and self._delivery.deliver(self._transport, kind, events):
                 self._spool.rewind()  # stopped: what got no outcome is read again later
                 return count
         self._spool.ack(position)

@@ -1,7 +1,7 @@
 """The in-process SDK: events in from the host's code, batches out to the monitor.
 
 ``Client.record`` copies what it is given onto a bounded in-memory queue and returns;
-background threads hand batches to the collectors' one delivery loop
+background delivery threads hand batches to the collectors' one delivery loop
 (:class:`~collectors.deliver.Delivery`: retry with exponential backoff and full
 jitter, batches cut to what the monitor accepts), which gives each event an outcome:
 stored, duplicate, or quarantined on disk with its reason (``quarantine_dir``), to
@@ -10,7 +10,7 @@ are quarantined too. The caller is never blocked on I/O and never sees an except
 full queue, a closed client or an unusable argument drops the event and counts it.
 
 What ``record`` costs the caller: about 10 us to build the event, and one short lock
-around an O(1) append (a shipping thread holds the same lock only to pop at most one
+around an O(1) append (a delivery thread holds the same lock only to pop at most one
 batch of references, about 30 us for 1,000 events), so a call returns within about a
 millisecond even while the monitor is down; ``tests/collectors/test_sdk.py`` holds it
 to that bound.
@@ -33,7 +33,7 @@ import orjson
 from collectors.deliver import Delivery
 from collectors.quarantine import Quarantine
 from collectors.settings import ClientSettings
-from collectors.ship import HttpShipper, Kind, Shipper
+from collectors.transport import HttpTransport, Kind, Transport
 
 logger = logging.getLogger("sidewatch.sdk")
 
@@ -75,7 +75,7 @@ class Client:
     Args:
         settings: Where the monitor is and how much to buffer; by default read from
             ``SIDEWATCH_*`` environment variables.
-        shipper: Builds the shipper of one shipping thread; by default HTTP to
+        transport: Builds the transport of one delivery thread; by default HTTP to
             ``settings.monitor_url``.
     """
 
@@ -83,13 +83,13 @@ class Client:
         self,
         settings: ClientSettings | None = None,
         *,
-        shipper: Callable[[], Shipper] | None = None,
+        transport: Callable[[], Transport] | None = None,
     ) -> None:
         self.settings = settings or ClientSettings()
         token = self.settings.token.get_secret_value() if self.settings.token else None
         url = str(self.settings.monitor_url)
         timeout = self.settings.timeout_seconds
-        self._new_shipper = shipper or (lambda: HttpShipper(url, token, timeout))
+        self._new_transport = transport or (lambda: HttpTransport(url, token, timeout))
         self._lock = threading.Lock()
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
@@ -269,7 +269,7 @@ class Client:
         self._closing.set()
         self._wake.set()
         for thread in self._threads:
-            # A batch in flight is quarantined by its shipping thread when it gives up.
+            # A batch in flight is quarantined by its delivery thread when it gives up.
             thread.join(self.settings.timeout_seconds)
         with self._lock:
             left = list(self._queue)
@@ -329,7 +329,7 @@ class Client:
             # Several batches in flight keep the monitor busy while the next is encoded.
             for i in range(self.settings.max_in_flight):
                 thread = threading.Thread(
-                    target=self._run, name=f"sidewatch-shipper-{i}", daemon=True
+                    target=self._run, name=f"sidewatch-delivery-{i}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -355,20 +355,20 @@ class Client:
             logger.warning(message)
 
     def _run(self) -> None:
-        shipper = self._new_shipper()
+        transport = self._new_transport()
         interval = self.settings.flush_interval_seconds
         try:
             while not self._closing.is_set():
                 self._wake.wait(interval)
                 self._wake.clear()
-                while self._ship_one_batch(shipper):
+                while self._deliver_one_batch(transport):
                     pass
                 with self._idle:
                     self._idle.notify_all()
         finally:
-            shipper.close()
+            transport.close()
 
-    def _ship_one_batch(self, shipper: Shipper) -> bool:
+    def _deliver_one_batch(self, transport: Transport) -> bool:
         with self._lock:
             n = min(len(self._queue), self.settings.batch_size)
             items = [self._queue.popleft() for _ in range(n)]
@@ -378,14 +378,14 @@ class Client:
         for kind in ("predictions", "labels"):
             docs = [doc for k, doc in items if k == kind]
             if docs:
-                self._deliver(shipper, kind, docs)
+                self._deliver(transport, kind, docs)
         with self._lock:
             self._in_flight -= n
         return not self._closing.is_set()
 
-    def _deliver(self, shipper: Shipper, kind: Kind, docs: list[bytes]) -> None:
+    def _deliver(self, transport: Transport, kind: Kind, docs: list[bytes]) -> None:
         try:
-            left = self._delivery.deliver(shipper, kind, docs)
+            left = self._delivery.deliver(transport, kind, docs)
         except OSError as exc:  # the quarantine could not be written
             self._lose(len(docs), exc)
             return

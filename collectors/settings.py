@@ -31,7 +31,7 @@ class ClientSettings(BaseSettings):
     """Most events held in memory; beyond it ``record`` drops and counts."""
     batch_size: int = Field(default=1_000, ge=1, le=MAX_BATCH_EVENTS)
     max_in_flight: int = Field(default=2, ge=1, le=16)
-    """Batches sent at once (one shipping thread and connection each)."""
+    """Batches sent at once (one delivery thread and connection each)."""
     flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     """Longest an event waits in the queue before a partial batch is sent."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)

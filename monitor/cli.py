@@ -115,7 +115,7 @@ def _quarantine(args: argparse.Namespace) -> None:
     from collectors.deliver import Delivery
     from collectors.quarantine import ADVICE, Quarantine
     from collectors.settings import ClientSettings
-    from collectors.ship import HttpShipper
+    from collectors.transport import HttpTransport
 
     quarantine = Quarantine(args.dir)
     if args.action == "list":
@@ -145,19 +145,19 @@ def _quarantine(args: argparse.Namespace) -> None:
     except ValidationError as exc:
         raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
     token = client.token.get_secret_value() if client.token else None
-    shipper = HttpShipper(str(client.monitor_url), token, client.timeout_seconds)
+    transport = HttpTransport(str(client.monitor_url), token, client.timeout_seconds)
     stop = threading.Event()
     give_up = threading.Timer(args.timeout, stop.set)
     give_up.start()
     delivery = Delivery(quarantine, stop=stop, retry_max_seconds=5.0)
     try:
         result = quarantine.replay(
-            lambda kind, events: delivery.deliver(shipper, kind, events),  # type: ignore[arg-type]
+            lambda kind, events: delivery.deliver(transport, kind, events),  # type: ignore[arg-type]
             reason=args.reason,
         )
     finally:
         give_up.cancel()
-        shipper.close()
+        transport.close()
     d = delivery.stats()
     print(f"replayed={result.replayed} stored={d.stored} duplicates={d.duplicates} "
           f"quarantined_again={result.quarantined} kept={result.kept}")  # fmt: skip

@@ -16,7 +16,7 @@ def loaded_after(statement: str) -> set[str]:
 
 def test_collectors_import_nothing_heavy() -> None:
     loaded = loaded_after(
-        "import collectors, collectors.sdk, collectors.ship, collectors.spool, "
+        "import collectors, collectors.sdk, collectors.transport, collectors.spool, "
         "collectors.forward, collectors.accelerators, collectors.sidecar, "
         "collectors.sidecar.proxy, collectors.sidecar.tap, collectors.sidecar.admin"
     )

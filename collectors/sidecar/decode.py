@@ -518,3 +518,12 @@ def build_decoders(rules: OutputRules, mapping: FieldMapping | None) -> list[Dec
     if mapping is not None:
         decoders.insert(0, MappingDecoder(mapping, rules))
     return decoders
+
+
+def model_in_path(decoders: tuple[Decoder, ...], path: str) -> tuple[Decoder | None, str | None]:
+    """The decoder that claims ``path`` and the model the path names, if any."""
+    for decoder in decoders:
+        match = decoder.claims(path)
+        if match:
+            return decoder, match.group(1) if match.re.groups else None
+    return None, None

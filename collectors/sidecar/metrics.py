@@ -1,7 +1,8 @@
 """Export: the sidecar's counters in, Prometheus metric families out.
 
-A custom collector on the sidecar's own registry reads the capture worker's, the
-proxy's, the spool's and the forwarder's counters at scrape time.
+A custom collector on the sidecar's own registry reads the recorders', the proxy's
+and the spool's counters, and the shipper's (which the shipper process writes to a
+file in the spool directory), at scrape time.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from prometheus_client.registry import Collector
 from collectors.naming import MetricName
 from collectors.quarantine import ADVICE
 from collectors.sidecar import names
-from collectors.sidecar.capture import (
+from collectors.sidecar.proxy import ProxyStats
+from collectors.sidecar.recorder import (
     LATENCY_BUCKETS,
     STATUS_CLASSES,
     ModelCounts,
     RequestStats,
 )
-from collectors.sidecar.proxy import ProxyStats
 from collectors.sidecar.shipping import ShippingStats
 from collectors.spool import Spool
 

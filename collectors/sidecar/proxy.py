@@ -6,7 +6,7 @@ relayed as they arrive, and the only change to a request is the ``traceparent``
 header, which carries the sidecar's child span upstream. The copy of each exchange
 (both heads as received, both bodies) is appended to the spool when its response
 ends, before the response's last bytes go to the caller
-(:meth:`~collectors.sidecar.capture.Recorder.finished`); all parsing of headers and
+(:meth:`~collectors.sidecar.recorder.Recorder.finished`); all parsing of headers and
 payloads happens later, in the shipper process.
 
 Fail open: bytes that are not HTTP/1.1 this proxy can frame are relayed blind for the
@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import cast
 
-from collectors.sidecar.capture import Recorder
 from collectors.sidecar.decode import Decoder
 from collectors.sidecar.http1 import Body, FramingError, RequestFramer, ResponseFramer
+from collectors.sidecar.recorder import Recorder
 from collectors.sidecar.trace import parse_traceparent
 
 logger = logging.getLogger("sidewatch.sidecar")

@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from collectors.settings import ClientSettings
 from collectors.sidecar.admin import AdminServer
-from collectors.sidecar.capture import ExchangeDecoder, Recorder, RequestStats, strip_pattern
+from collectors.sidecar.decoder import ExchangeDecoder
 from collectors.sidecar.metrics import SidecarCollector
 from collectors.sidecar.proxy import (
     ProxyConfig,
@@ -29,6 +29,7 @@ from collectors.sidecar.proxy import (
     default_max_connections,
     start_proxy,
 )
+from collectors.sidecar.recorder import Recorder, RequestStats, strip_pattern
 from collectors.sidecar.settings import SidecarSettings, split_address
 from collectors.sidecar.shipping import capture_config, settings_document
 from collectors.sidecar.tap import TapReceiver

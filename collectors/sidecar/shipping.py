@@ -3,7 +3,7 @@
 Runs in a child process of the sidecar (started by :class:`~collectors.sidecar.Sidecar`), so
 that decoding and shipping never compete with the proxy's event loop for the
 interpreter lock: the proxy only appends raw exchanges to the spool, and this process
-reads them, turns them into events (:class:`~collectors.sidecar.capture.ExchangeDecoder`)
+reads them, turns them into events (:class:`~collectors.sidecar.decoder.ExchangeDecoder`)
 and ships them with the :class:`~collectors.forward.Forwarder` (batches, gzip, retry
 with backoff and jitter, acknowledged only once the monitor confirms).
 
@@ -30,12 +30,12 @@ import orjson
 
 from collectors.forward import Forwarder
 from collectors.settings import ClientSettings
-from collectors.ship import HttpShipper
-from collectors.sidecar.capture import CaptureConfig, ExchangeDecoder
 from collectors.sidecar.decode import FieldMapping, OutputRules, build_decoders
+from collectors.sidecar.decoder import CaptureConfig, ExchangeDecoder
 from collectors.sidecar.policy import FieldPolicy
 from collectors.sidecar.settings import SidecarSettings
 from collectors.spool import Spool
+from collectors.transport import HttpTransport
 
 logger = logging.getLogger("sidewatch.sidecar")
 
@@ -161,7 +161,7 @@ def serve(document: dict[str, Any]) -> None:
         token = client.token.get_secret_value() if client.token else None
         forwarder = Forwarder(
             spool,
-            HttpShipper(str(client.monitor_url), token, client.timeout_seconds),
+            HttpTransport(str(client.monitor_url), token, client.timeout_seconds),
             batch_size=settings.batch_size,
             linger_seconds=settings.ship_linger_seconds,
             retry_initial_seconds=client.retry_initial_seconds,

@@ -1,4 +1,4 @@
-"""Tap: KServe's payload logger in, exchanges for the capture worker out.
+"""Tap: KServe's payload logger in, exchanges for the recorder out.
 
 For deployments that already copy their traffic: KServe's logger posts each request
 and each response as a CloudEvent in binary mode (``ce-*`` headers, the v1 or v2 JSON
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collectors.contract import NAME_PATTERN
-from collectors.sidecar.capture import Recorder
+from collectors.sidecar.recorder import Recorder
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"

@@ -17,9 +17,10 @@ import orjson
 import pytest
 
 from collectors.contract import MAX_BATCH_EVENTS
-from collectors.forward import EXCHANGE, Forwarder, encode
-from collectors.ship import HttpShipper, Kind, ShipResult
+from collectors.forward import Forwarder
+from collectors.record import EXCHANGE, encode
 from collectors.spool import Spool
+from collectors.transport import HttpTransport, Kind, SendResult
 from tests.conftest import LiveMonitor, credit_event, credit_model, free_port
 
 
@@ -38,7 +39,7 @@ def test_spooled_events_and_labels_reach_the_monitor(
     }
     spool.append(encode("labels", orjson.dumps(label)))
     spool.append(b"x-unknown-kind")
-    forwarder = Forwarder(spool, HttpShipper(live_monitor.url, None, 10), batch_size=500)
+    forwarder = Forwarder(spool, HttpTransport(live_monitor.url, None, 10), batch_size=500)
     while forwarder.forward_once():
         pass
     stats = forwarder.stats()
@@ -52,26 +53,26 @@ def test_spooled_events_and_labels_reach_the_monitor(
     spool.close()
 
 
-class FlakyShipper:
-    """Passes batches to a real shipper; can be told how to answer instead."""
+class FlakyTransport:
+    """Passes batches to a real transport; can be told how to answer instead."""
 
-    def __init__(self, real: HttpShipper) -> None:
+    def __init__(self, real: HttpTransport) -> None:
         self.real = real
         self.sizes: list[int] = []
-        self.answer: ShipResult | None = None
+        self.answer: SendResult | None = None
 
-    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+    def send(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> SendResult:
         self.sizes.append(gzip.decompress(body).count(b'"event_id"') if gzipped else 0)
-        return self.answer or self.real.ship(kind, body, gzipped=gzipped)
+        return self.answer or self.real.send(kind, body, gzipped=gzipped)
 
     def close(self) -> None:
         self.real.close()
 
 
-def forwarder_for(spool: Spool, url: str, **options) -> tuple[Forwarder, FlakyShipper]:
-    shipper = FlakyShipper(HttpShipper(url, options.pop("token", None), 10))
+def forwarder_for(spool: Spool, url: str, **options) -> tuple[Forwarder, FlakyTransport]:
+    transport = FlakyTransport(HttpTransport(url, options.pop("token", None), 10))
     options = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05} | options
-    return Forwarder(spool, shipper, **options), shipper
+    return Forwarder(spool, transport, **options), transport
 
 
 def drain(forwarder: Forwarder) -> None:
@@ -92,10 +93,10 @@ def test_a_backlog_of_multi_row_records_is_cut_to_what_the_monitor_accepts(
         r = int(record[1:])
         return [encode("predictions", orjson.dumps(credit_event(r * 20 + i))) for i in range(20)]
 
-    forwarder, shipper = forwarder_for(spool, live_monitor.url, expand=expand)
+    forwarder, transport = forwarder_for(spool, live_monitor.url, expand=expand)
     drain(forwarder)
     assert live_monitor.app.state.store.count_predictions() == 12_000
-    assert max(shipper.sizes) <= MAX_BATCH_EVENTS and sum(shipper.sizes) == 12_000
+    assert max(transport.sizes) <= MAX_BATCH_EVENTS and sum(transport.sizes) == 12_000
     assert forwarder.stats().quarantined == {}
     forwarder.stop()
     spool.close()
@@ -118,7 +119,7 @@ def test_a_batch_the_monitor_fails_on_never_blocks_the_stream(
         return real_insert(rows, profiles)
 
     monkeypatch.setattr(store, "insert_predictions", broken)
-    forwarder, shipper = forwarder_for(spool, live_monitor.url, batch_size=100)
+    forwarder, transport = forwarder_for(spool, live_monitor.url, batch_size=100)
     drain(forwarder)
     assert store.count_predictions() == 99
     assert forwarder.stats().quarantined == {"server_error": 1}
@@ -152,8 +153,8 @@ def test_configuration_errors_hold_the_spool_until_fixed(
     spool = Spool(tmp_path / "spool", sync="none")
     for i in range(50):
         spool.append(encode("predictions", orjson.dumps(credit_event(i))))
-    forwarder, shipper = forwarder_for(spool, live_monitor.url)
-    shipper.answer = ShipResult("retry", detail=f"HTTP {status}", status=status)
+    forwarder, transport = forwarder_for(spool, live_monitor.url)
+    transport.answer = SendResult("retry", detail=f"HTTP {status}", status=status)
     forwarder.start()
     deadline = time.monotonic() + 30
     while forwarder.stats().failures < 5 and time.monotonic() < deadline:
@@ -161,7 +162,7 @@ def test_configuration_errors_hold_the_spool_until_fixed(
     assert forwarder.stats().failures >= 5
     assert live_monitor.app.state.store.count_predictions() == 0
     assert spool.stats().bytes > 0, "nothing acknowledged while the monitor refuses"
-    shipper.answer = None  # fixed
+    transport.answer = None  # fixed
     while live_monitor.app.state.store.count_predictions() < 50 and time.monotonic() < deadline:
         time.sleep(0.02)
     forwarder.stop()
@@ -173,12 +174,13 @@ def test_configuration_errors_hold_the_spool_until_fixed(
 SIDECAR = textwrap.dedent(
     """
     import sys, time, orjson
-    from collectors.forward import Forwarder, encode
-    from collectors.ship import HttpShipper
+    from collectors.forward import Forwarder
+    from collectors.record import encode
+    from collectors.transport import HttpTransport
     from collectors.spool import Spool
     spool_dir, url, start, stop, rate = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
     spool = Spool(spool_dir, sync="none")
-    forwarder = Forwarder(spool, HttpShipper(url, None, 5), batch_size=200,
+    forwarder = Forwarder(spool, HttpTransport(url, None, 5), batch_size=200,
                           retry_initial_seconds=0.05, retry_max_seconds=0.5)
     forwarder.start()
     began = time.monotonic()

@@ -11,14 +11,14 @@ import pytest
 
 from collectors import Client, ClientSettings, LabelBatch, PredictionBatch
 from collectors.quarantine import Quarantine
-from collectors.ship import HttpShipper, Kind, ShipResult
+from collectors.transport import HttpTransport, Kind, SendResult
 from monitor.settings import MonitorSettings
 from tests.conftest import LiveMonitor, credit_model, free_port
 
 FEATURES = {"income": 1200.5, "age": 41, "region": "north", "has_card": False}
 
 
-class MemoryShipper:
+class MemoryTransport:
     """Keeps every batch it is given; can be told to fail first."""
 
     def __init__(self, fail_first: int = 0) -> None:
@@ -26,12 +26,12 @@ class MemoryShipper:
         self.fail_first = fail_first
         self.calls = 0
 
-    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+    def send(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> SendResult:
         self.calls += 1
         if self.calls <= self.fail_first:
-            return ShipResult("retry", detail="down")
+            return SendResult("retry", detail="down")
         self.batches.append((kind, body))
-        return ShipResult("delivered", stored=body.count(b'"event_id"'))
+        return SendResult("delivered", stored=body.count(b'"event_id"'))
 
     def close(self) -> None:
         pass
@@ -50,8 +50,8 @@ def settings(**changes) -> ClientSettings:
 
 
 def test_batches_match_the_event_contract() -> None:
-    shipper = MemoryShipper()
-    with Client(settings(batch_size=10), shipper=lambda: shipper) as client:
+    transport = MemoryTransport()
+    with Client(settings(batch_size=10), transport=lambda: transport) as client:
         ids = [
             client.record(
                 FEATURES,
@@ -66,9 +66,9 @@ def test_batches_match_the_event_contract() -> None:
         label_id = client.record_label(1, prediction_id=ids[0])
         assert client.flush(5)
     predictions = [
-        PredictionBatch.model_validate_json(b) for k, b in shipper.batches if k == "predictions"
+        PredictionBatch.model_validate_json(b) for k, b in transport.batches if k == "predictions"
     ]
-    labels = [LabelBatch.model_validate_json(b) for k, b in shipper.batches if k == "labels"]
+    labels = [LabelBatch.model_validate_json(b) for k, b in transport.batches if k == "labels"]
     events = [e for batch in predictions for e in batch.events]
     assert sorted(e.event_id for e in events) == sorted(ids)
     assert all(len(batch.events) <= 10 for batch in predictions)
@@ -80,13 +80,13 @@ def test_batches_match_the_event_contract() -> None:
 def test_numpy_values_from_model_code_are_encoded() -> None:
     import numpy as np
 
-    shipper = MemoryShipper()
-    with Client(settings(), shipper=lambda: shipper) as client:
+    transport = MemoryTransport()
+    with Client(settings(), transport=lambda: transport) as client:
         row = {"income": np.float64(1.5), "age": np.int64(40), "has_card": np.bool_(True)}
         client.record(row, predicted_class=np.int64(1), score=np.float32(0.25))
         client.record_label(np.int64(1), prediction_id="x")
         assert client.flush(5)
-    body = next(b for kind, b in shipper.batches if kind == "predictions")
+    body = next(b for kind, b in transport.batches if kind == "predictions")
     event = PredictionBatch.model_validate_json(body).events[0]
     assert event.features == {"income": 1.5, "age": 40, "has_card": True}
     assert (event.outputs.predicted_class, event.outputs.score) == (1, 0.25)
@@ -94,17 +94,17 @@ def test_numpy_values_from_model_code_are_encoded() -> None:
 
 
 def test_failed_deliveries_are_retried() -> None:
-    shipper = MemoryShipper(fail_first=3)
-    client = Client(settings(), shipper=lambda: shipper)
+    transport = MemoryTransport(fail_first=3)
+    client = Client(settings(), transport=lambda: transport)
     client.record(FEATURES, predicted_class=0)
     assert client.flush(5)
     stats = client.stats()
-    assert (stats.retries, stats.stored, len(shipper.batches)) == (3, 1, 1)
+    assert (stats.retries, stats.stored, len(transport.batches)) == (3, 1, 1)
     client.close()
 
 
 def test_bad_arguments_are_counted_never_raised() -> None:
-    client = Client(settings(model=None), shipper=MemoryShipper)
+    client = Client(settings(model=None), transport=MemoryTransport)
     assert client.record(FEATURES) is None  # no model anywhere
     assert client.record(None) is None  # type: ignore[arg-type]
     assert client.record_label(1) is None  # no join key
@@ -149,12 +149,12 @@ def test_refused_events_are_quarantined_alone_then_replayed(live_monitor: LiveMo
 def replay(quarantine: Quarantine, url: str, token: str | None = None):
     from collectors.deliver import Delivery
 
-    shipper = HttpShipper(url, token, 5)
+    transport = HttpTransport(url, token, 5)
     delivery = Delivery(quarantine, retry_initial_seconds=0.01, retry_max_seconds=0.05)
     try:
-        return quarantine.replay(lambda kind, events: delivery.deliver(shipper, kind, events))
+        return quarantine.replay(lambda kind, events: delivery.deliver(transport, kind, events))
     finally:
-        shipper.close()
+        transport.close()
 
 
 @pytest.mark.postgres
@@ -272,8 +272,8 @@ def test_close_gives_up_within_its_timeout_and_quarantines_what_is_left() -> Non
 
 
 def test_many_threads_record_at_once() -> None:
-    shipper = MemoryShipper()
-    client = Client(settings(batch_size=500), shipper=lambda: shipper)
+    transport = MemoryTransport()
+    client = Client(settings(batch_size=500), transport=lambda: transport)
 
     def work() -> None:
         for _ in range(2000):

@@ -19,15 +19,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from collectors.contract import PredictionEvent
-from collectors.forward import EXCHANGE, PREDICTION
-from collectors.sidecar.capture import (
-    CaptureConfig,
-    Exchange,
-    ExchangeDecoder,
-    decode_exchange,
-)
+from collectors.record import EXCHANGE, PREDICTION, Exchange, decode_exchange
 from collectors.sidecar.decode import DecodeError, FieldMapping, Message, OutputRules
 from collectors.sidecar.decode import build_decoders as decoders_for
+from collectors.sidecar.decoder import CaptureConfig, ExchangeDecoder
 from collectors.sidecar.policy import FieldPolicy
 from collectors.sidecar.trace import parse_traceparent
 from tests.collectors.sidecar.helpers import SHIP_TIMEOUT, SidecarProcess
@@ -280,7 +275,7 @@ def test_decode_error_messages_hold_no_values() -> None:
 
 
 def test_an_error_response_is_counted_never_spooled(tmp_path: Path) -> None:
-    from collectors.sidecar.capture import Recorder, RequestStats
+    from collectors.sidecar.recorder import Recorder, RequestStats
     from collectors.spool import Spool
 
     spool = Spool(tmp_path, sync="none")
@@ -310,7 +305,7 @@ def test_an_error_record_of_an_older_sidecar_gives_no_event() -> None:
 
 
 def test_bodies_too_large_for_a_spool_record_are_left_out_and_counted(tmp_path: Path) -> None:
-    from collectors.sidecar.capture import Recorder, RequestStats
+    from collectors.sidecar.recorder import Recorder, RequestStats
     from collectors.spool import MAX_RECORD_BYTES, Spool
 
     spool = Spool(tmp_path, sync="none")
@@ -353,7 +348,7 @@ def test_records_of_the_previous_spool_format_still_ship() -> None:
 
 
 def test_credential_lines_are_cut_whole_in_any_case() -> None:
-    from collectors.sidecar.capture import strip_pattern
+    from collectors.sidecar.recorder import strip_pattern
 
     head = (b"POST /invocations HTTP/1.1\r\nHost: m\r\nAUTHORIZATION: Bearer s3cret\r\n"
             b"cookie:a=1;\r\n b=2\r\nX-Api-Key: k3y\r\nAuthorization-Hint: kept\r\n"

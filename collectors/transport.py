@@ -1,6 +1,8 @@
-"""Ship: batches of encoded events in, a delivery outcome out.
+"""Transport: one batch of encoded events in, what the monitor made of it out.
 
-A shipper sends one JSON batch to the monitor's ingest API and says what became of it:
+A :class:`Transport` sends one JSON batch to the monitor's ingest API and says what
+became of it (a :class:`SendResult`); :class:`HttpTransport` is the real one, and a
+test brings its own (any object with ``send`` and ``close``). The outcomes:
 
 - ``delivered``: the monitor answered for every event: stored, a duplicate, or
   rejected by index with its reason (partial acceptance);
@@ -12,7 +14,7 @@ A shipper sends one JSON batch to the monitor's ingest API and says what became 
 - ``failed``: the monitor broke on it (HTTP 500): worth a few more tries, then smaller
   batches, so that one event it cannot take never blocks the ones behind it.
 
-It never raises: transport errors become a ``retry`` outcome.
+Sending never raises: a connection error becomes a ``retry`` outcome.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
-class ShipResult:
+class SendResult:
     """What became of one batch."""
 
     outcome: Outcome
@@ -59,22 +61,23 @@ class ShipResult:
     """The HTTP status, where the monitor answered."""
 
 
-class Shipper(Protocol):
+class Transport(Protocol):
     """Sends one batch of one kind to the monitor."""
 
-    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+    def send(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> SendResult:
         """Send ``body`` (a JSON batch, gzip-compressed if ``gzipped``); never raises."""
         ...
 
     def close(self) -> None:
-        """Release connections; a later ``ship`` may open new ones."""
+        """Release connections; a later ``send`` may open new ones."""
         ...
 
 
-class HttpShipper:
-    """Ships over one keep-alive HTTP/1.1 connection to the monitor's ingest API.
+class HttpTransport:
+    """Sends over one keep-alive HTTP/1.1 connection to the monitor's ingest API.
 
-    Not thread-safe: one shipper belongs to one shipping thread.
+    Not thread-safe: one transport belongs to one thread (a delivery thread of
+    the SDK, the forwarder's thread).
     """
 
     def __init__(self, monitor_url: str, token: str | None, timeout_seconds: float) -> None:
@@ -92,24 +95,24 @@ class HttpShipper:
         self._gzip_headers = self._headers | {"Content-Encoding": "gzip"}
         self._conn: http.client.HTTPConnection | None = None
 
-    def ship(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> ShipResult:
+    def send(self, kind: Kind, body: bytes, *, gzipped: bool = False) -> SendResult:
         """POST ``body`` to ``/v1/ingest/{kind}``."""
         try:
             status, payload = self._post(f"{self._base}/v1/ingest/{kind}", body, gzipped)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return ShipResult("retry", detail=f"monitor unreachable: {exc.__class__.__name__}")
+            return SendResult("retry", detail=f"monitor unreachable: {exc.__class__.__name__}")
         if 200 <= status < 300:
             return _delivered(payload, status)
         detail = f"HTTP {status}: {payload[:500].decode('utf-8', 'replace')}"
         if status in _RETRY:
-            return ShipResult("retry", detail=detail, status=status)
+            return SendResult("retry", detail=detail, status=status)
         if status >= 500:
-            return ShipResult("failed", detail=detail, status=status)
-        return ShipResult("refused", detail=detail, status=status)
+            return SendResult("failed", detail=detail, status=status)
+        return SendResult("refused", detail=detail, status=status)
 
     def close(self) -> None:
-        """Drop the connection; the next ``ship`` opens a new one."""
+        """Drop the connection; the next ``send`` opens a new one."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -130,7 +133,7 @@ class HttpShipper:
         return response.status, payload
 
 
-def _delivered(payload: bytes, status: int) -> ShipResult:
+def _delivered(payload: bytes, status: int) -> SendResult:
     """The monitor's per-event answer; one it cannot read is a server failure."""
     try:
         answer = orjson.loads(payload)
@@ -142,7 +145,7 @@ def _delivered(payload: bytes, status: int) -> ShipResult:
             )
             for r in answer.get("rejected", ())
         )
-        return ShipResult(
+        return SendResult(
             "delivered",
             stored=int(answer.get("stored", 0)),
             duplicates=int(answer.get("duplicates", 0)),
@@ -150,4 +153,4 @@ def _delivered(payload: bytes, status: int) -> ShipResult:
             status=status,
         )
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
-        return ShipResult("failed", detail="the monitor's answer is unreadable", status=status)
+        return SendResult("failed", detail="the monitor's answer is unreadable", status=status)
