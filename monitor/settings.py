@@ -10,10 +10,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from collectors.contract import FeatureName, ModelName
+from monitor.errors import ConfigError
+from monitor.score.drift.registry import check_test_name
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -103,6 +105,18 @@ class MonitorSettings(BaseSettings):
     """Most features an HTML report compares (Evidently takes about 0.5 s for each)."""
     log_level: str = "info"
 
+    @field_validator("drift_test")
+    @classmethod
+    def _known_test(cls, name: str) -> str:
+        return _registered(name)
+
+    @field_validator("drift_tests")
+    @classmethod
+    def _known_tests(cls, tests: dict[str, str]) -> dict[str, str]:
+        for name in tests.values():
+            _registered(name)
+        return tests
+
     @model_validator(mode="after")
     def _tokens_or_loopback(self) -> MonitorSettings:
         if not self.auth_enabled and not _is_loopback(self.host):
@@ -154,6 +168,18 @@ class MonitorSettings(BaseSettings):
             or self.scrape_token is not None
             or bool(self.ingest_tokens)
         )
+
+
+def _registered(name: str) -> str:
+    """``name`` if the drift-test registry knows it (or it is ``auto``).
+
+    Raises:
+        ValueError: It does not; the message lists the valid names.
+    """
+    try:
+        return check_test_name(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _is_loopback(host: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor.score.drift.profiled import PROFILE_TESTS
+from monitor.score.drift.registry import DRIFT_TESTS
 from monitor.score.scores import WindowScores
 
 WindowKind = Literal["time", "count"]
@@ -52,7 +52,7 @@ class FeatureDrift:
     @property
     def is_p_value(self) -> bool:
         """Whether ``value`` is a p-value (drift when below the threshold)."""
-        test = PROFILE_TESTS.get(self.test)
+        test = DRIFT_TESTS.get(self.test)
         return test is not None and test.statistic == "p_value"
 
     @property

@@ -1,13 +1,15 @@
-"""Drift statistics on raw arrays: one feature's values in, a drift verdict out.
+"""Drift statistics: one feature's reference and window in, a drift verdict out.
 
-Stage: score. In: a feature's reference values and a window's values (or, for
-correlation drift, several numeric features' values by row). Out: frozen results.
+Stage: score. In: a feature's reference and a window, as profiles or as raw values (or,
+for correlation drift, several numeric features' values by row). Out: frozen results.
 
-- Univariate tests behind one protocol, :class:`DriftTest` (``fit(reference, kind)``
-  then ``score(current)`` giving a :class:`DriftScore`), registered by Evidently's
-  names in :data:`DRIFT_TESTS`: ``ks``, ``chisquare``, ``z``, ``psi``,
-  ``jensenshannon``, ``wasserstein``, ``hellinger``; :func:`choose_test` picks one as
-  Evidently 0.7 does.
+- Univariate tests registered by Evidently's names in :data:`DRIFT_TESTS` (``ks``,
+  ``chisquare``, ``z``, ``psi``, ``jensenshannon``, ``wasserstein``, ``hellinger``),
+  one entry a name, computed on profiles (``score(reference, window, threshold)``) or
+  on raw values (the :class:`DriftTest` protocol: ``fit(reference, kind)`` then
+  ``score(current)``), each giving a :class:`DriftScore`; :func:`get_drift_test`
+  looks one up by name (its error lists the valid ones) and :func:`choose_test` picks
+  one as Evidently 0.7 does.
 - :func:`dataset_drift`: the dataset verdict from the share of drifted features.
 - :func:`benjamini_hochberg`: false-discovery-rate control across features.
 - :class:`CorrelationDrift`: pairs of features whose correlation changed.

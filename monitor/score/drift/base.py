@@ -22,6 +22,7 @@ import numpy.typing as npt
 from collectors.contract import FeatureType as FeatureKind
 
 __all__ = [
+    "FEW_NUMERIC_VALUES",
     "Comparison",
     "DriftScore",
     "DriftTest",
@@ -36,6 +37,10 @@ __all__ = [
 StatisticKind = Literal["p_value", "distance"]
 """``p_value``: drift when the p-value is below the threshold; ``distance``: drift when
 the distance reaches the threshold."""
+
+FEW_NUMERIC_VALUES = 5
+"""A numeric feature with at most this many distinct values is compared as categorical,
+value by value, as Evidently does."""
 
 Values: TypeAlias = Sequence[Any] | npt.NDArray[Any]
 """One feature's values over a reference or a window (missing ones allowed)."""
