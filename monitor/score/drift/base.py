@@ -32,6 +32,7 @@ __all__ = [
     "SampleTest",
     "StatisticKind",
     "Values",
+    "judged",
 ]
 
 StatisticKind = Literal["p_value", "distance"]
@@ -117,6 +118,33 @@ class DriftTestInfo(Protocol):
         """The feature kinds the test applies to."""
         ...
 
+    @property
+    def drifts_when(self) -> Comparison:
+        """The rule for "drifted", applied as ``rule(drift_score, threshold)``."""
+        ...
+
+
+def judged(
+    test: DriftTestInfo,
+    statistic: float,
+    p_value: float | None,
+    threshold: float,
+    counts: tuple[int, int],
+    error_bound: float = 0.0,
+) -> DriftScore:
+    """A test's result, drifted by its rule: on the p-value, or else on the statistic.
+
+    Args:
+        test: The test that computed it.
+        statistic: The statistic (or distance).
+        p_value: The p-value; None for a distance.
+        threshold: The threshold the rule compares with.
+        counts: Non-missing reference and current values the test used.
+        error_bound: See :attr:`DriftScore.error_bound`.
+    """
+    drifted = test.drifts_when(statistic if p_value is None else p_value, threshold)
+    return DriftScore(test.name, statistic, p_value, threshold, drifted, *counts, error_bound)
+
 
 class DriftTest(DriftTestInfo, Protocol):
     """A univariate drift test: frozen settings that fit a reference."""
@@ -195,10 +223,7 @@ class FittedSample:
         """
         cur = numeric_sample(current, "current window")
         statistic, p = self.test.compare(self.reference, cur)
-        drifted = self.test.drifts_when(statistic if p is None else p, self.threshold)
-        return DriftScore(
-            self.test.name, statistic, p, self.threshold, drifted, self.reference.count, cur.count
-        )
+        return judged(self.test, statistic, p, self.threshold, (self.reference.count, cur.count))
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ from monitor.score.drift.base import (
     SampleTest,
     StatisticKind,
     Values,
+    judged,
 )
 from monitor.score.drift.distance import (
     MIN_WASSERSTEIN_SCALE,
@@ -215,8 +216,7 @@ class ProfileTest:
         value, p, n_ref, n_cur, bound = self.compute(
             _Pair(reference, current, ref, cur, coarse_bins)
         )
-        drifted = self.drifts_when(value if p is None else p, threshold)
-        return DriftScore(self.name, value, p, threshold, drifted, n_ref, n_cur, bound)
+        return judged(self, value, p, threshold, (n_ref, n_cur), bound)
 
 
 def _ks(pair: _Pair) -> _Statistic:

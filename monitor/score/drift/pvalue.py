@@ -37,6 +37,7 @@ from monitor.score.drift.base import (
     Values,
     category_counts,
     check_fit,
+    judged,
 )
 from monitor.score.drift.binning import aligned_counts
 
@@ -171,15 +172,8 @@ class FittedCounts:
         """
         cur = category_counts(current, "current window")
         statistic, p = self.test.compare(self.counts, cur)
-        return DriftScore(
-            self.test.name,
-            statistic,
-            p,
-            self.threshold,
-            self.test.drifts_when(p, self.threshold),
-            sum(self.counts.values()),
-            sum(cur.values()),
-        )
+        counts = (sum(self.counts.values()), sum(cur.values()))
+        return judged(self.test, statistic, p, self.threshold, counts)
 
 
 def _chi_square_counts(
