@@ -23,9 +23,7 @@ from monitor.score.drift.correlation import (
     PairCorrelationDrift,
     fisher_z,
 )
-from monitor.score.drift.distance import Hellinger, JensenShannon, Psi, Wasserstein
 from monitor.score.drift.multiple import AdjustedPValue, FdrControl, adjust_bh, benjamini_hochberg
-from monitor.score.drift.pvalue import ChiSquare, KolmogorovSmirnov, TwoProportionZ
 from monitor.score.drift.registry import DRIFT_TESTS, DriftTestChoice, choose_test, get_drift_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, DatasetDrift, dataset_drift
 
@@ -33,7 +31,6 @@ __all__ = [
     "DEFAULT_DRIFT_SHARE",
     "DRIFT_TESTS",
     "AdjustedPValue",
-    "ChiSquare",
     "CorrelationDrift",
     "CorrelationDriftResult",
     "DatasetDrift",
@@ -44,13 +41,7 @@ __all__ = [
     "FeatureKind",
     "FittedCorrelationDrift",
     "FittedDriftTest",
-    "Hellinger",
-    "JensenShannon",
-    "KolmogorovSmirnov",
     "PairCorrelationDrift",
-    "Psi",
-    "TwoProportionZ",
-    "Wasserstein",
     "adjust_bh",
     "benjamini_hochberg",
     "choose_test",

@@ -196,7 +196,7 @@ class SampleTest:
     kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
 
     def fit(
-        self, reference: Values, kind: FeatureKind = "numeric", threshold: float | None = None
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
     ) -> FittedSample:
         """Sort the reference once.
 
