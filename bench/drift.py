@@ -270,7 +270,7 @@ def child(*args: str) -> dict:
 def slice_drift(path: Path) -> dict[str, tuple[float, float]]:
     """Our Wasserstein from profiles of the slice Evidently sees: (value, error bound)."""
     from monitor.core.profile import FeatureProfile, ReferenceProfile
-    from monitor.score.drift.profiled import PROFILE_TESTS
+    from monitor.score.drift import DRIFT_TESTS
 
     data = np.load(path)
     out = {}
@@ -279,7 +279,7 @@ def slice_drift(path: Path) -> dict[str, tuple[float, float]]:
         ref = ReferenceProfile.build({name: ("numeric", reference)}, reference.size)
         feature = ref.features[name]
         window = FeatureProfile.of(current, "numeric", feature.bins)
-        score = PROFILE_TESTS["wasserstein"].score(feature, window, 0.1)
+        score = DRIFT_TESTS["wasserstein"].score(feature, window, 0.1)
         out[name] = (score.statistic, score.error_bound)
     return out
 

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from monitor.errors import CliError, SidewatchError
+from monitor.errors import CliError, ConfigError, SidewatchError
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -29,9 +29,11 @@ def _serve(args: argparse.Namespace) -> None:
     }
     try:
         settings = MonitorSettings(**overrides)
+        app = create_app(settings)
     except ValidationError as exc:
         raise CliError(f"invalid settings:\n{exc}", exit_code=2) from exc
-    app = create_app(settings)
+    except ConfigError as exc:  # a setting that only the parts it configures can check
+        raise CliError(f"invalid settings: {exc}", exit_code=2) from exc
     # Ingest allocates many short-lived objects per batch: collect young garbage less
     # often, and never traverse the objects loaded at start-up again.
     gc.freeze()

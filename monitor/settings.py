@@ -69,10 +69,14 @@ class MonitorSettings(BaseSettings):
     """PSI at or above which a feature counts as drifted (0.1 watch, 0.2 act)."""
     drift_test: str = "auto"
     """``auto`` (each feature's test chosen by type and reference size, as Evidently
-    does) or a test name used wherever it applies: ks, chisquare, z, psi,
-    jensenshannon, wasserstein, hellinger."""
+    does) or the name of a test in the drift-test registry
+    (:data:`monitor.score.drift.DRIFT_TESTS`: ks, chisquare, z, psi, jensenshannon,
+    wasserstein, hellinger), used wherever it applies. An unknown name stops start-up
+    with the list of valid ones (the scorer checks it against the registry: settings
+    sit below scoring and do not import it)."""
     drift_tests: dict[str, str] = Field(default_factory=dict)
-    """Per feature: the test to use, as JSON, e.g. ``{"income": "psi"}``."""
+    """Per feature: the test to use, as JSON, e.g. ``{"income": "psi"}``; names are
+    checked as for ``drift_test``."""
     drift_fdr: float = Field(default=0.05, ge=0, lt=1)
     """Benjamini-Hochberg false discovery rate over a window's p-value tests (0: off)."""
     drift_share: float = Field(default=0.5, ge=0, le=1)

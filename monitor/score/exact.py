@@ -4,9 +4,9 @@ Stage: score. In: the profile-based :class:`~monitor.score.drift.base.DriftScore
 each feature (or output), and a :class:`RawValues` source that reads the reference's
 and the window's values. Out: the same scores, with every one whose profile leaves its
 verdict open or its value unsettled to :data:`~monitor.score.drift.profiled.EXACT_TOLERANCE`
-(:func:`~monitor.score.drift.profiled.needs_raw_values`) computed again on the raw values
-by the test of the same name in :data:`~monitor.score.drift.registry.DRIFT_TESTS`: the
-numbers Evidently 0.7 gives on the same data.
+(:func:`~monitor.score.drift.registry.needs_raw_values`) computed again on the raw values
+by the same registered test (:func:`~monitor.score.drift.registry.get_drift_test`, its
+raw-value form): the numbers Evidently 0.7 gives on the same data.
 
 The reference's values come from its profile where the profile holds them all (a
 numeric reference with at most :data:`~monitor.core.profile.FINE_BINS` distinct
@@ -30,13 +30,8 @@ import numpy.typing as npt
 
 from monitor.core.profile import ReferenceProfile, category
 from monitor.score.drift.base import DriftScore, FeatureKind, FloatArray
-from monitor.score.drift.profiled import (
-    EXACT_TOLERANCE,
-    counted_by_value,
-    needs_raw_values,
-    reference_values,
-)
-from monitor.score.drift.registry import DRIFT_TESTS, choose_test
+from monitor.score.drift.profiled import EXACT_TOLERANCE, counted_by_value, reference_values
+from monitor.score.drift.registry import choose_test, get_drift_test, needs_raw_values
 from monitor.store import Store
 
 __all__ = ["RawValues", "ReferenceColumns", "settle", "spelled"]
@@ -114,7 +109,7 @@ def settle(
         numeric = feature.kind == "numeric"
         current = _numbers(window[name]) if numeric else spelled(window[name])
         try:
-            raw_test, threshold = DRIFT_TESTS[s.test], s.threshold
+            raw_test, threshold = get_drift_test(s.test), s.threshold
             # A numeric feature with few values is compared as categories, as chosen.
             kind: FeatureKind = (
                 "categorical"

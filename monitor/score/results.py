@@ -14,7 +14,7 @@ from typing import Any
 
 from monitor.core.records import WindowRecord
 from monitor.core.windows import WindowKind
-from monitor.score.drift.profiled import PROFILE_TESTS
+from monitor.score.drift.registry import DRIFT_TESTS
 from monitor.score.scores import WindowScores
 
 __all__ = ["DEFINITION", "FeatureDrift", "SegmentResults", "WindowResult"]
@@ -61,7 +61,7 @@ class FeatureDrift:
     @property
     def is_p_value(self) -> bool:
         """Whether ``value`` is a p-value (drift when below the threshold)."""
-        test = PROFILE_TESTS.get(self.test)
+        test = DRIFT_TESTS.get(self.test)
         return test is not None and test.statistic == "p_value"
 
     @property

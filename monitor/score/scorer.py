@@ -3,7 +3,7 @@
 Drift reads the window's feature profiles (kept up to date at ingest) and the
 reference's profile, so it costs what the features and bins cost, not the events.
 Where a profile cannot settle a test (its verdict could go either way, or its value is
-known only to more than 1e-3: :func:`~monitor.score.drift.profiled.needs_raw_values`),
+known only to more than 1e-3: :func:`~monitor.score.drift.registry.needs_raw_values`),
 that feature's test is computed from the window's stored values and the reference's
 (:mod:`monitor.score.exact`), so every verdict and value is the exact one. The test of
 each feature is chosen as Evidently 0.7 chooses it, unless configured; the p-value
@@ -41,10 +41,9 @@ from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import (
     DEFAULT_COARSE_BINS,
     EXACT_TOLERANCE,
-    PROFILE_TESTS,
     choice_may_change,
 )
-from monitor.score.drift.registry import choose_test
+from monitor.score.drift.registry import AUTO, check_test_name, choose_test, get_drift_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, dataset_drift
 from monitor.score.exact import RawValues, ReferenceColumns, settle, spelled
 from monitor.score.fitted import (
@@ -71,9 +70,6 @@ from monitor.score.scores import (
 from monitor.store import ReferenceInfo, Store
 
 logger = logging.getLogger("sidewatch.score")
-
-AUTO = "auto"
-"""Choose each feature's test as Evidently does."""
 
 
 class WindowScorer:
@@ -119,9 +115,7 @@ class WindowScorer:
         self._psi_bins = psi_bins
         self._drift_tests = dict(drift_tests or {})
         for name in [drift_test, *self._drift_tests.values()]:
-            if name != AUTO and name not in PROFILE_TESTS:
-                valid = ", ".join([AUTO, *sorted(PROFILE_TESTS)])
-                raise ConfigError(f"unknown drift test {name!r}; valid tests: {valid}")
+            check_test_name(name)
         self._drift_test = drift_test
         self._fdr = fdr
         self._drift_share = drift_share
@@ -267,7 +261,7 @@ class WindowScorer:
             if current is None or current.count < self._min_events:
                 continue
             test_name = self._choose(name, ref, configured)
-            test = PROFILE_TESTS[test_name]
+            test = get_drift_test(test_name)
             threshold = self._psi_threshold if test_name == "psi" else test.default_threshold
             try:
                 scores[name] = test.score(ref, current, threshold, self._psi_bins)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from scipy.special import rel_entr
 
 from monitor.core.profile import FeatureProfile, ReferenceProfile, coarse_edges
-from monitor.score.drift.profiled import PROFILE_TESTS, counted_by_value
+from monitor.score.drift import DRIFT_TESTS
+from monitor.score.drift.profiled import counted_by_value
 from monitor.score.psi import EMPTY_BIN_SHARE, fill_empty, psi
 
 
@@ -42,7 +43,7 @@ def oracle_psi(reference: np.ndarray, current: np.ndarray, edges: list[float]) -
 def profile_psi(reference: np.ndarray, current: np.ndarray, coarse: int = 10) -> tuple[float, list]:
     ref = ReferenceProfile.build({"x": ("numeric", reference)}, len(reference)).features["x"]
     cur = FeatureProfile.of(current, "numeric", ref.bins)
-    score = PROFILE_TESTS["psi"].score(ref, cur, 0.2, coarse)
+    score = DRIFT_TESTS["psi"].score(ref, cur, 0.2, coarse)
     if counted_by_value(ref):  # at most five values: one bin each, as Evidently counts them
         return score.statistic, ref.bins.edges.tolist()
     return score.statistic, coarse_edges(ref.bins, ref.profile.histogram, coarse).tolist()
@@ -98,7 +99,7 @@ def test_numeric_psi_matches_the_oracle_for_any_data(reference, current, bins) -
 def test_categorical_psi_matches_the_oracle(reference, current) -> None:
     ref = ReferenceProfile.build({"x": ("categorical", reference)}, len(reference)).features["x"]
     window = FeatureProfile.of(current, "categorical", ref.bins)
-    score = PROFILE_TESTS["psi"].score(ref, window, 0.2)
+    score = DRIFT_TESTS["psi"].score(ref, window, 0.2)
     seen = sorted(set(reference))
     cur = pd.Series([v if v in seen else "<other>" for v in current])
     r = pd.Series(reference).value_counts(normalize=True).reindex([*seen, "<other>"], fill_value=0)
@@ -113,7 +114,7 @@ def test_booleans_from_json_and_csv_land_in_the_same_bins() -> None:
     ref = ReferenceProfile.build({"b": ("boolean", [True, False, True, True])}, 4).features["b"]
     assert ref.bins.categories == ("false", "true")
     current = FeatureProfile.of(["true", "false", "true", "true"], "boolean", ref.bins)
-    assert PROFILE_TESTS["psi"].score(ref, current, 0.2).statistic == pytest.approx(0.0)
+    assert DRIFT_TESTS["psi"].score(ref, current, 0.2).statistic == pytest.approx(0.0)
 
 
 def test_empty_reference_is_refused() -> None:

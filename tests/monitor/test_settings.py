@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from monitor.api import create_app
 from monitor.cli import main
+from monitor.errors import ConfigError
 from monitor.settings import MonitorSettings
 
 
@@ -88,3 +92,21 @@ def test_the_scrape_token_is_read_checked_and_turns_auth_on(
     assert settings.scrape_token.get_secret_value() == "scrape-0123456789"
     assert settings.auth_enabled and settings.public_docs
     assert "scrape-0123456789" not in repr(settings)
+
+
+def test_drift_test_names_are_checked_by_the_registry_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    valid = "valid tests: auto, chisquare, hellinger, jensenshannon, ks, psi, wasserstein, z"
+    assert MonitorSettings(drift_test="ks", drift_tests={"income": "auto"}).drift_test == "ks"
+    monkeypatch.setenv("SIDEWATCH_DRIFT_TEST", "kolmogorov")
+    with pytest.raises(ConfigError) as error:
+        create_app(MonitorSettings(database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+    assert "unknown drift test 'kolmogorov'" in str(error.value)
+    assert valid in str(error.value)
+    assert main(["serve", "--database-url", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
+    assert valid in capsys.readouterr().err
+    monkeypatch.delenv("SIDEWATCH_DRIFT_TEST")
+    monkeypatch.setenv("SIDEWATCH_DRIFT_TESTS", '{"income": "psi", "age": "nope"}')
+    with pytest.raises(ConfigError, match="unknown drift test 'nope'"):
+        create_app(MonitorSettings(database_url=f"sqlite:///{tmp_path / 'c.db'}"))

@@ -27,14 +27,26 @@ model = LogisticRegression(max_iter=5000).fit(X.to_numpy(), y)
 serving = out / "mlserver"
 (serving / "bc").mkdir(parents=True, exist_ok=True)
 joblib.dump(model, serving / "bc" / "model.joblib")
-(serving / "bc" / "model-settings.json").write_text(json.dumps({
-    "name": "bc", "implementation": "mlserver_sklearn.SKLearnModel",
-    "parameters": {"uri": "./model.joblib", "version": "v1"},
-}))
-(serving / "settings.json").write_text(json.dumps({
-    "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-    "parallel_workers": 0, "host": "127.0.0.1",
-}))
+(serving / "bc" / "model-settings.json").write_text(
+    json.dumps(
+        {
+            "name": "bc",
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib", "version": "v1"},
+        }
+    )
+)
+(serving / "settings.json").write_text(
+    json.dumps(
+        {
+            "http_port": http_port,
+            "grpc_port": grpc_port,
+            "metrics_port": metrics_port,
+            "parallel_workers": 0,
+            "host": "127.0.0.1",
+        }
+    )
+)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     named = LogisticRegression(max_iter=5000).fit(X, y)

@@ -1,13 +1,15 @@
-"""Drift statistics on raw arrays: one feature's values in, a drift verdict out.
+"""Drift statistics: one feature's reference and window in, a drift verdict out.
 
-Stage: score. In: a feature's reference values and a window's values (or, for
-correlation drift, several numeric features' values by row). Out: frozen results.
+Stage: score. In: a feature's reference and a window, as profiles or as raw values (or,
+for correlation drift, several numeric features' values by row). Out: frozen results.
 
-- Univariate tests behind one protocol, :class:`DriftTest` (``fit(reference, kind)``
-  then ``score(current)`` giving a :class:`DriftScore`), registered by Evidently's
-  names in :data:`DRIFT_TESTS`: ``ks``, ``chisquare``, ``z``, ``psi``,
-  ``jensenshannon``, ``wasserstein``, ``hellinger``; :func:`choose_test` picks one as
-  Evidently 0.7 does.
+- Univariate tests registered by Evidently's names in :data:`DRIFT_TESTS` (``ks``,
+  ``chisquare``, ``z``, ``psi``, ``jensenshannon``, ``wasserstein``, ``hellinger``),
+  one entry a name, computed on profiles (``score(reference, window, threshold)``) or
+  on raw values (the :class:`DriftTest` protocol: ``fit(reference, kind)`` then
+  ``score(current)``), each giving a :class:`DriftScore`; :func:`get_drift_test`
+  looks one up by name (its error lists the valid ones) and :func:`choose_test` picks
+  one as Evidently 0.7 does.
 - :func:`dataset_drift`: the dataset verdict from the share of drifted features.
 - :func:`benjamini_hochberg`: false-discovery-rate control across features.
 - :class:`CorrelationDrift`: pairs of features whose correlation changed.
@@ -21,9 +23,7 @@ from monitor.score.drift.correlation import (
     PairCorrelationDrift,
     fisher_z,
 )
-from monitor.score.drift.distance import Hellinger, JensenShannon, Psi, Wasserstein
 from monitor.score.drift.multiple import AdjustedPValue, FdrControl, adjust_bh, benjamini_hochberg
-from monitor.score.drift.pvalue import ChiSquare, KolmogorovSmirnov, TwoProportionZ
 from monitor.score.drift.registry import DRIFT_TESTS, DriftTestChoice, choose_test, get_drift_test
 from monitor.score.drift.verdict import DEFAULT_DRIFT_SHARE, DatasetDrift, dataset_drift
 
@@ -31,7 +31,6 @@ __all__ = [
     "DEFAULT_DRIFT_SHARE",
     "DRIFT_TESTS",
     "AdjustedPValue",
-    "ChiSquare",
     "CorrelationDrift",
     "CorrelationDriftResult",
     "DatasetDrift",
@@ -42,13 +41,7 @@ __all__ = [
     "FeatureKind",
     "FittedCorrelationDrift",
     "FittedDriftTest",
-    "Hellinger",
-    "JensenShannon",
-    "KolmogorovSmirnov",
     "PairCorrelationDrift",
-    "Psi",
-    "TwoProportionZ",
-    "Wasserstein",
     "adjust_bh",
     "benjamini_hochberg",
     "choose_test",

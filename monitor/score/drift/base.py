@@ -22,6 +22,7 @@ import numpy.typing as npt
 from collectors.contract import FeatureType as FeatureKind
 
 __all__ = [
+    "FEW_NUMERIC_VALUES",
     "Comparison",
     "DriftScore",
     "DriftTest",
@@ -31,11 +32,16 @@ __all__ = [
     "SampleTest",
     "StatisticKind",
     "Values",
+    "judged",
 ]
 
 StatisticKind = Literal["p_value", "distance"]
 """``p_value``: drift when the p-value is below the threshold; ``distance``: drift when
 the distance reaches the threshold."""
+
+FEW_NUMERIC_VALUES = 5
+"""A numeric feature with at most this many distinct values is compared as categorical,
+value by value, as Evidently does."""
 
 Values: TypeAlias = Sequence[Any] | npt.NDArray[Any]
 """One feature's values over a reference or a window (missing ones allowed)."""
@@ -112,6 +118,33 @@ class DriftTestInfo(Protocol):
         """The feature kinds the test applies to."""
         ...
 
+    @property
+    def drifts_when(self) -> Comparison:
+        """The rule for "drifted", applied as ``rule(drift_score, threshold)``."""
+        ...
+
+
+def judged(
+    test: DriftTestInfo,
+    statistic: float,
+    p_value: float | None,
+    threshold: float,
+    counts: tuple[int, int],
+    error_bound: float = 0.0,
+) -> DriftScore:
+    """A test's result, drifted by its rule: on the p-value, or else on the statistic.
+
+    Args:
+        test: The test that computed it.
+        statistic: The statistic (or distance).
+        p_value: The p-value; None for a distance.
+        threshold: The threshold the rule compares with.
+        counts: Non-missing reference and current values the test used.
+        error_bound: See :attr:`DriftScore.error_bound`.
+    """
+    drifted = test.drifts_when(statistic if p_value is None else p_value, threshold)
+    return DriftScore(test.name, statistic, p_value, threshold, drifted, *counts, error_bound)
+
 
 class DriftTest(DriftTestInfo, Protocol):
     """A univariate drift test: frozen settings that fit a reference."""
@@ -163,7 +196,7 @@ class SampleTest:
     kinds: ClassVar[frozenset[FeatureKind]] = frozenset({"numeric"})
 
     def fit(
-        self, reference: Values, kind: FeatureKind = "numeric", threshold: float | None = None
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
     ) -> FittedSample:
         """Sort the reference once.
 
@@ -190,10 +223,7 @@ class FittedSample:
         """
         cur = numeric_sample(current, "current window")
         statistic, p = self.test.compare(self.reference, cur)
-        drifted = self.test.drifts_when(statistic if p is None else p, self.threshold)
-        return DriftScore(
-            self.test.name, statistic, p, self.threshold, drifted, self.reference.count, cur.count
-        )
+        return judged(self.test, statistic, p, self.threshold, (self.reference.count, cur.count))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from monitor.score.drift.base import (
     Values,
     category_counts,
     check_fit,
+    judged,
     numeric_sample,
 )
 from monitor.score.drift.binning import (
@@ -128,15 +129,7 @@ class FittedBinned:
         """
         ref, cur, n_cur = self.shares(current)
         value = self.test.distance(ref, cur)
-        return DriftScore(
-            self.test.name,
-            value,
-            None,
-            self.threshold,
-            self.test.drifts_when(value, self.threshold),
-            self.reference_count,
-            n_cur,
-        )
+        return judged(self.test, value, None, self.threshold, (self.reference_count, n_cur))
 
 
 def jensen_shannon(p: FloatArray, q: FloatArray) -> float:

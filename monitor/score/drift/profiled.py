@@ -44,9 +44,10 @@ events cost. How far each can be from the exact value on the raw data:
   never had.
 
 No verdict is taken on a bound: :func:`exact_range` gives the range in which the exact
-value lies, and :func:`needs_raw_values` says when that range is wider than
-:data:`EXACT_TOLERANCE` or holds both verdicts; the scorer then computes the test from
-the raw values (:mod:`monitor.score.exact`).
+value lies, and :func:`~monitor.score.drift.registry.needs_raw_values` says when that
+range is wider than :data:`EXACT_TOLERANCE` or holds both verdicts; the scorer then
+computes the test from the raw values (:mod:`monitor.score.exact`), by the raw-value
+form of the same :class:`ProfileTest`.
 """
 
 from __future__ import annotations
@@ -54,19 +55,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NamedTuple, Protocol, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 import numpy as np
 
 from monitor.core.profile import FeatureProfile, ReferenceFeature, coarse_groups
 from monitor.score.drift.base import (
+    FEW_NUMERIC_VALUES,
     Comparison,
     DriftScore,
-    DriftTestInfo,
     FeatureKind,
+    FittedDriftTest,
     FloatArray,
     SampleTest,
     StatisticKind,
+    Values,
+    judged,
 )
 from monitor.score.drift.distance import (
     MIN_WASSERSTEIN_SCALE,
@@ -85,19 +89,16 @@ from monitor.score.drift.pvalue import (
     ks_asymptotic_p,
     two_proportion_z,
 )
-from monitor.score.drift.registry import FEW_NUMERIC_VALUES, lookup
 
 __all__ = [
     "EXACT_TOLERANCE",
-    "PROFILE_TESTS",
-    "ProfileDriftTest",
+    "TESTS",
+    "ProfileTest",
+    "RawTest",
     "choice_may_change",
     "counted_by_value",
-    "ProfileTest",
     "exact_range",
-    "get_profile_test",
     "ks_asymptotic_p",
-    "needs_raw_values",
     "reference_values",
 ]
 
@@ -112,24 +113,6 @@ _EXACT_KS_MAX_N = 10_000
 the asymptotic p-value a profile gives is then another number."""
 
 
-class ProfileDriftTest(DriftTestInfo, Protocol):
-    """A univariate drift test on profiles."""
-
-    def score(
-        self,
-        reference: ReferenceFeature,
-        current: FeatureProfile,
-        threshold: float,
-        coarse_bins: int = DEFAULT_COARSE_BINS,
-    ) -> DriftScore:
-        """Test a window's profile against the reference's.
-
-        Raises:
-            ValueError: The window has no values, or its histogram is on other bins.
-        """
-        ...
-
-
 def _counts(reference: ReferenceFeature, current: FeatureProfile) -> tuple[FloatArray, FloatArray]:
     ref = reference.profile.histogram.astype(np.float64)
     cur = current.histogram.astype(np.float64)
@@ -138,9 +121,6 @@ def _counts(reference: ReferenceFeature, current: FeatureProfile) -> tuple[Float
     if current.count == 0 or cur.sum() == 0:
         raise ValueError("the window has no values for this feature")
     return ref, cur
-
-
-_ALL: frozenset[FeatureKind] = frozenset({"numeric", "categorical", "boolean"})
 
 
 class _Statistic(NamedTuple):
@@ -168,17 +148,57 @@ class _Pair(NamedTuple):
 _Compute: TypeAlias = Callable[[_Pair], _Statistic]
 
 
+RawTest: TypeAlias = SampleTest | CountsTest | BinnedDistance
+"""A drift test on raw values: the exact computation a profile-based result stands for."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileTest:
-    """One test on profiles: its statistic, with the name, default threshold and rule
-    for "drifted" of the test on raw values of the same name."""
+    """One registered drift test, on either input: ``score`` computes it from profiles
+    (what the scorer runs on every window), ``fit`` then ``score`` of the fitted object
+    from raw values (what :mod:`monitor.score.exact` runs where a profile cannot settle
+    the result, and what tests check against scipy and Evidently). Its name, default
+    threshold, kinds and rule for "drifted" are those of the raw-value test, so the two
+    forms cannot disagree on them."""
 
-    name: str
-    default_threshold: float
-    statistic: StatisticKind
-    kinds: frozenset[FeatureKind]
-    drifts_when: Comparison
+    raw: RawTest
     compute: _Compute
+
+    @property
+    def name(self) -> str:
+        """The registry name (Evidently's name for the same test)."""
+        return self.raw.name
+
+    @property
+    def default_threshold(self) -> float:
+        """The threshold used when none is given (Evidently's default)."""
+        return self.raw.default_threshold
+
+    @property
+    def statistic(self) -> StatisticKind:
+        """Whether the test yields a p-value or a distance."""
+        return self.raw.statistic
+
+    @property
+    def kinds(self) -> frozenset[FeatureKind]:
+        """The kinds a feature is fitted as (a numeric feature counted by value is
+        categorical: :func:`~monitor.score.drift.registry.choose_test`)."""
+        return self.raw.kinds
+
+    @property
+    def drifts_when(self) -> Comparison:
+        """The rule for "drifted", applied as ``rule(drift_score, threshold)``."""
+        return self.raw.drifts_when
+
+    def fit(
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
+    ) -> FittedDriftTest:
+        """The test on raw values (:meth:`~monitor.score.drift.base.DriftTest.fit`).
+
+        Raises:
+            ValueError: See :meth:`~monitor.score.drift.base.DriftTest.fit`.
+        """
+        return self.raw.fit(reference, kind, threshold)
 
     def score(
         self,
@@ -187,13 +207,16 @@ class ProfileTest:
         threshold: float,
         coarse_bins: int = DEFAULT_COARSE_BINS,
     ) -> DriftScore:
-        """See :class:`ProfileDriftTest`."""
+        """The test on profiles: a window's profile against the reference's.
+
+        Raises:
+            ValueError: The window has no values, or its histogram is on other bins.
+        """
         ref, cur = _counts(reference, current)
         value, p, n_ref, n_cur, bound = self.compute(
             _Pair(reference, current, ref, cur, coarse_bins)
         )
-        drifted = self.drifts_when(value if p is None else p, threshold)
-        return DriftScore(self.name, value, p, threshold, drifted, n_ref, n_cur, bound)
+        return judged(self, value, p, threshold, (n_ref, n_cur), bound)
 
 
 def _ks(pair: _Pair) -> _Statistic:
@@ -292,7 +315,7 @@ def binned_shares(
 
 def counted_by_value(reference: ReferenceFeature) -> bool:
     """Whether a feature's values are compared one by one as categories: a numeric
-    feature with at most :data:`~monitor.score.drift.registry.FEW_NUMERIC_VALUES`
+    feature with at most :data:`~monitor.score.drift.base.FEW_NUMERIC_VALUES`
     distinct values, whose bins are its values (as Evidently treats it)."""
     return (
         reference.kind == "numeric"
@@ -391,29 +414,15 @@ def _cdf_integrals(
     return integral, at_a, np.where(on_edge, at_a, at_b)
 
 
-def _like(
-    test: SampleTest | CountsTest | BinnedDistance,
-    compute: _Compute,
-    kinds: frozenset[FeatureKind] = _ALL,
-) -> ProfileTest:
-    """The profile-based form of ``test``, with ``compute`` in place of its computation
-    on raw values."""
-    return ProfileTest(
-        test.name, test.default_threshold, test.statistic, kinds, test.drifts_when, compute
-    )
-
-
-PROFILE_TESTS: Final[dict[str, ProfileDriftTest]] = {
-    t.name: t
-    for t in (
-        _like(KolmogorovSmirnov, _ks, KolmogorovSmirnov.kinds),
-        _like(ChiSquare, _chi_square),
-        _like(TwoProportionZ, _z),
-        *(_like(binned, _binned(binned)) for binned in (Psi, JensenShannon, Hellinger)),
-        _like(Wasserstein, _wasserstein, Wasserstein.kinds),
-    )
-}
-"""Every profile-based drift test, by the same names as :data:`DRIFT_TESTS`."""
+TESTS: Final[tuple[ProfileTest, ...]] = (
+    ProfileTest(KolmogorovSmirnov, _ks),
+    ProfileTest(ChiSquare, _chi_square),
+    ProfileTest(TwoProportionZ, _z),
+    *(ProfileTest(binned, _binned(binned)) for binned in (Psi, JensenShannon, Hellinger)),
+    ProfileTest(Wasserstein, _wasserstein),
+)
+"""Every drift test, each with its computation on profiles; registered by name in
+:data:`~monitor.score.drift.registry.DRIFT_TESTS`."""
 
 
 def exact_range(score: DriftScore) -> tuple[float, float]:
@@ -449,18 +458,6 @@ def exact_range(score: DriftScore) -> tuple[float, float]:
     return score.drift_score, score.drift_score
 
 
-def needs_raw_values(score: DriftScore, tolerance: float = EXACT_TOLERANCE) -> bool:
-    """Whether a profile-based result must be computed again from the raw values: the
-    range of exact values it stands for (:func:`exact_range`) is wider than
-    ``tolerance``, or holds values on both sides of the threshold."""
-    low, high = exact_range(score)
-    if high - low > tolerance:
-        return True
-    rule = lookup(PROFILE_TESTS, score.test)
-    assert isinstance(rule, ProfileTest)
-    return rule.drifts_when(low, score.threshold) != rule.drifts_when(high, score.threshold)
-
-
 def reference_values(reference: ReferenceFeature) -> FloatArray | None:
     """A numeric reference's values, rebuilt from its profile where the profile holds
     them all (the bins are the reference's distinct values, each counted), else None.
@@ -474,12 +471,3 @@ def reference_values(reference: ReferenceFeature) -> FloatArray | None:
     if histogram[-1] != 0:
         return None
     return np.repeat(bins.edges, histogram[:-1]).astype(np.float64)
-
-
-def get_profile_test(name: str) -> ProfileDriftTest:
-    """The profile-based test registered under ``name``.
-
-    Raises:
-        ConfigError: No test has that name; the message lists the valid ones.
-    """
-    return lookup(PROFILE_TESTS, name)

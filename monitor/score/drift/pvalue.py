@@ -37,6 +37,7 @@ from monitor.score.drift.base import (
     Values,
     category_counts,
     check_fit,
+    judged,
 )
 from monitor.score.drift.binning import aligned_counts
 
@@ -136,22 +137,20 @@ class CountsTest:
 
     name: str
     kinds: frozenset[FeatureKind]
-    default_kind: FeatureKind
-    """The kind ``fit`` assumes when given none."""
     compare: CountsStatistic
     default_threshold: float = 0.05
     drifts_when: Comparison = operator.lt
     statistic: ClassVar[StatisticKind] = "p_value"
 
     def fit(
-        self, reference: Values, kind: FeatureKind | None = None, threshold: float | None = None
+        self, reference: Values, kind: FeatureKind, threshold: float | None = None
     ) -> FittedCounts:
         """Count the reference's values.
 
         Raises:
             ValueError: See :meth:`DriftTest.fit`.
         """
-        _, chosen = check_fit(self, self.default_kind if kind is None else kind, threshold)
+        _, chosen = check_fit(self, kind, threshold)
         return FittedCounts(self, category_counts(reference, "reference"), chosen)
 
 
@@ -171,15 +170,8 @@ class FittedCounts:
         """
         cur = category_counts(current, "current window")
         statistic, p = self.test.compare(self.counts, cur)
-        return DriftScore(
-            self.test.name,
-            statistic,
-            p,
-            self.threshold,
-            self.test.drifts_when(p, self.threshold),
-            sum(self.counts.values()),
-            sum(cur.values()),
-        )
+        counts = (sum(self.counts.values()), sum(cur.values()))
+        return judged(self.test, statistic, p, self.threshold, counts)
 
 
 def _chi_square_counts(
@@ -204,7 +196,7 @@ def _smallest(keys: set[Hashable]) -> Hashable:
 
 
 ChiSquare: Final = CountsTest(
-    "chisquare", frozenset({"categorical", "boolean"}), "categorical", _chi_square_counts
+    "chisquare", frozenset({"categorical", "boolean"}), _chi_square_counts
 )
 """Pearson's chi-squared goodness of fit of the window to the reference's frequencies.
 
@@ -213,7 +205,7 @@ over every value either sample holds (``scipy.stats.chisquare``, k - 1 degrees o
 freedom). A value the reference never had makes the statistic infinite and p = 0.
 """
 
-TwoProportionZ: Final = CountsTest("z", frozenset({"boolean", "categorical"}), "boolean", _z_counts)
+TwoProportionZ: Final = CountsTest("z", frozenset({"boolean", "categorical"}), _z_counts)
 """Two-proportion Z test with a pooled variance, two-sided.
 
 The proportion compared is the share of values other than the smallest value either

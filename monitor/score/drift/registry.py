@@ -1,6 +1,12 @@
 """The drift tests by name, and Evidently's choice of test for a feature.
 
-Names are Evidently's, so that a ``test`` label reads the same in both tools.
+Names are Evidently's, so that a ``test`` label reads the same in both tools. Each
+name has one entry, :class:`~monitor.score.drift.profiled.ProfileTest`, computed on
+profiles (``score``: what the scorer runs on every window) or on raw values (``fit``,
+then ``score``: what :mod:`monitor.score.exact` runs where a profile cannot settle the
+result, :func:`needs_raw_values`). Every name a setting or a caller gives goes through
+:func:`get_drift_test` (or :func:`check_test_name`, which also takes ``auto``), whose
+error lists the valid names.
 """
 
 from __future__ import annotations
@@ -10,51 +16,70 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from monitor.errors import ConfigError
-from monitor.score.drift.base import DriftTest, FeatureKind
-from monitor.score.drift.distance import Hellinger, JensenShannon, Psi, Wasserstein
+from monitor.score.drift.base import FEW_NUMERIC_VALUES, DriftScore, FeatureKind
+from monitor.score.drift.distance import JensenShannon, Wasserstein
+from monitor.score.drift.profiled import EXACT_TOLERANCE, TESTS, ProfileTest, exact_range
 from monitor.score.drift.pvalue import ChiSquare, KolmogorovSmirnov, TwoProportionZ
 
 __all__ = [
+    "AUTO",
     "DRIFT_TESTS",
     "FEW_NUMERIC_VALUES",
     "SMALL_REFERENCE_ROWS",
     "DriftTestChoice",
+    "check_test_name",
     "choose_test",
     "get_drift_test",
+    "needs_raw_values",
 ]
 
-DRIFT_TESTS: Final[dict[str, DriftTest]] = {
-    test.name: test
-    for test in (
-        KolmogorovSmirnov,
-        ChiSquare,
-        TwoProportionZ,
-        Psi,
-        JensenShannon,
-        Wasserstein,
-        Hellinger,
-    )
-}
-"""Every drift test, by its name."""
+DRIFT_TESTS: Final[dict[str, ProfileTest]] = {test.name: test for test in TESTS}
+"""Every drift test, by its name: the one registry, for profiles and raw values alike."""
+
+AUTO: Final = "auto"
+"""The setting that lets :func:`choose_test` pick each feature's test."""
 
 SMALL_REFERENCE_ROWS = 1000
 """Up to this many reference values, the automatic choice is a p-value test."""
 
-FEW_NUMERIC_VALUES = 5
-"""A numeric feature with at most this many distinct values is compared as categorical,
-value by value, as Evidently does."""
 _FEW_NUMERIC_VALUES = FEW_NUMERIC_VALUES
 
 T = TypeVar("T")
 
 
-def get_drift_test(name: str) -> DriftTest:
+def get_drift_test(name: str) -> ProfileTest:
     """The drift test registered under ``name``.
 
     Raises:
         ConfigError: No test has that name; the message lists the valid ones.
     """
     return lookup(DRIFT_TESTS, name)
+
+
+def check_test_name(name: str) -> str:
+    """``name`` if it is :data:`AUTO` or a registered test's name.
+
+    Raises:
+        ConfigError: It is neither; the message lists the valid names, ``auto`` among them.
+    """
+    lookup({AUTO: None, **DRIFT_TESTS}, name)
+    return name
+
+
+def needs_raw_values(score: DriftScore, tolerance: float = EXACT_TOLERANCE) -> bool:
+    """Whether a profile-based result must be computed again from the raw values: the
+    range of exact values it stands for
+    (:func:`~monitor.score.drift.profiled.exact_range`) is wider than ``tolerance``, or
+    holds values on both sides of the threshold.
+
+    Raises:
+        ConfigError: ``score.test`` is no registered test's name.
+    """
+    low, high = exact_range(score)
+    if high - low > tolerance:
+        return True
+    rule = get_drift_test(score.test).drifts_when
+    return rule(low, score.threshold) != rule(high, score.threshold)
 
 
 def lookup(tests: Mapping[str, T], name: str) -> T:
@@ -74,7 +99,7 @@ def lookup(tests: Mapping[str, T], name: str) -> T:
 class DriftTestChoice:
     """The test to run on a feature, and the kind to fit it with."""
 
-    test: DriftTest
+    test: ProfileTest
     kind: FeatureKind
     """The feature's kind, except that a numeric feature with few distinct values is
     fitted as categorical, as Evidently treats it."""

@@ -19,7 +19,7 @@ from scipy.spatial.distance import jensenshannon
 
 from monitor.core.profile import FeatureProfile, ReferenceProfile, coarse_edges
 from monitor.score.drift import DRIFT_TESTS
-from monitor.score.drift.profiled import PROFILE_TESTS, counted_by_value, ks_asymptotic_p
+from monitor.score.drift.profiled import counted_by_value, ks_asymptotic_p
 
 
 def profiles(reference, current, kind: str = "numeric", fine: int = 1000):
@@ -57,7 +57,7 @@ def test_ks_statistic_and_p_value_lie_within_the_stated_bound(
 ) -> None:
     reference, current = draw(ref_kind, n_ref, seed), draw(cur_kind, n_cur, seed + 1)
     ref, cur = profiles(reference, current, fine=fine)
-    score = PROFILE_TESTS["ks"].score(ref, cur, 0.05)
+    score = DRIFT_TESTS["ks"].score(ref, cur, 0.05)
     exact = stats.ks_2samp(reference, current, method="asymp")
     low, high = score.statistic, score.statistic + score.error_bound
     assert low - 1e-12 <= exact.statistic <= high + 1e-12
@@ -71,7 +71,7 @@ def test_ks_statistic_and_p_value_lie_within_the_stated_bound(
 def test_ks_on_large_samples_is_within_a_thousandth_of_scipy() -> None:
     reference, current = draw("normal", 200_000, 1), draw("shifted", 100_000, 2)
     ref, cur = profiles(reference, current)
-    score = PROFILE_TESTS["ks"].score(ref, cur, 0.05)
+    score = DRIFT_TESTS["ks"].score(ref, cur, 0.05)
     exact = stats.ks_2samp(reference, current)
     assert score.statistic <= exact.statistic <= score.statistic + score.error_bound
     assert score.error_bound < 3e-3
@@ -92,7 +92,7 @@ def test_wasserstein_lies_within_the_stated_bound(
 ) -> None:
     reference, current = draw(ref_kind, n_ref, seed), draw(cur_kind, n_cur, seed + 1)
     ref, cur = profiles(reference, current, fine=fine)
-    score = PROFILE_TESTS["wasserstein"].score(ref, cur, 0.1)
+    score = DRIFT_TESTS["wasserstein"].score(ref, cur, 0.1)
     scale = max(float(np.std(reference)), 0.001)
     exact = stats.wasserstein_distance(reference, current) / scale
     # A lower bound, and the exact value within the stated bound above it.
@@ -105,7 +105,7 @@ def test_wasserstein_agrees_with_evidently_on_a_large_window(evidently) -> None:
     reference = np.random.default_rng(1).lognormal(0, 1, 200_000)
     current = np.random.default_rng(2).lognormal(0, 1, 100_000) * 1.05
     ref, cur = profiles(reference, current)
-    score = PROFILE_TESTS["wasserstein"].score(ref, cur, 0.1)
+    score = DRIFT_TESTS["wasserstein"].score(ref, cur, 0.1)
     theirs, drifted = evidently.run("wasserstein", reference, current, "numeric", 0.1)
     assert abs(score.statistic - float(theirs)) <= score.error_bound
     # Exact but for bins where the two CDFs cross; here (0.0438) off by 1.3e-4, a
@@ -118,7 +118,7 @@ def test_wasserstein_agrees_with_evidently_on_a_large_window(evidently) -> None:
 def test_wasserstein_without_crossings_is_exact() -> None:
     reference, current = draw("normal", 100_000, 1), draw("normal", 50_000, 2) + 1.0
     ref, cur = profiles(reference, current)
-    score = PROFILE_TESTS["wasserstein"].score(ref, cur, 0.1)
+    score = DRIFT_TESTS["wasserstein"].score(ref, cur, 0.1)
     exact = stats.wasserstein_distance(reference, current) / np.std(reference)
     assert score.statistic == pytest.approx(exact, rel=1e-12)
     assert score.error_bound == 0.0
@@ -135,7 +135,7 @@ def test_chisquare_and_z_equal_the_raw_tests(reference, current) -> None:
     # the "other" bin, whose place in the order of values is not kept).
     names = ["chisquare", "z"] if set(current) <= set(reference) else ["chisquare"]
     for name in names:
-        ours = PROFILE_TESTS[name].score(ref, cur, 0.05)
+        ours = DRIFT_TESTS[name].score(ref, cur, 0.05)
         raw = DRIFT_TESTS[name].fit(reference, "categorical").score(current)
         assert ours.statistic == pytest.approx(raw.statistic, rel=1e-12, abs=1e-300)
         assert ours.p_value == pytest.approx(raw.p_value, rel=1e-12, abs=1e-300)
@@ -147,7 +147,7 @@ def test_chisquare_equals_scipy_and_evidently(evidently) -> None:
     reference = rng.choice(["a", "b", "c"], 900, p=[0.5, 0.3, 0.2])
     current = rng.choice(["a", "b", "c"], 400, p=[0.45, 0.3, 0.25])
     ref, cur = profiles(reference, current, "categorical")
-    ours = PROFILE_TESTS["chisquare"].score(ref, cur, 0.05)
+    ours = DRIFT_TESTS["chisquare"].score(ref, cur, 0.05)
     observed = pd.Series(current).value_counts().reindex(["a", "b", "c"]).to_numpy()
     expected = pd.Series(reference).value_counts(normalize=True).reindex(["a", "b", "c"]) * 400
     scipy_result = stats.chisquare(observed, expected.to_numpy())
@@ -160,7 +160,7 @@ def test_z_on_booleans_equals_evidently(evidently) -> None:
     rng = np.random.default_rng(3)
     reference, current = rng.random(800) < 0.4, rng.random(300) < 0.5
     ref, cur = profiles(reference, current, "boolean")
-    ours = PROFILE_TESTS["z"].score(ref, cur, 0.05)
+    ours = DRIFT_TESTS["z"].score(ref, cur, 0.05)
     theirs, drifted = evidently.run("z", reference, current, "categorical", 0.05)
     assert ours.p_value == pytest.approx(float(theirs), rel=1e-9, abs=2.3e-16)
     assert ours.drifted == bool(drifted)
@@ -190,9 +190,9 @@ def test_js_and_hellinger_equal_scipy_on_their_bins(
     r = np.bincount(pd.cut(reference, edges, labels=False), minlength=len(edges) - 1)
     c = np.bincount(pd.cut(current, edges, labels=False), minlength=len(edges) - 1)
     p, q = r / r.sum(), c / c.sum()
-    js = PROFILE_TESTS["jensenshannon"].score(ref, cur, 0.1, coarse)
+    js = DRIFT_TESTS["jensenshannon"].score(ref, cur, 0.1, coarse)
     assert js.statistic == pytest.approx(jensenshannon(p, q), rel=1e-9, abs=1e-12)
-    hellinger = PROFILE_TESTS["hellinger"].score(ref, cur, 0.1, coarse)
+    hellinger = DRIFT_TESTS["hellinger"].score(ref, cur, 0.1, coarse)
     oracle = np.sqrt(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2))
     assert hellinger.statistic == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
@@ -200,6 +200,6 @@ def test_js_and_hellinger_equal_scipy_on_their_bins(
 def test_a_window_on_other_bins_or_without_values_is_refused() -> None:
     ref, _ = profiles(draw("normal", 100, 1), draw("normal", 10, 2))
     with pytest.raises(ValueError, match="bins"):
-        PROFILE_TESTS["ks"].score(ref, FeatureProfile.of([1.0], "numeric", None), 0.05)
+        DRIFT_TESTS["ks"].score(ref, FeatureProfile.of([1.0], "numeric", None), 0.05)
     with pytest.raises(ValueError, match="no values"):
-        PROFILE_TESTS["ks"].score(ref, FeatureProfile.zero(ref.bins), 0.05)
+        DRIFT_TESTS["ks"].score(ref, FeatureProfile.zero(ref.bins), 0.05)

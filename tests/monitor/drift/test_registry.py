@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import monitor.score.drift as drift
+from monitor.core.profile import FeatureProfile, ReferenceProfile
 from monitor.errors import ConfigError
 from monitor.score.drift import DRIFT_TESTS, DriftScore, choose_test, get_drift_test
+from monitor.score.drift.registry import check_test_name
 
 EVIDENTLY_DEFAULTS = {
     "ks": ("p_value", 0.05),
@@ -86,7 +88,6 @@ def test_the_public_names_are_the_ones_meant() -> None:
         "DEFAULT_DRIFT_SHARE",
         "DRIFT_TESTS",
         "AdjustedPValue",
-        "ChiSquare",
         "CorrelationDrift",
         "CorrelationDriftResult",
         "DatasetDrift",
@@ -97,13 +98,7 @@ def test_the_public_names_are_the_ones_meant() -> None:
         "FeatureKind",
         "FittedCorrelationDrift",
         "FittedDriftTest",
-        "Hellinger",
-        "JensenShannon",
-        "KolmogorovSmirnov",
         "PairCorrelationDrift",
-        "Psi",
-        "TwoProportionZ",
-        "Wasserstein",
         "adjust_bh",
         "benjamini_hochberg",
         "choose_test",
@@ -113,3 +108,30 @@ def test_the_public_names_are_the_ones_meant() -> None:
     }
     for name in drift.__all__:
         assert hasattr(drift, name)
+
+
+def test_a_setting_names_auto_or_a_registered_test() -> None:
+    assert [check_test_name(name) for name in ("auto", "ks", "hellinger")] == [
+        "auto",
+        "ks",
+        "hellinger",
+    ]
+    valid = "valid tests: auto, chisquare, hellinger, jensenshannon, ks, psi, wasserstein, z"
+    with pytest.raises(ConfigError, match=valid):
+        check_test_name("KS")
+
+
+def test_one_entry_a_name_computes_on_profiles_and_on_raw_values() -> None:
+    # The scorer's test on profiles and the one exact.py runs on raw values are the same
+    # registered object, so they cannot differ in name, threshold, kinds or rule.
+    rng = np.random.default_rng(3)
+    reference, current = rng.normal(0, 1, 400), rng.normal(0.3, 1, 300)
+    profile = ReferenceProfile.build({"x": ("numeric", reference.tolist())}, 400).features["x"]
+    window = FeatureProfile.of(current.tolist(), "numeric", profile.bins)
+    for name in ("ks", "wasserstein", "psi", "jensenshannon", "hellinger"):
+        test = get_drift_test(name)
+        on_profiles = test.score(profile, window, test.default_threshold)
+        on_values = test.fit(reference, "numeric").score(current)
+        assert on_profiles.test == on_values.test == name
+        assert on_profiles.threshold == on_values.threshold == test.default_threshold
+        assert (on_profiles.reference_count, on_profiles.current_count) == (400, 300)

@@ -161,7 +161,7 @@ def test_symmetric_statistics_are_symmetric(a, b) -> None:
         assert ab.statistic == pytest.approx(ba.statistic, rel=1e-12, abs=1e-15), name
         assert ab.p_value == (None if ab.p_value is None else pytest.approx(ba.p_value, rel=1e-12))
     wasserstein = DRIFT_TESTS["wasserstein"]
-    ab, ba = wasserstein.fit(a).score(b), wasserstein.fit(b).score(a)
+    ab, ba = wasserstein.fit(a, "numeric").score(b), wasserstein.fit(b, "numeric").score(a)
     scale_a, scale_b = max(np.std(a), 0.001), max(np.std(b), 0.001)
     assert ab.statistic * scale_a == pytest.approx(ba.statistic * scale_b, rel=1e-9, abs=1e-12)
 
@@ -182,11 +182,17 @@ def test_normalised_wasserstein_ignores_the_unit_and_ks_any_monotone_map(a, b, s
     spread_ok = np.std(a) * 2.0**scale > 0.001 and np.std(a) > 0.001
     wasserstein = DRIFT_TESTS["wasserstein"]
     if spread_ok:
-        plain = wasserstein.fit(a).score(b).statistic
-        moved = wasserstein.fit(a * 2.0**scale + shift).score(b * 2.0**scale + shift).statistic
+        plain = wasserstein.fit(a, "numeric").score(b).statistic
+        moved = (
+            wasserstein.fit(a * 2.0**scale + shift, "numeric")
+            .score(b * 2.0**scale + shift)
+            .statistic
+        )
         assert moved == pytest.approx(plain, rel=1e-9, abs=1e-12)
     ks = DRIFT_TESTS["ks"]
-    assert ks.fit(np.exp(a / 500)).score(np.exp(b / 500)) == ks.fit(a).score(b)
+    assert ks.fit(np.exp(a / 500), "numeric").score(np.exp(b / 500)) == ks.fit(a, "numeric").score(
+        b
+    )
 
 
 def test_a_clear_shift_drifts_in_every_numeric_test() -> None:
