@@ -1,0 +1,92 @@
+"""What the store's table families share: table handles, JSON codecs, window filters.
+
+Stage: store (private). In: the table models of :mod:`monitor.store.tables`. Out: the
+SQLAlchemy tables and the helpers that every family module uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Select, Table, or_
+from sqlmodel import SQLModel
+
+from monitor.core.windows import Window
+from monitor.store.tables import (
+    FeatureProfileRow,
+    IngestOrderRow,
+    LabelRow,
+    ModelRow,
+    ModelVersionRow,
+    PredictionRow,
+    ReferenceRow,
+    WindowResultRow,
+)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+MODELS = _table(ModelRow)
+VERSIONS = _table(ModelVersionRow)
+REFERENCES = _table(ReferenceRow)
+PREDICTIONS = _table(PredictionRow)
+LABELS = _table(LabelRow)
+WINDOWS = _table(WindowResultRow)
+PROFILES = _table(FeatureProfileRow)
+ORDER = _table(IngestOrderRow)
+
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON text."""
+    return orjson.dumps(value).decode()
+
+
+def loads(value: Any) -> Any:
+    """A JSON column's value, parsed if the driver returned text."""
+    # SQLite gives a column declared JSON numeric affinity: the JSON text of a bare
+    # number comes back as that number.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def in_window(stmt: _S, window: Window) -> _S:
+    """``stmt`` (a select from ``predictions``) narrowed to the window's rows."""
+    p = PREDICTIONS.c
+    if window.kind == "count":
+        # The block's places first (primary key range), then each row by its id.
+        o = ORDER.c
+        first, stop = window.positions
+        return stmt.join(ORDER, (o.model == p.model) & (o.event_id == p.event_id)).where(
+            o.model == window.model,
+            o.model_version == window.version,
+            o.position >= first,
+            o.position < stop,
+        )
+    stmt = stmt.where(
+        p.model == window.model,
+        p.model_version == window.version,
+        p.ts >= window.start,
+        p.ts < window.end,
+    )
+    if window.segment is not None:
+        key, value = window.segment
+        # JSON_EXTRACT(segment, '$."key"') on SQLite, segment ->> 'key' on PostgreSQL;
+        # the window index bounds the scan to the window's rows.
+        stmt = stmt.where(p.segment[key].as_string() == value)
+    return stmt
+
+
+def label_join() -> Any:
+    """A label joins a prediction of its own model (the model its writer was allowed
+    to write) by event id or by correlation key; never another model's."""
+    p, lab = PREDICTIONS.c, LABELS.c
+    return (lab.model == p.model) & or_(
+        lab.prediction_id == p.event_id,
+        lab.correlation_key == p.correlation_key,
+    )
