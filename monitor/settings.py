@@ -105,6 +105,10 @@ class MonitorSettings(BaseSettings):
     """Most rows an HTML report samples from a window, and from the reference."""
     report_max_features: int = Field(default=30, ge=1, le=1_000)
     """Most features an HTML report compares (Evidently takes about 0.5 s for each)."""
+    prediction_results_retention_seconds: float = Field(default=30 * 86400, gt=0)
+    """How long per-prediction results (anomaly flags, explanations) are kept, by the
+    prediction's event time: ``Store.expire_prediction_results`` deletes older ones
+    (not yet run on a schedule: the background runner is to call it)."""
     log_level: str = "info"
 
     @model_validator(mode="after")

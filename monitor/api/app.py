@@ -30,6 +30,7 @@ from monitor.api.auth import Authorizer, Principal
 from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.openapi import body_schema
+from monitor.api.prediction_results import prediction_results_router
 from monitor.api.report import report_router
 from monitor.api.results import Seconds, Windows, results_router, window_public
 from monitor.api.schemas import (
@@ -456,6 +457,7 @@ def create_app(
 
     app.include_router(report_router(settings, store))
     app.include_router(results_router(store))
+    app.include_router(prediction_results_router(store))
     return app
 
 

@@ -11,4 +11,7 @@ The bottom layer (see ``docs/architecture.md``): it imports nothing from the res
 - :mod:`monitor.core.records`: :class:`~monitor.core.records.WindowRecord`, a window
   result as the store keeps it (its scores as JSON documents), so that the store needs
   nothing from scoring.
+- :mod:`monitor.core.prediction_results`:
+  :class:`~monitor.core.prediction_results.PredictionResultRecord`, what a part keeps
+  about one prediction (an anomaly flag, an explanation) as the store keeps it.
 """

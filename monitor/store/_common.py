@@ -19,6 +19,7 @@ from monitor.store.tables import (
     LabelRow,
     ModelRow,
     ModelVersionRow,
+    PredictionResultRow,
     PredictionRow,
     ReferenceRow,
     WindowResultRow,
@@ -38,6 +39,7 @@ LABELS = _table(LabelRow)
 WINDOWS = _table(WindowResultRow)
 PROFILES = _table(FeatureProfileRow)
 ORDER = _table(IngestOrderRow)
+PREDICTION_RESULTS = _table(PredictionResultRow)
 
 
 _S = TypeVar("_S", bound=Select[Any])

@@ -10,6 +10,7 @@ class per table family, each in its own module:
 | ``_events`` | ``predictions``, ``labels``, ``ingest_order`` |
 | ``_profiles`` | ``feature_profiles`` |
 | ``_windows`` | ``window_results`` |
+| ``_prediction_results`` | ``prediction_results`` |
 
 Each family's class extends :class:`~monitor.store._engine.StoreBase` and nothing else
 (one level: no family calls another's methods; the profile merge that ingest runs in
@@ -21,6 +22,7 @@ from __future__ import annotations
 from monitor.store._engine import _MIGRATIONS as _MIGRATIONS  # the migrations' tests
 from monitor.store._events import EventKey, EventTables, Labelled, Labelless
 from monitor.store._models import ModelTables, ReferenceInfo
+from monitor.store._prediction_results import PredictionResultTables, ResultCursor
 from monitor.store._profiles import STALE_BINS, ProfileDeltas, ProfileTables
 from monitor.store._windows import WindowTables
 
@@ -31,11 +33,12 @@ __all__ = [
     "Labelless",
     "ProfileDeltas",
     "ReferenceInfo",
+    "ResultCursor",
     "Store",
 ]
 
 
-class Store(ModelTables, EventTables, ProfileTables, WindowTables):
+class Store(ModelTables, EventTables, ProfileTables, WindowTables, PredictionResultTables):
     """SQL storage for one monitor.
 
     Args:

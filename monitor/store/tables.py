@@ -225,3 +225,31 @@ class FeatureProfileRow(SQLModel, table=True):
     """:meth:`~monitor.core.profile.FeatureProfile.to_bytes`: a JSON header and the
     arrays as little-endian bytes."""
     updated_at: float
+
+
+class PredictionResultRow(SQLModel, table=True):
+    """What a window part keeps about one prediction (an anomaly flag and its reasons,
+    an explanation): one row per prediction and part, its document opaque to the store.
+
+    Keyed as predictions are (event ids are unique within a model), led by the event id;
+    ``ix_prediction_results_window`` reads one part's results of a version by event
+    time (a window, paged by ``(ts, event_id)``), ``ix_prediction_results_ts`` finds
+    what retention deletes.
+    """
+
+    __tablename__ = "prediction_results"
+    __table_args__ = (
+        PrimaryKeyConstraint("event_id", "model", "part", name="pk_prediction_results"),
+        Index("ix_prediction_results_window", "model", "model_version", "part", "ts", "event_id"),
+        Index("ix_prediction_results_ts", "ts"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    model: str = Field(primary_key=True, max_length=128)
+    part: str = Field(primary_key=True, max_length=64)
+    """The name of the window part that kept it."""
+    model_version: str = Field(max_length=64)
+    ts: float
+    """The prediction's event time: windows select by it, retention deletes by it."""
+    payload: dict[str, Any] = _json()
+    created_at: float

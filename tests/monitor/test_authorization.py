@@ -113,6 +113,13 @@ MATRIX: dict[tuple[str, str], list[Call]] = {
         Call(f"{V}/windows/1700000000", ADMIN_ONLY, 404)
     ],
     ("GET", "/v1/models/{name}/versions/{version}/drift"): [Call(f"{V}/drift", ADMIN_ONLY)],
+    ("GET", "/v1/models/{name}/versions/{version}/predictions/{event_id}/results"): [
+        # Past authorisation no part kept a result about the event: a 404 that says so.
+        Call(f"{V}/predictions/credit-e/results", ADMIN_ONLY, 404)
+    ],
+    ("GET", "/v1/models/{name}/versions/{version}/results/{part}"): [
+        Call(f"{V}/results/anomaly", ADMIN_ONLY)
+    ],
     ("GET", "/v1/models/{name}/versions/{version}/report"): [
         # Past authorisation the version has no reference: a 404 that says so.
         Call("/v1/models/other/versions/v9/report", ADMIN_ONLY, 404)
