@@ -16,10 +16,11 @@ from sqlalchemy import delete, select, tuple_
 
 from monitor.core.prediction_results import PredictionResultRecord
 from monitor.core.windows import Window
-from monitor.store._common import PREDICTION_RESULTS, PREDICTIONS, in_window
+from monitor.store._common import PREDICTION_RESULTS, PREDICTIONS, dumps, in_window
 from monitor.store._engine import StoreBase
 
 _KEY = ["event_id", "model", "part"]
+_COLUMNS = [*_KEY, "model_version", "ts", "payload", "created_at"]
 _DELETE_CHUNK = 10_000
 """Most results deleted per write transaction, so that ingest is not held up long."""
 
@@ -40,27 +41,31 @@ class PredictionResultTables(StoreBase):
         Returns:
             How many results were written (new or replacing).
         """
+        # Plain DB-API executemany with the JSON encoded here, as ingest writes: through
+        # SQLAlchemy's parameter processing PostgreSQL stored 16,700 rows/s.
         now = time.time()
-        rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+        rows: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         for r in records:
-            rows[(r.event_id, r.model, r.part)] = {
-                "event_id": r.event_id,
-                "model": r.model,
-                "part": r.part,
-                "model_version": r.model_version,
-                "ts": r.ts,
-                "payload": dict(r.payload),
-                "created_at": now,
-            }
+            rows[(r.event_id, r.model, r.part)] = (
+                r.event_id,
+                r.model,
+                r.part,
+                r.model_version,
+                r.ts,
+                dumps(r.payload),
+                now,
+            )
         if not rows:
             return 0
-        stmt = self._insert(PREDICTION_RESULTS)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=_KEY,
-            set_={k: stmt.excluded[k] for k in ("model_version", "ts", "payload", "created_at")},
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        sql = (
+            f"INSERT INTO prediction_results ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_COLUMNS))}) "
+            f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
         )
         with self._write() as conn:
-            conn.execute(stmt, list(rows.values()))
+            conn.exec_driver_sql(sql, list(rows.values()))
         return len(rows)
 
     def prediction_results(
