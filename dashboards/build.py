@@ -645,6 +645,14 @@ OPERATIONS: list[Panel] = [
     ),
     Panel(
         "timeseries",
+        "Background backlog",
+        "Work each background job left waiting after its last run (scoring: windows to "
+        "score). Growing: the job cannot keep up within its time budget.",
+        "none",
+        [("sum by (job) (sidewatch_background_backlog)", "{{job}}")],
+    ),
+    Panel(
+        "timeseries",
         "GPU busy",
         "Share of time a kernel ran on each GPU.",
         "percentunit",

@@ -63,6 +63,10 @@ class MonitorSettings(BaseSettings):
     are counted in ``sidewatch_segment_series_cut``."""
     score_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often the scoring loop looks for new or changed windows."""
+    score_budget_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Most time one scoring pass takes: once spent, the windows left wait and the next
+    pass starts as soon as the other background jobs have had their turn (the backlog
+    is exported as ``sidewatch_background_backlog{job="scoring"}``)."""
     psi_bins: int = Field(default=10, ge=2, le=1000)
     """Coarse reference-quantile bins of the psi, jensenshannon and hellinger tests."""
     psi_threshold: float = Field(default=0.2, gt=0)

@@ -51,8 +51,9 @@ from monitor.errors import (
     PayloadTooLarge,
     SidewatchError,
 )
-from monitor.export.prometheus import IngestMetrics, ResultsCollector
+from monitor.export.prometheus import BackgroundCollector, IngestMetrics, ResultsCollector
 from monitor.reference import format_for, profile_reference, read_reference, to_parquet
+from monitor.runner import Runner, Schedule
 from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
 from monitor.score.scorer import WindowScorer
@@ -142,12 +143,17 @@ def create_app(
         store,
         scorer,
         window_seconds=settings.window_seconds,
-        interval_seconds=settings.score_interval_seconds,
         rollup_seconds=settings.rollups,
         count_window=settings.count_window,
         segment_keys=settings.segment_keys,
         max_segment_values=settings.max_segment_values,
         clock=clock,
+    )
+    runner = Runner()
+    runner.add(
+        "scoring",
+        loop,
+        Schedule(settings.score_interval_seconds, settings.score_budget_seconds),
     )
     ingestor = Ingestor(store, metrics, loop.mark, window_seconds=settings.window_seconds)
     authorizer = Authorizer(settings)
@@ -155,17 +161,19 @@ def create_app(
         ResultsCollector(
             loop.latest,
             store.list_models,
-            lambda: (loop.last_success, loop.failures),
+            lambda: (loop.last_success, runner.job_stats("scoring").runs["error"]),
             settings.max_feature_labels,
             segments=loop.latest_segments,
         )
     )
+    registry.register(BackgroundCollector(runner.stats))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(store.migrate)
         store.start_checkpoints()
-        loop.start()
+        loop.recover()
+        runner.start()
         if not settings.auth_enabled:
             logger.warning(
                 "No token configured: the API is open to anyone on this host, so the "
@@ -173,7 +181,7 @@ def create_app(
                 settings.host,
             )
         yield
-        loop.stop()
+        runner.stop()
         store.close()
 
     app = FastAPI(
@@ -189,6 +197,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.loop = loop
+    app.state.runner = runner
     app.state.registry = registry
     app.state.authorizer = authorizer
 

@@ -336,6 +336,36 @@ SCORING_FAILURES = MetricName(
     (),
 )
 
+# -- background work: the runner's jobs (monitor/runner.py) ----------------------------
+# ``job`` is a registered job's name (``scoring``, ...): a short, fixed set.
+
+BACKGROUND_BACKLOG = MetricName(
+    "sidewatch_background_backlog",
+    "gauge",
+    "Work a background job left waiting after its last run, in the job's own unit "
+    "(scoring: windows to score); growing means the job cannot keep up within its budget.",
+    ("job",),
+)
+BACKGROUND_RUNS = MetricName(
+    "sidewatch_background_runs_total",
+    "counter",
+    "Runs of a background job by outcome: done (its work finished), yielded (its time "
+    "budget ran out with work left) or error (it failed; the log has the error).",
+    ("job", "outcome"),
+)
+BACKGROUND_RUN_SECONDS = MetricName(
+    "sidewatch_background_run_seconds",
+    "histogram",
+    "How long each run of a background job took (a run stops near its time budget).",
+    ("job",),
+)
+BACKGROUND_BUDGET_SECONDS = MetricName(
+    "sidewatch_background_budget_seconds",
+    "gauge",
+    "Time budget of one run of a background job (configured).",
+    ("job",),
+)
+
 # -- segments: the newest closed base window, per segment value ----------------------
 # ``segment`` is ``key=value`` (e.g. ``region=eu``) for the configured segment keys, at
 # most SIDEWATCH_MAX_SEGMENT_VALUES values per key (the most frequent in the window).
@@ -428,6 +458,10 @@ ALL: dict[str, MetricName] = {
         WINDOW_PREDICTION_SCORE,
         SCORING_LAST_SUCCESS,
         SCORING_FAILURES,
+        BACKGROUND_BACKLOG,
+        BACKGROUND_RUNS,
+        BACKGROUND_RUN_SECONDS,
+        BACKGROUND_BUDGET_SECONDS,
         SEGMENT_PREDICTIONS,
         SEGMENT_ACCURACY,
         SEGMENT_LABEL_COVERAGE,

@@ -2,7 +2,9 @@
 
 Counters and the latency histogram are updated by ingest. Everything derived from
 scoring is produced by :class:`ResultsCollector` when Prometheus scrapes, from the
-scoring loop's latest results: nothing is computed on a scrape. All of it lives on a
+scoring loop's latest results: nothing is computed on a scrape. The background
+runner's numbers per job (backlog, runs, run durations) come from
+:class:`BackgroundCollector`, likewise at scrape time. All of it lives on a
 registry that the app owns, never the global one.
 """
 
@@ -12,7 +14,12 @@ import re
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -20,6 +27,7 @@ from collectors.contract import ModelDescription
 from collectors.naming import MetricName
 from monitor.export import names
 from monitor.export.scores import ScoreFamilies, all_features, named_features
+from monitor.runner import JobStats
 from monitor.score.results import SegmentResults, WindowResult
 
 LATENCY_BUCKETS = (
@@ -204,3 +212,34 @@ class ResultsCollector(Collector):
         yield last
         m = names.SCORING_FAILURES
         yield CounterMetricFamily(m.name, m.help, value=failures)
+
+
+class BackgroundCollector(Collector):
+    """Exports the background runner's numbers per job: backlog, runs by outcome, run
+    durations and budget.
+
+    Args:
+        stats: Returns every job's numbers (:meth:`monitor.runner.Runner.stats`).
+    """
+
+    def __init__(self, stats: Callable[[], list[JobStats]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the families from the runner's numbers (called on each scrape)."""
+        backlog = _gauge(names.BACKGROUND_BACKLOG)
+        budget = _gauge(names.BACKGROUND_BUDGET_SECONDS)
+        m = names.BACKGROUND_RUNS
+        runs = CounterMetricFamily(m.name, m.help, labels=m.labels)
+        m = names.BACKGROUND_RUN_SECONDS
+        seconds = HistogramMetricFamily(m.name, m.help, labels=m.labels)
+        for job in self._stats():
+            backlog.add_metric([job.name], job.backlog)
+            budget.add_metric([job.name], job.schedule.budget_seconds)
+            for outcome, count in job.runs.items():
+                runs.add_metric([job.name, outcome], count)
+            bounds = [repr(float(b)) for b in job.bounds] + ["+Inf"]
+            seconds.add_metric(
+                [job.name], list(zip(bounds, job.buckets, strict=True)), job.seconds_sum
+            )
+        yield from (backlog, runs, seconds, budget)

@@ -16,11 +16,16 @@ window's results (the whole version's and each segment's) for the exporter.
   their own; the other values are not scored but counted, and the count is exported.
 - Count windows: predictions get their places in ingest order here, once; a block of N
   places is scored when it is full, and again when a late label lands in it.
+
+The loop is a job of the background runner (:mod:`monitor.runner`): each run is one
+pass within the runner's time budget. A pass checks the budget before each window; once
+it is spent, the windows not yet scored go back to wait for the next pass (the runner
+runs it again as soon as its other jobs have had their turn), and the pass reports
+them as its backlog. A direct :meth:`ScoringLoop.run_once` has no budget.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,13 +33,12 @@ from collections.abc import Callable, Iterable, Sequence
 from collectors.contract import ModelDescription
 from monitor.core.windows import Window, window_start
 from monitor.errors import NotFoundError
+from monitor.runner import Budget, Progress
 from monitor.score.results import SegmentResults, WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.store import Store
 
 __all__ = ["ScoringLoop"]
-
-logger = logging.getLogger("sidewatch.score")
 
 WindowKey = tuple[str, str, float]
 """(model, version, window start)."""
@@ -49,13 +53,13 @@ turning count windows on over stored history, then cannot stall the other window
 
 
 class ScoringLoop:
-    """Scores marked windows in one background thread.
+    """Scores marked windows, one pass per run of the background runner (a
+    :class:`monitor.runner.Job`).
 
     Args:
         store: The monitor's store.
         scorer: Computes one window's result.
         window_seconds: Base window length (the windows whose profiles ingest keeps).
-        interval_seconds: Pause between passes.
         rollup_seconds: Lengths of the longer time windows, each a multiple of
             ``window_seconds``.
         count_window: Predictions per count window; 0 turns count windows off.
@@ -73,7 +77,6 @@ class ScoringLoop:
         scorer: WindowScorer,
         *,
         window_seconds: int,
-        interval_seconds: float,
         rollup_seconds: Sequence[int] = (),
         count_window: int = 0,
         segment_keys: Sequence[str] = (),
@@ -88,7 +91,6 @@ class ScoringLoop:
         self._store = store
         self._scorer = scorer
         self._window = window_seconds
-        self._interval = interval_seconds
         self._rollup_lengths = tuple(sorted(set(rollup_seconds)))
         self._count = count_window
         self._segment_keys = tuple(segment_keys)
@@ -115,11 +117,9 @@ class ScoringLoop:
         """Closed windows whose segments wait for that base window to pass, and until when."""
         self._latest: dict[tuple[str, str], WindowResult] = {}
         self._latest_segments: dict[tuple[str, str], SegmentResults] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.last_success: float | None = None
+        """When a pass last ended without an error (the loop's clock), or None."""
         self.passes = 0
-        self.failures = 0
 
     # -- marks -------------------------------------------------------------------------
 
@@ -167,9 +167,9 @@ class ScoringLoop:
 
     # -- running -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Publish the stored results, mark the recent windows (they may have changed
-        while down) and start."""
+    def recover(self) -> None:
+        """Publish the stored results and mark the recent windows (they may have changed
+        while down); the runner then runs the passes."""
         self.restore()
         recent = self._store.windows_with_predictions(self._clock() - 2 * self._window)
         for model, version, newest in recent:
@@ -179,8 +179,6 @@ class ScoringLoop:
             with self._lock:
                 for model, version in self._store.list_versions():
                     self._unplaced[(model, version)] = None
-        self._thread = threading.Thread(target=self._run, name="sidewatch-scoring", daemon=True)
-        self._thread.start()
 
     def restore(self) -> None:
         """Publish, per version, the stored results of its newest closed base window
@@ -214,14 +212,35 @@ class ScoringLoop:
         )
         return SegmentResults(window.start, tuple(r[3] for r in results), cut)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the current pass."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def run_once(self, budget: Budget | None = None) -> list[WindowResult]:
+        """Score every marked window now (without a budget: all of them); returns the
+        results."""
+        return self._pass(budget or Budget.unlimited())[0]
 
-    def run_once(self) -> list[WindowResult]:
-        """Score every marked window now; returns the results."""
+    def run(self, budget: Budget) -> Progress:
+        """One pass within ``budget`` (the runner's call); the windows it left wait for
+        the next.
+
+        Raises:
+            SidewatchError: Or any error of the store or the scorer; the windows of the
+                failed pass are scored again only when new data marks them.
+        """
+        yielded = self._pass(budget)[1]
+        return Progress(self.backlog(), yielded)
+
+    def backlog(self) -> int:
+        """Windows (and count blocks) waiting to be scored now."""
+        now = self._clock()
+        with self._lock:
+            bases = self._dirty | {k for k in self._open if k[2] + self._window <= now}
+            bases |= {k for k, due in self._segments_due.items() if due <= now}
+            rollups = sum(1 for due in self._rollups.values() if due <= now)
+            # A version with predictions to place counts once: its blocks are not known
+            # until they are placed.
+            return len(bases) + rollups + len(self._blocks) + len(self._unplaced)
+
+    def _pass(self, budget: Budget) -> tuple[list[WindowResult], bool]:
+        """One pass: its results, and whether it stopped at its budget with work left."""
         now = self._clock()
         with self._lock:
             closed = {k for k in self._open if k[2] + self._window <= now}
@@ -239,8 +258,13 @@ class ScoringLoop:
             k: t for k, t in self._segments_scored.items() if t + self._window > now
         }
         models = _Models(self._store)
-        results = []
-        for base in sorted(dirty | segments_due, key=lambda k: k[2]):
+        results: list[WindowResult] = []
+        bases = sorted(dirty | segments_due, key=lambda k: k[2])
+        for i, base in enumerate(bases):
+            if budget.spent():
+                self._requeue(now, bases[i:], dirty, segments_due, rollups)
+                self._requeue_blocks(unplaced, relabelled)
+                return self._passed(results, yielded=True)
             model_name, version, start = base
             model = models.get(model_name)
             if model is None:
@@ -258,15 +282,64 @@ class ScoringLoop:
             if segments is not None:
                 results.extend(segments.results)
                 self._publish_segments(model_name, version, segments)
-        for model_name, version, seconds, start in sorted(rollups, key=lambda k: (k[2], k[3])):
+        ordered = sorted(rollups, key=lambda k: (k[2], k[3]))
+        for i, (model_name, version, seconds, start) in enumerate(ordered):
+            if budget.spent():
+                self._requeue(now, [], set(), set(), ordered[i:])
+                self._requeue_blocks(unplaced, relabelled)
+                return self._passed(results, yielded=True)
             model = models.get(model_name)
             if model is not None:
                 window = Window.of_time(model_name, version, start, seconds)
                 results.append(self._save(model, window))
-        results.extend(self._score_blocks(models, unplaced, relabelled))
+        blocks, yielded = self._score_blocks(models, unplaced, relabelled, budget)
+        results.extend(blocks)
+        return self._passed(results, yielded)
+
+    def _passed(
+        self, results: list[WindowResult], yielded: bool
+    ) -> tuple[list[WindowResult], bool]:
         self.passes += 1
         self.last_success = self._clock()
-        return results
+        return results, yielded
+
+    def _requeue(
+        self,
+        now: float,
+        bases: Iterable[WindowKey],
+        dirty: set[WindowKey],
+        segments_due: set[WindowKey],
+        rollups: Iterable[RollupKey],
+    ) -> None:
+        """Put back what a pass took but did not score (its budget was spent), as it
+        was: marked windows stay marked, due segments and rollups stay due."""
+        with self._lock:
+            for base in bases:
+                if base in dirty:
+                    self._dirty.add(base)
+                if base in segments_due:
+                    self._segments_due[base] = min(self._segments_due.get(base, now), now)
+            for key in rollups:
+                self._rollups[key] = min(self._rollups.get(key, now), now)
+
+    def _requeue_blocks(
+        self,
+        unplaced: dict[tuple[str, str], set[float] | None],
+        relabelled: set[tuple[str, str, int]],
+    ) -> None:
+        """Put back the count-window work a pass took but did not do."""
+        if not self._count:
+            return
+        with self._lock:
+            for key, starts in unplaced.items():
+                if key in self._unplaced:
+                    found = self._unplaced[key]
+                    self._unplaced[key] = (
+                        None if starts is None or found is None else found | starts
+                    )
+                else:
+                    self._unplaced[key] = starts
+            self._relabelled.update(relabelled)
 
     def _save(self, model: ModelDescription, window: Window) -> WindowResult:
         result = self._scorer.score(model, window)
@@ -311,11 +384,17 @@ class ScoringLoop:
         models: _Models,
         unplaced: dict[tuple[str, str], set[float] | None],
         relabelled: set[tuple[str, str, int]],
-    ) -> list[WindowResult]:
+        budget: Budget,
+    ) -> tuple[list[WindowResult], bool]:
+        """The count blocks scored, and whether blocks were left for the next pass."""
         if not self._count:
-            return []
+            return [], False
         size = self._count
-        for (model_name, version), starts in sorted(unplaced.items()):
+        versions = sorted(unplaced.items())
+        for i, ((model_name, version), starts) in enumerate(versions):
+            if budget.spent():
+                self._requeue_blocks(dict(versions[i:]), relabelled)
+                return [], True
             spans = None if starts is None else [(s, s + self._window) for s in sorted(starts)]
             before, after = self._store.place_predictions(model_name, version, spans)
             self._placed[(model_name, version)] = after
@@ -334,8 +413,12 @@ class ScoringLoop:
         with self._lock:
             batch = sorted(self._blocks, key=lambda k: (k[2], k[0], k[1]))[:MAX_BLOCKS_PER_PASS]
             self._blocks.difference_update(batch)
-        results = []
-        for model_name, version, block in batch:
+        results: list[WindowResult] = []
+        for i, (model_name, version, block) in enumerate(batch):
+            if budget.spent():
+                with self._lock:
+                    self._blocks.update(batch[i:])
+                return results, True
             model = models.get(model_name)
             if model is None:
                 continue
@@ -346,7 +429,9 @@ class ScoringLoop:
                 continue
             window = Window.of_count(model_name, version, block, size, first_ts, last_ts)
             results.append(self._save(model, window))
-        return results
+        with self._lock:
+            left = bool(self._blocks)  # beyond MAX_BLOCKS_PER_PASS: the next pass's
+        return results, left
 
     def _publish(self, result: WindowResult) -> None:
         key = (result.model, result.model_version)
@@ -361,14 +446,6 @@ class ScoringLoop:
             current = self._latest_segments.get(key)
             if current is None or current.window_start <= segments.window_start:
                 self._latest_segments[key] = segments
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.run_once()
-            except Exception:  # keep scoring: one bad pass must not stop the loop
-                self.failures += 1
-                logger.exception("scoring pass failed")
 
 
 class _Models:
