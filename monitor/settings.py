@@ -111,8 +111,8 @@ class MonitorSettings(BaseSettings):
     """Most features an HTML report compares (Evidently takes about 0.5 s for each)."""
     prediction_results_retention_seconds: float = Field(default=30 * 86400, gt=0)
     """How long per-prediction results (anomaly flags, explanations) are kept, by the
-    prediction's event time: ``Store.expire_prediction_results`` deletes older ones
-    (not yet run on a schedule: the background runner is to call it)."""
+    prediction's event time: the background runner's ``prediction_results_retention``
+    job deletes older ones every hour."""
     log_level: str = "info"
 
     @model_validator(mode="after")

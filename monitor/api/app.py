@@ -56,6 +56,7 @@ from monitor.reference import format_for, profile_reference, read_reference, to_
 from monitor.runner import Runner, Schedule
 from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
+from monitor.score.retention import PredictionResultsRetention
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
 from monitor.store import ReferenceInfo, Store
@@ -71,6 +72,9 @@ _STATUS: dict[type[SidewatchError], tuple[int, str]] = {
     PayloadTooLarge: (413, "too_large"),
     MissingDependencyError: (501, "not_installed"),
 }
+
+RETENTION_INTERVAL_SECONDS = 3600.0
+"""How often retention looks for results past their horizon."""
 
 ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 VersionPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
@@ -154,6 +158,11 @@ def create_app(
         "scoring",
         loop,
         Schedule(settings.score_interval_seconds, settings.score_budget_seconds),
+    )
+    runner.add(
+        "prediction_results_retention",
+        PredictionResultsRetention(store, settings.prediction_results_retention_seconds, clock),
+        Schedule(RETENTION_INTERVAL_SECONDS, settings.score_budget_seconds),
     )
     ingestor = Ingestor(store, metrics, loop.mark, window_seconds=settings.window_seconds)
     authorizer = Authorizer(settings)

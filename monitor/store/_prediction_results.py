@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 
 from monitor.core.prediction_results import PredictionResultRecord
 from monitor.core.windows import Window
@@ -21,7 +21,7 @@ from monitor.store._engine import StoreBase
 
 _KEY = ["event_id", "model", "part"]
 _COLUMNS = [*_KEY, "model_version", "ts", "payload", "created_at"]
-_DELETE_CHUNK = 10_000
+DELETE_CHUNK = 10_000
 """Most results deleted per write transaction, so that ingest is not held up long."""
 
 ResultCursor = tuple[float, str]
@@ -124,23 +124,35 @@ class PredictionResultTables(StoreBase):
             rows = conn.execute(stmt).mappings().all()
         return [_record(row) for row in rows]
 
-    def delete_prediction_results_before(self, cutoff: float) -> int:
+    def delete_prediction_results_before(
+        self, cutoff: float, *, max_chunks: int | None = None
+    ) -> int:
         """Retention: delete the results about predictions of event time before
-        ``cutoff``, a chunk per write transaction.
+        ``cutoff``, a chunk (:data:`DELETE_CHUNK` rows) per write transaction, at most
+        ``max_chunks`` chunks (a budgeted caller comes back for the rest).
 
         Returns:
             How many results were deleted.
         """
         r = PREDICTION_RESULTS.c
         deleted = 0
-        while True:
-            chunk = select(r.event_id, r.model, r.part).where(r.ts < cutoff).limit(_DELETE_CHUNK)
+        chunks = 0
+        while max_chunks is None or chunks < max_chunks:
+            chunks += 1
+            chunk = select(r.event_id, r.model, r.part).where(r.ts < cutoff).limit(DELETE_CHUNK)
             stmt = delete(PREDICTION_RESULTS).where(tuple_(r.event_id, r.model, r.part).in_(chunk))
             with self._write() as conn:
                 count = int(conn.execute(stmt).rowcount)
             deleted += count
-            if count < _DELETE_CHUNK:
+            if count < DELETE_CHUNK:
                 return deleted
+        return deleted
+
+    def count_prediction_results_before(self, cutoff: float) -> int:
+        """How many results are about predictions of event time before ``cutoff``."""
+        r = PREDICTION_RESULTS.c
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).where(r.ts < cutoff)).scalar() or 0)
 
     def expire_prediction_results(self, retention_seconds: float, now: float | None = None) -> int:
         """Retention: delete the results about predictions older than

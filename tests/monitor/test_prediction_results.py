@@ -13,8 +13,11 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import monitor.store._prediction_results as prediction_results_module
+from monitor.api import create_app
 from monitor.core.prediction_results import PredictionResultRecord
 from monitor.core.windows import Window
+from monitor.runner import Budget
+from monitor.score.retention import PredictionResultsRetention
 from monitor.settings import MonitorSettings
 from monitor.store import Store
 from tests.monitor.test_migrations import migrate_to
@@ -122,7 +125,7 @@ def test_segment_and_count_windows_select_the_predictions_scoring_selects(store:
 def test_retention_deletes_results_older_than_the_horizon_and_counts_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prediction_results_module, "_DELETE_CHUNK", 3)  # several chunks
+    monkeypatch.setattr(prediction_results_module, "DELETE_CHUNK", 3)  # several chunks
     store.save_prediction_results([result(i) for i in range(10)])
     store.save_prediction_results([result(i, "explanation") for i in range(10)])
     assert store.delete_prediction_results_before(1004.0) == 8
@@ -199,3 +202,32 @@ def test_the_api_reads_results_by_event_id_and_by_window(api: TestClient) -> Non
     paths = api.get("/openapi.json").json()["paths"]
     assert "/v1/models/{name}/versions/{version}/results/{part}" in paths
     assert "/v1/models/{name}/versions/{version}/predictions/{event_id}/results" in paths
+
+
+def test_retention_runs_as_a_budgeted_background_job(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prediction_results_module, "DELETE_CHUNK", 2)
+    store.save_prediction_results([result(i, ts=1000.0 + i) for i in range(7)])
+    store.save_prediction_results([result(i, ts=5000.0 + i) for i in range(7, 9)])
+    job = PredictionResultsRetention(store, retention_seconds=1000.0, clock=lambda: 5500.0)
+    ticks = iter(range(100))
+
+    def clock() -> float:  # each look at the budget takes a second: two chunks fit in 2.5
+        return float(next(ticks))
+
+    progress = job.run(Budget(2.5, clock))
+    assert (progress.backlog, progress.yielded, job.deleted) == (3, True, 4)
+    progress = job.run(Budget.unlimited())
+    assert (progress.backlog, progress.yielded, job.deleted) == (0, False, 7)
+    assert sorted(r.event_id for r in store.prediction_results_in_window(
+        Window("credit", "v1", 0, 1e9), "anomaly", limit=100)) == ["ev-7", "ev-8"]  # fmt: skip
+
+
+def test_the_app_runs_retention_on_its_runner(sqlite_url: str) -> None:
+    with TestClient(create_app(MonitorSettings(database_url=sqlite_url))) as client:
+        runner = client.app.state.runner  # type: ignore[attr-defined]
+        assert "prediction_results_retention" in runner.names()
+        assert runner.run_once("prediction_results_retention") == "done"
+        metrics = client.get("/metrics").text
+        assert 'sidewatch_background_backlog{job="prediction_results_retention"} 0.0' in metrics
