@@ -341,7 +341,7 @@ def test_the_scoring_loop_is_the_runners_job_and_its_numbers_are_exported(sqlite
     settings = MonitorSettings(database_url=sqlite_url, **SETTINGS)
     with TestClient(create_app(settings, clock=clock)) as client:
         runner = client.app.state.runner
-        assert runner.names() == ["scoring"]
+        assert runner.names() == ["prediction_results_retention", "scoring"]
         _fill(client, np.random.default_rng(5))
         clock.now = T0 + 3 * W + 1
         assert runner.run_once("scoring") == "done"
@@ -351,17 +351,18 @@ def test_the_scoring_loop_is_the_runners_job_and_its_numbers_are_exported(sqlite
         client.app.state.loop.mark("credit", "v1", [T0])
         assert runner.run_once("scoring") == "error"
 
-        runs = samples(client, "sidewatch_background_runs_total")
+        def scoring(name: str) -> dict[Any, float]:
+            return {k: v for k, v in samples(client, name).items() if ("job", "scoring") in k}
+
+        runs = scoring("sidewatch_background_runs_total")
         assert runs == {
             (("job", "scoring"), ("outcome", "done")): 1,
             (("job", "scoring"), ("outcome", "yielded")): 0,
             (("job", "scoring"), ("outcome", "error")): 1,
         }
-        assert samples(client, "sidewatch_background_backlog") == {(("job", "scoring"),): 0}
-        assert samples(client, "sidewatch_background_run_seconds_count") == {
-            (("job", "scoring"),): 2
-        }
-        assert samples(client, "sidewatch_background_budget_seconds") == {
+        assert scoring("sidewatch_background_backlog") == {(("job", "scoring"),): 0}
+        assert scoring("sidewatch_background_run_seconds_count") == {(("job", "scoring"),): 2}
+        assert scoring("sidewatch_background_budget_seconds") == {
             (("job", "scoring"),): settings.score_budget_seconds
         }
         # The scoring loop's own failure counter is the runner's count of its errors.
