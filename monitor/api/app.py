@@ -31,7 +31,13 @@ from monitor.api.ingest import Ingestor, validation_problems
 from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.openapi import body_schema
 from monitor.api.report import report_router
-from monitor.api.results import Seconds, Windows, results_router, window_public
+from monitor.api.results import (
+    Seconds,
+    Windows,
+    results_router,
+    window_model,
+    window_public,
+)
 from monitor.api.schemas import (
     ErrorBody,
     IngestResult,
@@ -54,6 +60,8 @@ from monitor.export.prometheus import IngestMetrics, ResultsCollector
 from monitor.reference import format_for, profile_reference, read_reference, to_parquet
 from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
+from monitor.score.part import check_part_names
+from monitor.score.parts import PARTS
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
 from monitor.store import ReferenceInfo, Store
@@ -127,6 +135,7 @@ def create_app(
         psi_bins=settings.psi_bins,
         drift_test=settings.drift_test,
         drift_tests=settings.drift_tests,
+        parts=settings.window_parts,
         fdr=settings.drift_fdr or None,
         drift_share=settings.drift_share,
         options=ScoringOptions(
@@ -393,9 +402,12 @@ def create_app(
 
     # -- results -----------------------------------------------------------------------
 
+    answer = window_model(check_part_names(PARTS, settings.window_parts))
+
     @app.get(
         "/v1/models/{name}/versions/{version}/windows",
         tags=["results"],
+        response_model=list[answer],  # type: ignore[valid-type]
         responses=_ERRORS
         | {
             200: {
@@ -452,10 +464,10 @@ def create_app(
             found = found[:limit]
             url = request.url.include_query_params(before=found[-1].window_start)
             response.headers["Link"] = f'<{url}>; rel="next"'
-        return [window_public(w) for w in found]
+        return [window_public(w, answer) for w in found]
 
     app.include_router(report_router(settings, store))
-    app.include_router(results_router(store))
+    app.include_router(results_router(store, answer))
     return app
 
 

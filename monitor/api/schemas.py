@@ -260,30 +260,6 @@ class MultivariatePublic(_Public):
     features_cut: list[str]
 
 
-class ClassRatioPublic(_Public):
-    """The share of a window's predictions that served one class."""
-
-    served_class: str
-    ratio: float
-
-
-class ScoreQuantilePublic(_Public):
-    """One quantile of the served score (or a regression's value) over a window."""
-
-    quantile: float
-    value: float
-
-
-class ServedPublic(_Public):
-    """What a window's predictions served."""
-
-    rows: int
-    sampled: bool
-    class_ratios: list[ClassRatioPublic]
-    classes_cut: int
-    score_quantiles: list[ScoreQuantilePublic]
-
-
 class NotScoredPublic(_Public):
     """A part of a window's scores that was left out, and why."""
 
@@ -292,7 +268,13 @@ class NotScoredPublic(_Public):
 
 
 class WindowPublic(_Public):
-    """The scores of one window."""
+    """The scores of one window.
+
+    The registered window parts' results follow these fields, one field each (named by
+    the part's ``public_name``, its schema its result model):
+    :func:`monitor.api.results.window_model` builds the answer's model from the registry
+    when the app is built.
+    """
 
     model: str
     model_version: str
@@ -326,8 +308,6 @@ class WindowPublic(_Public):
     label_drift: OutputDriftPublic | None = None
     correlation: CorrelationPublic | None = None
     multivariate: MultivariatePublic | None = None
-    served: ServedPublic | None = None
-    """The served classes' shares and the served score's quantiles."""
     not_scored: list[NotScoredPublic] = []
     """Every part left out (None above), and why."""
 

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from collectors.naming import MetricName
 
+# The families of the window parts on the registry are defined beside their part (one
+# module per part) and named here too, so that this module still lists every family.
+from monitor.score.served import CLASS_LABELS_CUT as CLASS_LABELS_CUT
+from monitor.score.served import WINDOW_PREDICTED_CLASS as WINDOW_PREDICTED_CLASS
+from monitor.score.served import WINDOW_PREDICTION_SCORE as WINDOW_PREDICTION_SCORE
+
 _MV = ("model", "model_version")
 
 INGESTED_EVENTS = MetricName(
@@ -109,12 +115,6 @@ FEATURE_LABELS_CUT = MetricName(
     "sidewatch_feature_series_cut",
     "gauge",
     "Features of a version left out of the per-feature metrics by the label cap.",
-    _MV,
-)
-CLASS_LABELS_CUT = MetricName(
-    "sidewatch_class_series_cut",
-    "gauge",
-    "Classes of a version left out of the per-class metrics, which name at most 20 classes.",
     _MV,
 )
 
@@ -308,20 +308,6 @@ MULTIVARIATE_DRIFTED = MetricName(
 
 # -- what the model served -------------------------------------------------------------
 
-WINDOW_PREDICTED_CLASS = MetricName(
-    "sidewatch_window_predicted_class_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions that served each class (a binary "
-    "model's classes are positive and negative; at most 20 classes).",
-    (*_MV, "class"),
-)
-WINDOW_PREDICTION_SCORE = MetricName(
-    "sidewatch_window_prediction_score",
-    "gauge",
-    "Quantiles of the score the model served in the newest closed window (binary: the "
-    "positive class's probability; multiclass: the served class's; regression: the value).",
-    (*_MV, "quantile"),
-)
 
 SCORING_LAST_SUCCESS = MetricName(
     "sidewatch_scoring_last_success_timestamp_seconds",

@@ -10,7 +10,7 @@ scored exports no sample, so a dashboard shows "no data" rather than a made-up z
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -18,6 +18,8 @@ from prometheus_client.metrics_core import Metric
 from collectors.naming import MetricName
 from monitor.export import names
 from monitor.score.accuracy import ClassificationAccuracy
+from monitor.score.part import AnyPart
+from monitor.score.parts import PARTS
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scores import FeatureQualityScore
 
@@ -64,9 +66,16 @@ def all_features(result: WindowResult) -> set[str]:
 
 
 class ScoreFamilies:
-    """Collects one scrape's samples of the families beyond counts and feature drift."""
+    """Collects one scrape's samples of the families beyond counts and feature drift.
 
-    def __init__(self) -> None:
+    Args:
+        parts: The registered window parts whose families are exported (default: the
+            registry's, read now); each result's samples come from its part.
+    """
+
+    def __init__(self, parts: Mapping[str, AnyPart] | None = None) -> None:
+        self._parts = dict(PARTS if parts is None else parts)
+
         def gauge(m: MetricName) -> GaugeMetricFamily:
             return GaugeMetricFamily(m.name, m.help, labels=m.labels)
 
@@ -98,11 +107,11 @@ class ScoreFamilies:
                 names.MULTIVARIATE_DRIFT_SCORE,
                 names.MULTIVARIATE_DRIFT_THRESHOLD,
                 names.MULTIVARIATE_DRIFTED,
-                names.WINDOW_PREDICTED_CLASS,
-                names.WINDOW_PREDICTION_SCORE,
-                names.CLASS_LABELS_CUT,
             )
         }
+        for part in self._parts.values():
+            for m in part.metrics:
+                self._families.setdefault(m.name, gauge(m))
 
     def _add(self, m: MetricName, labels: Iterable[str], value: float | int | None) -> None:
         if value is not None:
@@ -159,16 +168,12 @@ class ScoreFamilies:
             self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
         if (m := scores.multivariate) is not None:
             self._verdict(_MULTIVARIATE, [*mv, m.method], m.statistic, m.threshold, m.drifted)
-        if scores.predictions is not None:
-            p = scores.predictions
-            for ratio in p.class_ratios:
-                self._add(names.WINDOW_PREDICTED_CLASS, [*mv, ratio.served_class], ratio.ratio)
-            if p.class_ratios or p.classes_cut:
-                self._add(names.CLASS_LABELS_CUT, mv, p.classes_cut)
-            for quantile in p.score_quantiles:
-                self._add(
-                    names.WINDOW_PREDICTION_SCORE, [*mv, f"{quantile.quantile:g}"], quantile.value
-                )
+        for name, part_result in scores.parts.items():
+            part = self._parts.get(name)
+            if part is None:
+                continue
+            for family, part_labels, value in part.samples(part_result):
+                self._add(family, [*mv, *part_labels], value)
 
     def families(self) -> Iterator[Metric]:
         """Every family, in the order of :mod:`monitor.export.names`."""

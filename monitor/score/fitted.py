@@ -135,6 +135,9 @@ class FittedReference:
     columns: Mapping[str, str] = field(default_factory=dict)
     """Each output's (and ``label``'s) reference column, by the output's name: where a
     test that its profile cannot settle reads the reference's values."""
+    parts: Mapping[str, Any] = field(default_factory=dict)
+    """What each registered window part that needs a reference learned from it (or a
+    :class:`NotScored` saying why it could not), by part name."""
 
 
 # -------------------------------------------------------------------------- outputs
@@ -528,7 +531,9 @@ def prediction_summary(
         served = Counter(c for c in (served_class(model, o) for o in outputs) if c is not None)
         counted = sum(served.values())
         ranked = sorted(served.items(), key=lambda kv: (-kv[1], kv[0]))
-        ratios = [ClassRatio(c, n / counted) for c, n in ranked[:MAX_CLASS_SERIES]]
+        ratios = [
+            ClassRatio(served_class=c, ratio=n / counted) for c, n in ranked[:MAX_CLASS_SERIES]
+        ]
         cut = max(0, len(ranked) - MAX_CLASS_SERIES)
     name = "value" if model.task == "regression" else "score"
     values = np.array(
@@ -540,6 +545,13 @@ def prediction_summary(
     if values.size:
         at = np.quantile(values, SCORE_QUANTILES)
         quantiles = tuple(
-            ScoreQuantile(q, float(v)) for q, v in zip(SCORE_QUANTILES, at, strict=True)
+            ScoreQuantile(quantile=q, value=float(v))
+            for q, v in zip(SCORE_QUANTILES, at, strict=True)
         )
-    return PredictionSummary(len(outputs), len(outputs) < total, tuple(ratios), cut, quantiles)
+    return PredictionSummary(
+        rows=len(outputs),
+        sampled=len(outputs) < total,
+        class_ratios=tuple(ratios),
+        classes_cut=cut,
+        score_quantiles=quantiles,
+    )

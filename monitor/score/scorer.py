@@ -21,9 +21,10 @@ import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
+from pydantic import BaseModel
 
 from collectors.contract import ModelDescription
 from monitor.core.profile import (
@@ -55,9 +56,15 @@ from monitor.score.fitted import (
     label_value,
     numeric_columns,
     output_profiles,
-    prediction_summary,
     window_quality,
 )
+from monitor.score.part import (
+    AnyPart,
+    ReferenceData,
+    WindowInputs,
+    check_part_names,
+)
+from monitor.score.parts import PARTS
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
 from monitor.score.scores import (
     CorrelationSummary,
@@ -89,9 +96,11 @@ class WindowScorer:
         drift_share: Share of drifted features at which the dataset counts as drifted.
         options: Settings of the parts beyond feature drift (data quality, output and
             label drift, correlation and multivariate drift).
+        parts: Names of the registered window parts to run
+            (:data:`monitor.score.parts.PARTS`); None runs every one registered now.
 
     Raises:
-        ConfigError: A configured test name is unknown.
+        ConfigError: A configured test name or part name is unknown.
     """
 
     def __init__(
@@ -107,8 +116,10 @@ class WindowScorer:
         fdr: float | None = 0.05,
         drift_share: float = DEFAULT_DRIFT_SHARE,
         options: ScoringOptions | None = None,
+        parts: Sequence[str] | None = None,
     ) -> None:
         self._store = store
+        self._registered: dict[str, AnyPart] = check_part_names(PARTS, parts)
         self._window = window_seconds
         self._min_events = min_window_events
         self._psi_threshold = psi_threshold
@@ -154,9 +165,25 @@ class WindowScorer:
         labelled = self._store.labelled_in_window(window)
         sample = self._store.sample_window(window, self._options.sample_rows)
         scores = self._parts(model, window, reference, fitted, profiles, labelled, count, sample[1])
+        inputs = WindowInputs(
+            model=model,
+            window=window,
+            count=count,
+            min_events=self._min_events,
+            rows=sample[1],
+            labelled=labelled,
+            feature_reference=fitted,
+            feature_profiles=profiles,
+        )
+        results, skipped = self._registry_parts(inputs, reference)
         left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
-        if left_out:
-            scores = replace(scores, not_scored=(*left_out, *scores.not_scored))
+        # Parts left out are listed in the parts' order (the hand-wired ones first, then
+        # the registry's), each part's reasons in the order they were found.
+        order = {name: i for i, name in enumerate((*get_args(ScorePart), *self._registered))}
+        not_scored = sorted(
+            (*left_out, *scores.not_scored, *skipped), key=lambda n: order.get(n.part, len(order))
+        )
+        scores = replace(scores, parts=results, not_scored=tuple(not_scored))
         return WindowResult(
             model=model.name,
             model_version=version,
@@ -343,10 +370,7 @@ class WindowScorer:
         )
         if not count or not rows:
             not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
-            not_scored.append(NotScored("predictions", "the window has no predictions"))
             return WindowScores(accuracy, not_scored=tuple(not_scored))
-        outputs = [o for _, o in rows]
-        predictions = prediction_summary(model, outputs, count)
         fit = None if reference is None else self._fit(model, reference)
         if fit is None:
             why = (
@@ -355,7 +379,7 @@ class WindowScorer:
                 else "the reference's data could not be read"
             )
             not_scored += [NotScored(p, why) for p in window_parts]
-            return WindowScores(accuracy, predictions=predictions, not_scored=tuple(not_scored))
+            return WindowScores(accuracy, not_scored=tuple(not_scored))
         assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
         feature_rows = [f for f, _ in rows]
@@ -406,9 +430,61 @@ class WindowScorer:
             label_drift=label_drift,
             correlation=correlation,
             multivariate=multivariate,
-            predictions=predictions,
             not_scored=tuple(not_scored),
         )
+
+    def _registry_parts(
+        self, inputs: WindowInputs, reference: ReferenceInfo | None
+    ) -> tuple[dict[str, BaseModel], tuple[NotScored, ...]]:
+        """The registered parts' results, each given only the inputs it declared, and
+        why each part left out was.
+
+        Args:
+            inputs: Everything read for the window (narrowed per part).
+            reference: The version's newest reference, if any.
+        """
+        results: dict[str, BaseModel] = {}
+        skipped: list[NotScored] = []
+        fit: FittedReference | None = None
+        for name, part in self._registered.items():
+            needs = part.inputs
+            if "row_sample" in needs and (not inputs.count or not inputs.rows):
+                skipped.append(NotScored(name, "the window has no predictions"))
+                continue
+            if "labelled" in needs and not inputs.labelled:
+                skipped.append(NotScored(name, "no prediction of the window has a label"))
+                continue
+            if "feature_profiles" in needs and (
+                inputs.feature_reference is None or inputs.feature_profiles is None
+            ):
+                skipped.append(NotScored(name, "the window's feature profiles were not read"))
+                continue
+            fitted = None
+            if "reference" in needs:
+                if reference is None:
+                    skipped.append(NotScored(name, "no reference was uploaded for this version"))
+                    continue
+                fit = fit or self._fit(inputs.model, reference)
+                if fit is None:
+                    skipped.append(NotScored(name, "the reference's data could not be read"))
+                    continue
+                fitted = fit.parts.get(name)
+                if isinstance(fitted, NotScored):
+                    skipped.append(fitted)
+                    continue
+            given = replace(
+                inputs,
+                rows=inputs.rows if "row_sample" in needs else (),
+                labelled=inputs.labelled if "labelled" in needs else (),
+                feature_reference=inputs.feature_reference if "feature_profiles" in needs else None,
+                feature_profiles=inputs.feature_profiles if "feature_profiles" in needs else None,
+            )
+            result = part.score(fitted, given)
+            if isinstance(result, NotScored):
+                skipped.append(result)
+            else:
+                results[name] = result
+        return results, tuple(skipped)
 
     def _output_values(
         self,
@@ -488,6 +564,15 @@ class WindowScorer:
         began = time.perf_counter()
         frame = pd.read_parquet(io.BytesIO(found[1]), engine="pyarrow")
         fitted = fit_reference(model, frame, reference.revision, self._options)
+        data = ReferenceData(model, reference.revision, frame, self._options)
+        fitted = replace(
+            fitted,
+            parts={
+                name: part.fit(data)
+                for name, part in self._registered.items()
+                if "reference" in part.inputs
+            },
+        )
         self._fits[key] = fitted
         logger.info(
             "fitted the window parts on reference %s/%s revision %d (%d rows) in %.2f s",

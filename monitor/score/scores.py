@@ -15,8 +15,9 @@ API read:
   window (never a sample) and on the labels.
 - ``correlation``: :class:`CorrelationSummary`, Fisher's z over the feature pairs.
 - ``multivariate``: :class:`~monitor.score.multivariate.MultivariateDrift`.
-- ``predictions``: :class:`PredictionSummary`, the served classes' shares and the
-  served score's quantiles.
+- ``parts``: the results of the registered window parts
+  (:mod:`monitor.score.part`), by name; ``predictions``: :class:`PredictionSummary`,
+  the served classes' shares and the served score's quantiles.
 - ``not_scored``: for every part left out, why (:class:`NotScored`).
 """
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from collectors.contract import FeatureType
 from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy, accuracy_from_json
@@ -79,7 +82,8 @@ def _float(value: Any) -> float | None:
 class NotScored:
     """A part of a window's scores that was left out, and why."""
 
-    part: ScorePart
+    part: str
+    """A :data:`ScorePart`, or the name of a registered window part."""
     reason: str
 
 
@@ -327,8 +331,11 @@ class CorrelationSummary:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ClassRatio:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClassRatio(_Frozen):
     """The share of a window's predictions that served one class."""
 
     served_class: str
@@ -336,17 +343,31 @@ class ClassRatio:
     classes are ``positive`` and ``negative``, as in its confusion counts."""
     ratio: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [class, ratio].
+        if isinstance(data, list | tuple):
+            return {"served_class": data[0], "ratio": data[1]}
+        return data
 
-@dataclass(frozen=True, slots=True)
-class ScoreQuantile:
+
+class ScoreQuantile(_Frozen):
     """One quantile of the served score (or a regression's value) over a window."""
 
     quantile: float
     value: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [quantile, value].
+        if isinstance(data, list | tuple):
+            return {"quantile": data[0], "value": data[1]}
+        return data
 
-@dataclass(frozen=True, slots=True)
-class PredictionSummary:
+
+class PredictionSummary(_Frozen):
     """What a window's predictions served: each class's share and the score's quantiles."""
 
     rows: int
@@ -361,29 +382,6 @@ class PredictionSummary:
     """:data:`SCORE_QUANTILES` of the served score (binary: the positive class's;
     multiclass: the served class's probability) or of a regression's value; empty
     without such values."""
-
-    def as_json(self) -> dict[str, Any]:
-        """The stored form."""
-        return {
-            "rows": self.rows,
-            "sampled": self.sampled,
-            "class_ratios": [[c.served_class, c.ratio] for c in self.class_ratios],
-            "classes_cut": self.classes_cut,
-            "score_quantiles": [[q.quantile, q.value] for q in self.score_quantiles],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PredictionSummary:
-        """Rebuild from :meth:`as_json`."""
-        return cls(
-            rows=int(data["rows"]),
-            sampled=bool(data["sampled"]),
-            class_ratios=tuple(ClassRatio(str(c), float(r)) for c, r in data["class_ratios"]),
-            classes_cut=int(data["classes_cut"]),
-            score_quantiles=tuple(
-                ScoreQuantile(float(q), float(v)) for q, v in data["score_quantiles"]
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,10 +398,18 @@ class WindowScores:
     label_drift: OutputDrift | None = None
     correlation: CorrelationSummary | None = None
     multivariate: MultivariateDrift | None = None
-    predictions: PredictionSummary | None = None
+    parts: Mapping[str, BaseModel] = field(default_factory=dict)
+    """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
+    by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
 
-    def reason(self, part: ScorePart) -> str | None:
+    @property
+    def predictions(self) -> PredictionSummary | None:
+        """The ``predictions`` part's result (the served classes and scores), if scored."""
+        found = self.parts.get("predictions")
+        return found if isinstance(found, PredictionSummary) else None
+
+    def reason(self, part: str) -> str | None:
         """Why ``part`` (or some of it) was not scored; None if nothing was left out."""
         reasons = [n.reason for n in self.not_scored if n.part == part]
         return "; ".join(reasons) if reasons else None
@@ -420,16 +426,30 @@ class WindowScores:
             "label_drift": None if self.label_drift is None else self.label_drift.as_json(),
             "correlation": None if self.correlation is None else self.correlation.as_json(),
             "multivariate": None if self.multivariate is None else self.multivariate.as_json(),
-            "predictions": None if self.predictions is None else self.predictions.as_json(),
+            **{name: result.model_dump(mode="json") for name, result in self.parts.items()},
             "not_scored": [[n.part, n.reason] for n in self.not_scored],
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> WindowScores:
+    def from_json(
+        cls, data: Mapping[str, Any] | None, parts: Mapping[str, type[BaseModel]] | None = None
+    ) -> WindowScores:
         """Rebuild from :meth:`as_json`; a row scored before these parts existed (None)
-        gives empty scores."""
+        gives empty scores.
+
+        Args:
+            data: The stored form.
+            parts: Each registered part's result model, by part name (default: the
+                registry's, :func:`monitor.score.parts.result_models`); a stored result
+                of a part no longer registered is left out.
+        """
         if data is None:
             return cls()
+        if parts is None:
+            # The registry imports the parts, which import this module: read it late.
+            from monitor.score.parts import result_models
+
+            parts = result_models()
         outputs = data["prediction_drift"]
         label = data["label_drift"]
         return cls(
@@ -445,9 +465,11 @@ class WindowScores:
             multivariate=None
             if data["multivariate"] is None
             else MultivariateDrift.from_json(data["multivariate"]),
-            predictions=None
-            if data["predictions"] is None
-            else PredictionSummary.from_json(data["predictions"]),
+            parts={
+                name: model.model_validate(data[name])
+                for name, model in parts.items()
+                if data.get(name) is not None
+            },
             not_scored=tuple(NotScored(part, str(reason)) for part, reason in data["not_scored"]),
         )
 
