@@ -30,7 +30,6 @@ from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
-    MultivariatePublic,
     NotScoredPublic,
     OutputDriftPublic,
     QualityPublic,
@@ -281,7 +280,6 @@ def window_public(record: WindowRecord, model: type[WindowPublic] | None = None)
         else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],
         label_drift=_public(OutputDriftPublic, s.label_drift),
         correlation=_public(CorrelationPublic, s.correlation),
-        multivariate=_public(MultivariatePublic, s.multivariate),
         not_scored=[NotScoredPublic(part=n.part, reason=n.reason) for n in s.not_scored],
         **parts,
     )

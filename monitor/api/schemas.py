@@ -245,21 +245,6 @@ class CorrelationPublic(_Public):
     pairs_cut: int
 
 
-class MultivariatePublic(_Public):
-    """Multivariate drift over one window."""
-
-    method: Literal["pca_reconstruction", "domain_classifier"]
-    statistic: float
-    """PCA: the mean reconstruction error; domain classifier: its cross-validated AUC."""
-    threshold: float
-    p_value: float
-    drifted: bool
-    reference_rows: int
-    current_rows: int
-    features: list[str]
-    features_cut: list[str]
-
-
 class NotScoredPublic(_Public):
     """A part of a window's scores that was left out, and why."""
 
@@ -307,7 +292,6 @@ class WindowPublic(_Public):
     prediction_drift: list[OutputDriftPublic] | None = None
     label_drift: OutputDriftPublic | None = None
     correlation: CorrelationPublic | None = None
-    multivariate: MultivariatePublic | None = None
     not_scored: list[NotScoredPublic] = []
     """Every part left out (None above), and why."""
 

@@ -13,6 +13,11 @@ from collectors.naming import MetricName
 
 # The families of the window parts on the registry are defined beside their part (one
 # module per part) and named here too, so that this module still lists every family.
+from monitor.score.multivariate_part import MULTIVARIATE_DRIFT_SCORE as MULTIVARIATE_DRIFT_SCORE
+from monitor.score.multivariate_part import (
+    MULTIVARIATE_DRIFT_THRESHOLD as MULTIVARIATE_DRIFT_THRESHOLD,
+)
+from monitor.score.multivariate_part import MULTIVARIATE_DRIFTED as MULTIVARIATE_DRIFTED
 from monitor.score.served import CLASS_LABELS_CUT as CLASS_LABELS_CUT
 from monitor.score.served import WINDOW_PREDICTED_CLASS as WINDOW_PREDICTED_CLASS
 from monitor.score.served import WINDOW_PREDICTION_SCORE as WINDOW_PREDICTION_SCORE
@@ -284,26 +289,6 @@ CORRELATION_CHANGE_MAX = MetricName(
     "Largest change of a feature pair's correlation from the reference in the newest "
     "closed window (0 is none, 2 is a full reversal).",
     _MV,
-)
-MULTIVARIATE_DRIFT_SCORE = MetricName(
-    "sidewatch_multivariate_drift_score",
-    "gauge",
-    "How unlike the reference the newest closed window's inputs are taken together "
-    "(method pca_reconstruction: the error of rebuilding them from the reference's main "
-    "patterns; domain_classifier: how well a model tells them apart, 0.5 is not at all).",
-    (*_MV, "method"),
-)
-MULTIVARIATE_DRIFT_THRESHOLD = MetricName(
-    "sidewatch_multivariate_drift_threshold",
-    "gauge",
-    "Score above which the inputs taken together count as drifted, learned from the reference.",
-    (*_MV, "method"),
-)
-MULTIVARIATE_DRIFTED = MetricName(
-    "sidewatch_multivariate_drifted",
-    "gauge",
-    "1 if the newest closed window's inputs taken together drifted from the reference, else 0.",
-    (*_MV, "method"),
 )
 
 # -- what the model served -------------------------------------------------------------

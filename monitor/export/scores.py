@@ -31,11 +31,6 @@ _PREDICTION = (
     names.PREDICTION_DRIFTED,
 )
 _LABEL = (names.LABEL_DRIFT_SCORE, names.LABEL_DRIFT_THRESHOLD, names.LABEL_DRIFTED)
-_MULTIVARIATE = (
-    names.MULTIVARIATE_DRIFT_SCORE,
-    names.MULTIVARIATE_DRIFT_THRESHOLD,
-    names.MULTIVARIATE_DRIFTED,
-)
 """Each verdict's three families: score, threshold, drifted."""
 
 
@@ -104,9 +99,6 @@ class ScoreFamilies:
                 names.CORRELATION_TESTED_PAIRS,
                 names.CORRELATION_DRIFTED_PAIRS,
                 names.CORRELATION_CHANGE_MAX,
-                names.MULTIVARIATE_DRIFT_SCORE,
-                names.MULTIVARIATE_DRIFT_THRESHOLD,
-                names.MULTIVARIATE_DRIFTED,
             )
         }
         for part in self._parts.values():
@@ -166,8 +158,6 @@ class ScoreFamilies:
             self._add(names.CORRELATION_TESTED_PAIRS, mv, c.tested_pairs)
             self._add(names.CORRELATION_DRIFTED_PAIRS, mv, c.drifted_pairs)
             self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
-        if (m := scores.multivariate) is not None:
-            self._verdict(_MULTIVARIATE, [*mv, m.method], m.statistic, m.threshold, m.drifted)
         for name, part_result in scores.parts.items():
             part = self._parts.get(name)
             if part is None:

@@ -9,8 +9,9 @@ a bounded sample of its rows and its labelled predictions. Out: the records of
 
 Fitted once per revision: the data-quality checks (each numeric feature's range, each
 categorical feature's categories), the reference profiles of the model's outputs and of
-its labels (:func:`output_values`, :func:`label_value`), the correlation drift test and
-the multivariate detector on the numeric features. A part whose reference lacks what it
+its labels (:func:`output_values`, :func:`label_value`) and the correlation drift test
+on the numeric features (the multivariate detector is a registered window part:
+:mod:`monitor.score.multivariate_part`). A part whose reference lacks what it
 needs is not fitted, and the reason is kept to say so in every window's result.
 
 Outputs, as read from a served prediction (:class:`collectors.contract.Outputs`) and from
@@ -49,12 +50,6 @@ from monitor.core.profile import FeatureProfile, Kind, ReferenceFeature, Referen
 from monitor.score.accuracy import DEFAULT_THRESHOLD, NEGATIVE, POSITIVE, class_key
 from monitor.score.drift.base import FloatArray
 from monitor.score.drift.correlation import CorrelationDrift, FittedCorrelationDrift
-from monitor.score.multivariate import (
-    DomainClassifier,
-    FittedDomainClassifier,
-    FittedPcaReconstruction,
-    PcaReconstruction,
-)
 from monitor.score.quality import DataQuality, FittedDataQuality
 from monitor.score.scores import (
     MAX_CLASS_SERIES,
@@ -115,9 +110,6 @@ class ScoringOptions:
             raise ValueError("sample_rows must be >= 1 and correlation_max_features >= 2")
 
 
-MultivariateDetector = FittedPcaReconstruction | FittedDomainClassifier
-
-
 @dataclass(frozen=True, slots=True)
 class FittedReference:
     """Everything fitted on one reference revision for the window parts."""
@@ -129,7 +121,6 @@ class FittedReference:
     label: ReferenceProfile
     """``label``'s reference, or empty."""
     correlation: FittedCorrelationDrift | None
-    multivariate: MultivariateDetector | None
     not_fitted: tuple[NotScored, ...]
     """Parts (or outputs) that could not be fitted, and why."""
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -268,19 +259,6 @@ def fit_reference(
         )
     except ValueError as exc:
         not_fitted.append(NotScored("correlation", f"not fitted on the reference: {exc}"))
-    multivariate: MultivariateDetector | None = None
-    if options.multivariate is None:
-        not_fitted.append(NotScored("multivariate", "turned off (SIDEWATCH_MULTIVARIATE_METHOD)"))
-    else:
-        try:
-            detector = (
-                PcaReconstruction()
-                if options.multivariate == "pca_reconstruction"
-                else DomainClassifier()
-            )
-            multivariate = detector.fit(reference_numeric)
-        except ValueError as exc:
-            not_fitted.append(NotScored("multivariate", f"not fitted on the reference: {exc}"))
     wanted = _output_columns(model, frame)
     outputs, missing = _fit_columns(frame, wanted, model)
     not_fitted.extend(NotScored("prediction_drift", m) for m in missing)
@@ -295,7 +273,6 @@ def fit_reference(
         outputs=outputs,
         label=label,
         correlation=correlation,
-        multivariate=multivariate,
         not_fitted=tuple(not_fitted),
         columns={name: column for name, (column, _) in (wanted | label_column).items()},
     )

@@ -8,7 +8,7 @@ here (or, in a test, ``monkeypatch.setitem(PARTS, part.name, part)``).
 
 Parts not yet on the registry are still scored by
 :meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, accuracy, data
-quality, prediction and label drift, correlation and multivariate drift.
+quality, prediction and label drift, and correlation drift.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from monitor.score.multivariate_part import MULTIVARIATE
 from monitor.score.part import AnyPart
 from monitor.score.served import SERVED
 
 __all__ = ["PARTS", "result_models"]
 
-PARTS: dict[str, AnyPart] = {part.name: part for part in (SERVED,)}
+PARTS: dict[str, AnyPart] = {part.name: part for part in (MULTIVARIATE, SERVED)}
 """Every registered window part, by name, in the order they are scored and answered."""
 
 

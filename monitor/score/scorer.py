@@ -366,7 +366,6 @@ class WindowScorer:
             "prediction_drift",
             "label_drift",
             "correlation",
-            "multivariate",
         )
         if not count or not rows:
             not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
@@ -401,12 +400,9 @@ class WindowScorer:
             raw = self._output_values(model, window, reference, fit, values)
             found = self._output_drift(fit.label, labels, raw, not_scored, "label_drift")
             label_drift = found[0] if found else None
-        correlation = multivariate = None
+        correlation = None
         few = f"fewer than {self._min_events} predictions (SIDEWATCH_MIN_WINDOW_EVENTS)"
         used = [*(fit.correlation.features if fit.correlation else ())]
-        used += [
-            n for n in (fit.multivariate.features if fit.multivariate else ()) if n not in used
-        ]
         numeric = numeric_columns(used, feature_rows) if count >= self._min_events else {}
         if fit.correlation is not None:
             try:
@@ -416,20 +412,12 @@ class WindowScorer:
                 correlation = CorrelationSummary.of(result, sampled=sampled)
             except ValueError as exc:
                 not_scored.append(NotScored("correlation", str(exc)))
-        if fit.multivariate is not None:
-            try:
-                if count < self._min_events:
-                    raise ValueError(few)
-                multivariate = fit.multivariate.score(numeric)
-            except ValueError as exc:
-                not_scored.append(NotScored("multivariate", str(exc)))
         return WindowScores(
             accuracy=accuracy,
             quality=quality,
             prediction_drift=prediction_drift,
             label_drift=label_drift,
             correlation=correlation,
-            multivariate=multivariate,
             not_scored=tuple(not_scored),
         )
 

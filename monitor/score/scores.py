@@ -14,10 +14,10 @@ API read:
   tests as the features, on the served class, score or value of every row of the
   window (never a sample) and on the labels.
 - ``correlation``: :class:`CorrelationSummary`, Fisher's z over the feature pairs.
-- ``multivariate``: :class:`~monitor.score.multivariate.MultivariateDrift`.
 - ``parts``: the results of the registered window parts
   (:mod:`monitor.score.part`), by name; ``predictions``: :class:`PredictionSummary`,
-  the served classes' shares and the served score's quantiles.
+  the served classes' shares and the served score's quantiles; ``multivariate``:
+  :class:`~monitor.score.multivariate.MultivariateDrift`.
 - ``not_scored``: for every part left out, why (:class:`NotScored`).
 """
 
@@ -397,11 +397,16 @@ class WindowScores:
     """One per output scored."""
     label_drift: OutputDrift | None = None
     correlation: CorrelationSummary | None = None
-    multivariate: MultivariateDrift | None = None
     parts: Mapping[str, BaseModel] = field(default_factory=dict)
     """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
     by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
+
+    @property
+    def multivariate(self) -> MultivariateDrift | None:
+        """The ``multivariate`` part's result, if scored."""
+        found = self.parts.get("multivariate")
+        return found if isinstance(found, MultivariateDrift) else None
 
     @property
     def predictions(self) -> PredictionSummary | None:
@@ -425,7 +430,6 @@ class WindowScores:
             else [d.as_json() for d in self.prediction_drift],
             "label_drift": None if self.label_drift is None else self.label_drift.as_json(),
             "correlation": None if self.correlation is None else self.correlation.as_json(),
-            "multivariate": None if self.multivariate is None else self.multivariate.as_json(),
             **{name: result.model_dump(mode="json") for name, result in self.parts.items()},
             "not_scored": [[n.part, n.reason] for n in self.not_scored],
         }
@@ -462,9 +466,6 @@ class WindowScores:
             correlation=None
             if data["correlation"] is None
             else CorrelationSummary.from_json(data["correlation"]),
-            multivariate=None
-            if data["multivariate"] is None
-            else MultivariateDrift.from_json(data["multivariate"]),
             parts={
                 name: model.model_validate(data[name])
                 for name, model in parts.items()

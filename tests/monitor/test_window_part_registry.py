@@ -179,13 +179,15 @@ def test_which_parts_run_is_configuration(sqlite_url: str, part: IncomeShiftPart
     with pytest.raises(ConfigError) as raised:
         create_app(MonitorSettings(database_url=sqlite_url, window_parts=["nosuch"]))
     assert "unknown window part 'nosuch'" in str(raised.value)
-    assert "valid parts: income_shift, predictions" in str(raised.value)
+    assert f"valid parts: {', '.join(sorted(PARTS))}" in str(raised.value)
+    assert "income_shift" in PARTS
 
 
 def test_the_registry_lookup_lists_the_valid_names() -> None:
     assert get_part(PARTS, "predictions") is PARTS["predictions"]
-    with pytest.raises(ConfigError, match="valid parts: predictions"):
+    with pytest.raises(ConfigError) as raised:
         get_part(PARTS, "served")
+    assert str(raised.value).endswith(f"valid parts: {', '.join(sorted(PARTS))}")
 
 
 def test_the_scorer_refuses_an_unknown_part(sqlite_url: str) -> None:
