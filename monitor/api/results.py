@@ -26,7 +26,6 @@ from collectors.contract import ID_PATTERN, NAME_PATTERN
 from monitor.api.auth import Authorizer
 from monitor.api.schemas import (
     ClassificationAccuracyPublic,
-    CorrelationPublic,
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
@@ -279,7 +278,6 @@ def window_public(record: WindowRecord, model: type[WindowPublic] | None = None)
         if outputs is None
         else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],
         label_drift=_public(OutputDriftPublic, s.label_drift),
-        correlation=_public(CorrelationPublic, s.correlation),
         not_scored=[NotScoredPublic(part=n.part, reason=n.reason) for n in s.not_scored],
         **parts,
     )

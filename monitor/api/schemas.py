@@ -213,38 +213,6 @@ class OutputDriftPublic(_Public):
     error_bound: float = 0.0
 
 
-class CorrelationPairPublic(_Public):
-    """One feature pair's correlation in the reference and in the window."""
-
-    feature_a: str
-    feature_b: str
-    reference_r: float | None
-    current_r: float | None
-    """None where a feature is constant in the window."""
-    z: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    drifted: bool
-
-
-class CorrelationPublic(_Public):
-    """Correlation drift over one window (Fisher's z per pair, Benjamini-Hochberg)."""
-
-    method: str
-    fdr: float
-    min_difference: float
-    reference_count: int
-    current_count: int
-    sampled: bool
-    tested_pairs: int
-    drifted_pairs: int
-    change_max: float | None
-    pairs: list[CorrelationPairPublic]
-    """The drifted pairs, then the largest changes (at most 20)."""
-    features_cut: list[str]
-    pairs_cut: int
-
-
 class NotScoredPublic(_Public):
     """A part of a window's scores that was left out, and why."""
 
@@ -291,7 +259,6 @@ class WindowPublic(_Public):
     quality: QualityPublic | None = None
     prediction_drift: list[OutputDriftPublic] | None = None
     label_drift: OutputDriftPublic | None = None
-    correlation: CorrelationPublic | None = None
     not_scored: list[NotScoredPublic] = []
     """Every part left out (None above), and why."""
 

@@ -13,6 +13,9 @@ from collectors.naming import MetricName
 
 # The families of the window parts on the registry are defined beside their part (one
 # module per part) and named here too, so that this module still lists every family.
+from monitor.score.correlation_part import CORRELATION_CHANGE_MAX as CORRELATION_CHANGE_MAX
+from monitor.score.correlation_part import CORRELATION_DRIFTED_PAIRS as CORRELATION_DRIFTED_PAIRS
+from monitor.score.correlation_part import CORRELATION_TESTED_PAIRS as CORRELATION_TESTED_PAIRS
 from monitor.score.multivariate_part import MULTIVARIATE_DRIFT_SCORE as MULTIVARIATE_DRIFT_SCORE
 from monitor.score.multivariate_part import (
     MULTIVARIATE_DRIFT_THRESHOLD as MULTIVARIATE_DRIFT_THRESHOLD,
@@ -269,27 +272,6 @@ LABEL_DRIFTED = MetricName(
 
 # -- drift across features -----------------------------------------------------------------
 
-CORRELATION_TESTED_PAIRS = MetricName(
-    "sidewatch_correlation_tested_pairs",
-    "gauge",
-    "Pairs of numeric features whose relationship (correlation) was compared with the "
-    "reference in the newest closed window.",
-    _MV,
-)
-CORRELATION_DRIFTED_PAIRS = MetricName(
-    "sidewatch_correlation_drifted_pairs",
-    "gauge",
-    "Pairs of features whose relationship (correlation) changed from the reference in the "
-    "newest closed window, even where each feature alone looks the same.",
-    _MV,
-)
-CORRELATION_CHANGE_MAX = MetricName(
-    "sidewatch_correlation_change_max",
-    "gauge",
-    "Largest change of a feature pair's correlation from the reference in the newest "
-    "closed window (0 is none, 2 is a full reversal).",
-    _MV,
-)
 
 # -- what the model served -------------------------------------------------------------
 

@@ -96,9 +96,6 @@ class ScoreFamilies:
                 names.LABEL_DRIFT_SCORE,
                 names.LABEL_DRIFT_THRESHOLD,
                 names.LABEL_DRIFTED,
-                names.CORRELATION_TESTED_PAIRS,
-                names.CORRELATION_DRIFTED_PAIRS,
-                names.CORRELATION_CHANGE_MAX,
             )
         }
         for part in self._parts.values():
@@ -153,11 +150,6 @@ class ScoreFamilies:
             self._verdict(_PREDICTION, [*mv, d.output, d.test], d.value, d.threshold, d.drifted)
         if (label := scores.label_drift) is not None:
             self._verdict(_LABEL, [*mv, label.test], label.value, label.threshold, label.drifted)
-        if scores.correlation is not None:
-            c = scores.correlation
-            self._add(names.CORRELATION_TESTED_PAIRS, mv, c.tested_pairs)
-            self._add(names.CORRELATION_DRIFTED_PAIRS, mv, c.drifted_pairs)
-            self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
         for name, part_result in scores.parts.items():
             part = self._parts.get(name)
             if part is None:

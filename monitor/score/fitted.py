@@ -9,8 +9,8 @@ a bounded sample of its rows and its labelled predictions. Out: the records of
 
 Fitted once per revision: the data-quality checks (each numeric feature's range, each
 categorical feature's categories), the reference profiles of the model's outputs and of
-its labels (:func:`output_values`, :func:`label_value`) and the correlation drift test
-on the numeric features (the multivariate detector is a registered window part:
+its labels (:func:`output_values`, :func:`label_value`) (the correlation test and the
+multivariate detector are registered window parts: :mod:`monitor.score.correlation_part`,
 :mod:`monitor.score.multivariate_part`). A part whose reference lacks what it
 needs is not fitted, and the reason is kept to say so in every window's result.
 
@@ -49,7 +49,6 @@ from collectors.contract import ModelDescription
 from monitor.core.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.accuracy import DEFAULT_THRESHOLD, NEGATIVE, POSITIVE, class_key
 from monitor.score.drift.base import FloatArray
-from monitor.score.drift.correlation import CorrelationDrift, FittedCorrelationDrift
 from monitor.score.quality import DataQuality, FittedDataQuality
 from monitor.score.scores import (
     MAX_CLASS_SERIES,
@@ -120,7 +119,6 @@ class FittedReference:
     """Each output's reference (see the module docstring); empty where none was found."""
     label: ReferenceProfile
     """``label``'s reference, or empty."""
-    correlation: FittedCorrelationDrift | None
     not_fitted: tuple[NotScored, ...]
     """Parts (or outputs) that could not be fitted, and why."""
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -248,17 +246,6 @@ def fit_reference(
 ) -> FittedReference:
     """Fit every window part on a reference revision's table (see the module docstring)."""
     not_fitted: list[NotScored] = []
-    numeric = [s.name for s in model.features if s.type == "numeric"]
-    reference_numeric = {
-        name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in numeric
-    }
-    correlation: FittedCorrelationDrift | None = None
-    try:
-        correlation = CorrelationDrift(max_features=options.correlation_max_features).fit(
-            reference_numeric
-        )
-    except ValueError as exc:
-        not_fitted.append(NotScored("correlation", f"not fitted on the reference: {exc}"))
     wanted = _output_columns(model, frame)
     outputs, missing = _fit_columns(frame, wanted, model)
     not_fitted.extend(NotScored("prediction_drift", m) for m in missing)
@@ -272,7 +259,6 @@ def fit_reference(
         quality=_fit_quality(model, frame),
         outputs=outputs,
         label=label,
-        correlation=correlation,
         not_fitted=tuple(not_fitted),
         columns={name: column for name, (column, _) in (wanted | label_column).items()},
     )

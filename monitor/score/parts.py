@@ -8,7 +8,7 @@ here (or, in a test, ``monkeypatch.setitem(PARTS, part.name, part)``).
 
 Parts not yet on the registry are still scored by
 :meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, accuracy, data
-quality, prediction and label drift, and correlation drift.
+quality, and prediction and label drift.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from monitor.score.correlation_part import CORRELATION
 from monitor.score.multivariate_part import MULTIVARIATE
 from monitor.score.part import AnyPart
 from monitor.score.served import SERVED
 
 __all__ = ["PARTS", "result_models"]
 
-PARTS: dict[str, AnyPart] = {part.name: part for part in (MULTIVARIATE, SERVED)}
+PARTS: dict[str, AnyPart] = {part.name: part for part in (CORRELATION, MULTIVARIATE, SERVED)}
 """Every registered window part, by name, in the order they are scored and answered."""
 
 

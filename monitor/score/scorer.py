@@ -54,7 +54,6 @@ from monitor.score.fitted import (
     all_output_values,
     fit_reference,
     label_value,
-    numeric_columns,
     output_profiles,
     window_quality,
 )
@@ -67,7 +66,6 @@ from monitor.score.part import (
 from monitor.score.parts import PARTS
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
 from monitor.score.scores import (
-    CorrelationSummary,
     NotScored,
     OutputDrift,
     ScorePart,
@@ -365,7 +363,6 @@ class WindowScorer:
             "quality",
             "prediction_drift",
             "label_drift",
-            "correlation",
         )
         if not count or not rows:
             not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
@@ -382,7 +379,6 @@ class WindowScorer:
         assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
         feature_rows = [f for f, _ in rows]
-        sampled = len(rows) < count
         quality = window_quality(model, fit.quality, features, profiles, feature_rows, count)
         prediction_drift = None
         if fit.outputs.features:
@@ -400,24 +396,11 @@ class WindowScorer:
             raw = self._output_values(model, window, reference, fit, values)
             found = self._output_drift(fit.label, labels, raw, not_scored, "label_drift")
             label_drift = found[0] if found else None
-        correlation = None
-        few = f"fewer than {self._min_events} predictions (SIDEWATCH_MIN_WINDOW_EVENTS)"
-        used = [*(fit.correlation.features if fit.correlation else ())]
-        numeric = numeric_columns(used, feature_rows) if count >= self._min_events else {}
-        if fit.correlation is not None:
-            try:
-                if count < self._min_events:
-                    raise ValueError(few)
-                result = fit.correlation.score(numeric)
-                correlation = CorrelationSummary.of(result, sampled=sampled)
-            except ValueError as exc:
-                not_scored.append(NotScored("correlation", str(exc)))
         return WindowScores(
             accuracy=accuracy,
             quality=quality,
             prediction_drift=prediction_drift,
             label_drift=label_drift,
-            correlation=correlation,
             not_scored=tuple(not_scored),
         )
 

@@ -248,8 +248,30 @@ class OutputDrift:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CorrelationSummary:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CorrelationPair(_Frozen):
+    """One feature pair's correlation in the reference and in the window."""
+
+    feature_a: str
+    feature_b: str
+    reference_r: float | None
+    current_r: float | None
+    """None where a feature is constant in the window (the correlation is undefined)."""
+    z: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    drifted: bool
+
+    @classmethod
+    def of(cls, pair: PairCorrelationDrift) -> CorrelationPair:
+        """The result form of a tested pair (an undefined correlation is None)."""
+        return cls.model_validate(pair.as_json())
+
+
+class CorrelationSummary(_Frozen):
     """Correlation drift over one window: counts, the largest change, and the pairs that
     matter most (at most :data:`MAX_LISTED_PAIRS`: the drifted ones, then the largest
     changes)."""
@@ -267,7 +289,7 @@ class CorrelationSummary:
     drifted_pairs: int
     change_max: float | None
     """Largest ``|current r - reference r|`` over the tested pairs."""
-    pairs: tuple[PairCorrelationDrift, ...]
+    pairs: tuple[CorrelationPair, ...]
     features_cut: tuple[str, ...]
     pairs_cut: int
     """Pairs of the numeric features that were not tested (the pair bound)."""
@@ -290,49 +312,19 @@ class CorrelationSummary:
             tested_pairs=len(tested),
             drifted_pairs=sum(p.drifted for p in tested),
             change_max=max(changes.values()) if changes else None,
-            pairs=tuple(ranked[:listed]),
+            pairs=tuple(CorrelationPair.of(p) for p in ranked[:listed]),
             features_cut=result.features_cut,
             pairs_cut=result.pairs_cut,
         )
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
-        return {
-            "method": self.method,
-            "fdr": self.fdr,
-            "min_difference": self.min_difference,
-            "reference_count": self.reference_count,
-            "current_count": self.current_count,
-            "sampled": self.sampled,
-            "tested_pairs": self.tested_pairs,
-            "drifted_pairs": self.drifted_pairs,
-            "change_max": self.change_max,
-            "pairs": [p.as_json() for p in self.pairs],
-            "features_cut": list(self.features_cut),
-            "pairs_cut": self.pairs_cut,
-        }
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CorrelationSummary:
         """Rebuild from :meth:`as_json`."""
-        return cls(
-            method=str(data["method"]),
-            fdr=float(data["fdr"]),
-            min_difference=float(data["min_difference"]),
-            reference_count=int(data["reference_count"]),
-            current_count=int(data["current_count"]),
-            sampled=bool(data["sampled"]),
-            tested_pairs=int(data["tested_pairs"]),
-            drifted_pairs=int(data["drifted_pairs"]),
-            change_max=_float(data["change_max"]),
-            pairs=tuple(PairCorrelationDrift.from_json(p) for p in data["pairs"]),
-            features_cut=tuple(data["features_cut"]),
-            pairs_cut=int(data["pairs_cut"]),
-        )
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+        return cls.model_validate(data)
 
 
 class ClassRatio(_Frozen):
@@ -396,11 +388,16 @@ class WindowScores:
     prediction_drift: tuple[OutputDrift, ...] | None = None
     """One per output scored."""
     label_drift: OutputDrift | None = None
-    correlation: CorrelationSummary | None = None
     parts: Mapping[str, BaseModel] = field(default_factory=dict)
     """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
     by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
+
+    @property
+    def correlation(self) -> CorrelationSummary | None:
+        """The ``correlation`` part's result, if scored."""
+        found = self.parts.get("correlation")
+        return found if isinstance(found, CorrelationSummary) else None
 
     @property
     def multivariate(self) -> MultivariateDrift | None:
@@ -429,7 +426,6 @@ class WindowScores:
             if self.prediction_drift is None
             else [d.as_json() for d in self.prediction_drift],
             "label_drift": None if self.label_drift is None else self.label_drift.as_json(),
-            "correlation": None if self.correlation is None else self.correlation.as_json(),
             **{name: result.model_dump(mode="json") for name, result in self.parts.items()},
             "not_scored": [[n.part, n.reason] for n in self.not_scored],
         }
@@ -463,9 +459,6 @@ class WindowScores:
             if outputs is None
             else tuple(OutputDrift.from_json(d) for d in outputs),
             label_drift=None if label is None else OutputDrift.from_json(label),
-            correlation=None
-            if data["correlation"] is None
-            else CorrelationSummary.from_json(data["correlation"]),
             parts={
                 name: model.model_validate(data[name])
                 for name, model in parts.items()
