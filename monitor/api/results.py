@@ -31,7 +31,6 @@ from monitor.api.schemas import (
     FeatureDriftWindowPublic,
     NotScoredPublic,
     OutputDriftPublic,
-    QualityPublic,
     RegressionAccuracyPublic,
     WindowPublic,
 )
@@ -273,7 +272,6 @@ def window_public(record: WindowRecord, model: type[WindowPublic] | None = None)
         window_kind=w.window_kind,
         block=w.block,
         accuracy_metrics=accuracy,
-        quality=_public(QualityPublic, s.quality),
         prediction_drift=None
         if outputs is None
         else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from collectors.contract import FeatureType, ModelDescription
+from collectors.contract import ModelDescription
 
 
 class _Public(BaseModel):
@@ -162,41 +162,6 @@ class RegressionAccuracyPublic(_Public):
     r2: float | None
 
 
-class NewCategoryPublic(_Public):
-    """A category the reference never had, and how often the rows read hold it."""
-
-    category: str
-    count: int
-
-
-class FeatureQualityPublic(_Public):
-    """One feature's data quality over one window."""
-
-    feature: str
-    kind: FeatureType
-    missing_ratio: float | None
-    type_errors_ratio: float | None
-    out_of_range_ratio: float | None
-    """Numeric features: share of values outside the reference's range."""
-    new_category_ratio: float | None
-    """Categorical features: share of values of a category the reference never had."""
-    new_categories: int | None
-    """Categorical features: distinct new categories among the rows read."""
-    examples: list[NewCategoryPublic]
-    from_sample: list[str]
-    """Fields estimated from a sample of the window's rows (empty: all exact)."""
-
-
-class QualityPublic(_Public):
-    """Data quality of every feature over one window."""
-
-    rows: int
-    sample_rows: int
-    """Rows read for what the window's profiles do not hold."""
-    sampled: bool
-    features: list[FeatureQualityPublic]
-
-
 class OutputDriftPublic(_Public):
     """Drift of one of the model's outputs (or of its labels) over one window."""
 
@@ -256,7 +221,6 @@ class WindowPublic(_Public):
     """Count windows: the block's number in the version's ingest order (0 first)."""
     accuracy_metrics: ClassificationAccuracyPublic | RegressionAccuracyPublic | None = None
     """Every accuracy metric, once labels arrived."""
-    quality: QualityPublic | None = None
     prediction_drift: list[OutputDriftPublic] | None = None
     label_drift: OutputDriftPublic | None = None
     not_scored: list[NotScoredPublic] = []

@@ -21,6 +21,10 @@ from monitor.score.multivariate_part import (
     MULTIVARIATE_DRIFT_THRESHOLD as MULTIVARIATE_DRIFT_THRESHOLD,
 )
 from monitor.score.multivariate_part import MULTIVARIATE_DRIFTED as MULTIVARIATE_DRIFTED
+from monitor.score.quality_part import FEATURE_MISSING as FEATURE_MISSING
+from monitor.score.quality_part import FEATURE_NEW_CATEGORIES as FEATURE_NEW_CATEGORIES
+from monitor.score.quality_part import FEATURE_OUT_OF_RANGE as FEATURE_OUT_OF_RANGE
+from monitor.score.quality_part import FEATURE_TYPE_ERRORS as FEATURE_TYPE_ERRORS
 from monitor.score.served import CLASS_LABELS_CUT as CLASS_LABELS_CUT
 from monitor.score.served import WINDOW_PREDICTED_CLASS as WINDOW_PREDICTED_CLASS
 from monitor.score.served import WINDOW_PREDICTION_SCORE as WINDOW_PREDICTION_SCORE
@@ -194,33 +198,6 @@ WINDOW_R2 = MetricName(
 
 # -- data quality per feature ----------------------------------------------------------
 
-FEATURE_MISSING = MetricName(
-    "sidewatch_feature_missing_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions where the feature was missing.",
-    (*_MV, "feature"),
-)
-FEATURE_OUT_OF_RANGE = MetricName(
-    "sidewatch_feature_out_of_range_ratio",
-    "gauge",
-    "Share of the feature's values in the newest closed window outside the lowest to "
-    "highest value seen in the reference data (numeric features).",
-    (*_MV, "feature"),
-)
-FEATURE_NEW_CATEGORIES = MetricName(
-    "sidewatch_feature_new_categories",
-    "gauge",
-    "Distinct values of the feature in the newest closed window that the reference data "
-    "never had (categorical features; counted in a sample of the window when it is large).",
-    (*_MV, "feature"),
-)
-FEATURE_TYPE_ERRORS = MetricName(
-    "sidewatch_feature_type_errors_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions where the feature's value had the "
-    "wrong type (text for a number, say).",
-    (*_MV, "feature"),
-)
 
 # -- drift of the model's outputs and of its labels --------------------------------------
 

@@ -86,10 +86,6 @@ class ScoreFamilies:
                 names.WINDOW_RMSE,
                 names.WINDOW_MAPE,
                 names.WINDOW_R2,
-                names.FEATURE_MISSING,
-                names.FEATURE_OUT_OF_RANGE,
-                names.FEATURE_NEW_CATEGORIES,
-                names.FEATURE_TYPE_ERRORS,
                 names.PREDICTION_DRIFT_SCORE,
                 names.PREDICTION_DRIFT_THRESHOLD,
                 names.PREDICTION_DRIFTED,
@@ -137,15 +133,6 @@ class ScoreFamilies:
             self._add(names.WINDOW_RMSE, mv, accuracy.rmse)
             self._add(names.WINDOW_MAPE, mv, accuracy.mape)
             self._add(names.WINDOW_R2, mv, accuracy.r2)
-        if scores.quality is not None:
-            for q in scores.quality.features:
-                if q.feature not in features:
-                    continue
-                labels = [*mv, q.feature]
-                self._add(names.FEATURE_MISSING, labels, q.missing_ratio)
-                self._add(names.FEATURE_OUT_OF_RANGE, labels, q.out_of_range_ratio)
-                self._add(names.FEATURE_NEW_CATEGORIES, labels, q.new_categories)
-                self._add(names.FEATURE_TYPE_ERRORS, labels, q.type_errors_ratio)
         for d in scores.prediction_drift or ():
             self._verdict(_PREDICTION, [*mv, d.output, d.test], d.value, d.threshold, d.drifted)
         if (label := scores.label_drift) is not None:
@@ -155,7 +142,12 @@ class ScoreFamilies:
             if part is None:
                 continue
             for family, part_labels, value in part.samples(part_result):
-                self._add(family, [*mv, *part_labels], value)
+                labels = [*mv, *part_labels]
+                # Feature labels are capped per version: only the named features.
+                capped = "feature" in family.labels
+                if capped and labels[family.labels.index("feature")] not in features:
+                    continue
+                self._add(family, labels, value)
 
     def families(self) -> Iterator[Metric]:
         """Every family, in the order of :mod:`monitor.export.names`."""

@@ -49,7 +49,7 @@ from collectors.contract import ModelDescription
 from monitor.core.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.accuracy import DEFAULT_THRESHOLD, NEGATIVE, POSITIVE, class_key
 from monitor.score.drift.base import FloatArray
-from monitor.score.quality import DataQuality, FittedDataQuality
+from monitor.score.quality import FittedDataQuality
 from monitor.score.scores import (
     MAX_CLASS_SERIES,
     SCORE_QUANTILES,
@@ -114,7 +114,6 @@ class FittedReference:
     """Everything fitted on one reference revision for the window parts."""
 
     revision: int
-    quality: FittedDataQuality
     outputs: ReferenceProfile
     """Each output's reference (see the module docstring); empty where none was found."""
     label: ReferenceProfile
@@ -256,28 +255,11 @@ def fit_reference(
     not_fitted.extend(NotScored("label_drift", m) for m in missing)
     return FittedReference(
         revision=revision,
-        quality=_fit_quality(model, frame),
         outputs=outputs,
         label=label,
         not_fitted=tuple(not_fitted),
         columns={name: column for name, (column, _) in (wanted | label_column).items()},
     )
-
-
-def _fit_quality(model: ModelDescription, frame: pd.DataFrame) -> FittedDataQuality:
-    # DataQuality keeps each numeric feature's range and each categorical feature's set of
-    # categories, which depend only on the set of reference values: give it those (the
-    # extremes, the distinct categories) rather than a million Python objects a column.
-    values: dict[str, list[Any]] = {}
-    for spec in model.features:
-        column = frame[spec.name]
-        if spec.type == "numeric":
-            finite = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            finite = finite[np.isfinite(finite)]
-            values[spec.name] = [float(finite.min()), float(finite.max())] if finite.size else []
-        elif spec.type == "categorical":
-            values[spec.name] = pd.unique(column.dropna()).tolist()
-    return DataQuality().fit(model, values)
 
 
 def _output_columns(model: ModelDescription, frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -431,7 +413,7 @@ def window_quality(
                 from_sample=tuple(sorted(estimated)) if sampled else (),
             )
         )
-    return WindowQuality(total, len(rows), tuple(results))
+    return WindowQuality(rows=total, sample_rows=len(rows), features=tuple(results))
 
 
 def _exact_out_of_range(

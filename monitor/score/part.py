@@ -50,7 +50,8 @@ PartInput = Literal["row_sample", "labelled", "feature_profiles", "reference"]
   without predictions.
 - ``labelled``: ``(outputs, label)`` of the window's labelled predictions; the part is
   not scored on a window without labels.
-- ``feature_profiles``: the reference's feature profiles and the window's on their bins.
+- ``feature_profiles``: the reference's feature profiles and the window's on their bins,
+  where they were read (None otherwise: the part falls back on the rows).
 - ``reference``: the part is fitted on the version's newest reference revision
   (:meth:`WindowPart.fit`); without one it is not scored.
 """

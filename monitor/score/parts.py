@@ -7,8 +7,8 @@ from and the exporter takes its families from. A new part is one module and one 
 here (or, in a test, ``monkeypatch.setitem(PARTS, part.name, part)``).
 
 Parts not yet on the registry are still scored by
-:meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, accuracy, data
-quality, and prediction and label drift.
+:meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, accuracy, and
+prediction and label drift.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from pydantic import BaseModel
 from monitor.score.correlation_part import CORRELATION
 from monitor.score.multivariate_part import MULTIVARIATE
 from monitor.score.part import AnyPart
+from monitor.score.quality_part import QUALITY
 from monitor.score.served import SERVED
 
 __all__ = ["PARTS", "result_models"]
 
-PARTS: dict[str, AnyPart] = {part.name: part for part in (CORRELATION, MULTIVARIATE, SERVED)}
+PARTS: dict[str, AnyPart] = {
+    part.name: part for part in (QUALITY, CORRELATION, MULTIVARIATE, SERVED)
+}
 """Every registered window part, by name, in the order they are scored and answered."""
 
 

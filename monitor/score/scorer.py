@@ -55,7 +55,6 @@ from monitor.score.fitted import (
     fit_reference,
     label_value,
     output_profiles,
-    window_quality,
 )
 from monitor.score.part import (
     AnyPart,
@@ -177,7 +176,9 @@ class WindowScorer:
         left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
         # Parts left out are listed in the parts' order (the hand-wired ones first, then
         # the registry's), each part's reasons in the order they were found.
-        order = {name: i for i, name in enumerate((*get_args(ScorePart), *self._registered))}
+        order: dict[str, int] = {}
+        for name in (*get_args(ScorePart), *self._registered):
+            order.setdefault(name, len(order))
         not_scored = sorted(
             (*left_out, *scores.not_scored, *skipped), key=lambda n: order.get(n.part, len(order))
         )
@@ -360,7 +361,6 @@ class WindowScorer:
         else:
             not_scored.append(NotScored("accuracy", "no prediction of the window has a label"))
         window_parts: tuple[ScorePart, ...] = (
-            "quality",
             "prediction_drift",
             "label_drift",
         )
@@ -378,8 +378,6 @@ class WindowScorer:
             return WindowScores(accuracy, not_scored=tuple(not_scored))
         assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
-        feature_rows = [f for f, _ in rows]
-        quality = window_quality(model, fit.quality, features, profiles, feature_rows, count)
         prediction_drift = None
         if fit.outputs.features:
             # Every row's outputs, not the sample's: read chunk by chunk into profiles.
@@ -398,7 +396,6 @@ class WindowScorer:
             label_drift = found[0] if found else None
         return WindowScores(
             accuracy=accuracy,
-            quality=quality,
             prediction_drift=prediction_drift,
             label_drift=label_drift,
             not_scored=tuple(not_scored),
@@ -424,11 +421,6 @@ class WindowScorer:
                 continue
             if "labelled" in needs and not inputs.labelled:
                 skipped.append(NotScored(name, "no prediction of the window has a label"))
-                continue
-            if "feature_profiles" in needs and (
-                inputs.feature_reference is None or inputs.feature_profiles is None
-            ):
-                skipped.append(NotScored(name, "the window's feature profiles were not read"))
                 continue
             fitted = None
             if "reference" in needs:

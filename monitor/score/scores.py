@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from collectors.contract import FeatureType
 from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy, accuracy_from_json
@@ -87,8 +87,28 @@ class NotScored:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureQualityScore:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NewCategoryCount(_Frozen):
+    """A category the reference never had, and how often the rows read hold it."""
+
+    category: str
+    count: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [category, count].
+        if isinstance(data, list | tuple):
+            return {"category": data[0], "count": data[1]}
+        if isinstance(data, NewCategory):
+            return {"category": data.category, "count": data.count}
+        return data
+
+
+class FeatureQualityScore(_Frozen):
     """One feature's data quality over one window.
 
     Shares come from the window's profile where it holds them (exact, over every row of
@@ -111,53 +131,35 @@ class FeatureQualityScore:
     new_categories: int | None
     """Categorical: distinct new categories among the rows read (a lower bound of the
     window's when sampled)."""
-    examples: tuple[NewCategory, ...]
+    examples: tuple[NewCategoryCount, ...]
     """The most frequent new categories among the rows read, most frequent first."""
     from_sample: tuple[str, ...] = ()
     """Fields estimated from a sample of the window's rows (empty: all exact)."""
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
-        return {
-            "feature": self.feature,
-            "kind": self.kind,
-            "missing_ratio": self.missing_ratio,
-            "type_errors_ratio": self.type_errors_ratio,
-            "out_of_range_ratio": self.out_of_range_ratio,
-            "new_category_ratio": self.new_category_ratio,
-            "new_categories": self.new_categories,
-            "examples": [[e.category, e.count] for e in self.examples],
-            "from_sample": list(self.from_sample),
-        }
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureQualityScore:
         """Rebuild from :meth:`as_json`."""
-        new = data["new_categories"]
-        return cls(
-            feature=str(data["feature"]),
-            kind=data["kind"],
-            missing_ratio=_float(data["missing_ratio"]),
-            type_errors_ratio=_float(data["type_errors_ratio"]),
-            out_of_range_ratio=_float(data["out_of_range_ratio"]),
-            new_category_ratio=_float(data["new_category_ratio"]),
-            new_categories=None if new is None else int(new),
-            examples=tuple(NewCategory(str(c), int(n)) for c, n in data["examples"]),
-            from_sample=tuple(data["from_sample"]),
-        )
+        return cls.model_validate(data)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowQuality:
+class WindowQuality(_Frozen):
     """Data quality of every feature of the model over one window."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # ``sampled`` is derived
 
     rows: int
     """Predictions in the window."""
     sample_rows: int
     """Rows read for what the profiles do not hold (all of them, up to the sample size)."""
     features: tuple[FeatureQualityScore, ...]
-    """One per feature, in the model's order."""
+    """One per feature, in the model's order (a list when stored: PostgreSQL's JSONB
+    reorders object keys)."""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def sampled(self) -> bool:
         """Whether the rows read were a sample of the window."""
@@ -175,21 +177,13 @@ class WindowQuality:
         raise KeyError(name)
 
     def as_json(self) -> dict[str, Any]:
-        """The stored form (features in a list: PostgreSQL's JSONB reorders object keys)."""
-        return {
-            "rows": self.rows,
-            "sample_rows": self.sample_rows,
-            "features": [f.as_json() for f in self.features],
-        }
+        """The stored form."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WindowQuality:
         """Rebuild from :meth:`as_json`."""
-        return cls(
-            rows=int(data["rows"]),
-            sample_rows=int(data["sample_rows"]),
-            features=tuple(FeatureQualityScore.from_json(f) for f in data["features"]),
-        )
+        return cls.model_validate(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +240,6 @@ class OutputDrift:
             adjusted_p_value=_float(data["adjusted_p_value"]),
             error_bound=float(data["error_bound"]),
         )
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class CorrelationPair(_Frozen):
@@ -384,7 +374,6 @@ class WindowScores:
     """
 
     accuracy: ClassificationAccuracy | RegressionAccuracy | None = None
-    quality: WindowQuality | None = None
     prediction_drift: tuple[OutputDrift, ...] | None = None
     """One per output scored."""
     label_drift: OutputDrift | None = None
@@ -392,6 +381,12 @@ class WindowScores:
     """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
     by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
+
+    @property
+    def quality(self) -> WindowQuality | None:
+        """The ``quality`` part's result, if scored."""
+        found = self.parts.get("quality")
+        return found if isinstance(found, WindowQuality) else None
 
     @property
     def correlation(self) -> CorrelationSummary | None:
@@ -421,7 +416,6 @@ class WindowScores:
         PostgreSQL's JSONB reorders the keys of an object)."""
         return {
             "accuracy": None if self.accuracy is None else self.accuracy.as_json(),
-            "quality": None if self.quality is None else self.quality.as_json(),
             "prediction_drift": None
             if self.prediction_drift is None
             else [d.as_json() for d in self.prediction_drift],
@@ -454,7 +448,6 @@ class WindowScores:
         label = data["label_drift"]
         return cls(
             accuracy=None if data["accuracy"] is None else accuracy_from_json(data["accuracy"]),
-            quality=None if data["quality"] is None else WindowQuality.from_json(data["quality"]),
             prediction_drift=None
             if outputs is None
             else tuple(OutputDrift.from_json(d) for d in outputs),
