@@ -25,19 +25,16 @@ from pydantic import BaseModel, create_model
 from collectors.contract import ID_PATTERN, NAME_PATTERN
 from monitor.api.auth import Authorizer
 from monitor.api.schemas import (
-    ClassificationAccuracyPublic,
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
     NotScoredPublic,
     OutputDriftPublic,
-    RegressionAccuracyPublic,
     WindowPublic,
 )
 from monitor.core.records import WindowRecord
 from monitor.core.windows import WindowKind, parse_segment
 from monitor.errors import ConfigError, InputError, NotFoundError
-from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.part import AnyPart
 from monitor.score.parts import PARTS
 from monitor.score.results import WindowResult
@@ -239,11 +236,6 @@ def window_public(record: WindowRecord, model: type[WindowPublic] | None = None)
     answer = model or window_model()
     w = WindowResult.from_record(record)
     s = w.scores
-    accuracy = (
-        _public(ClassificationAccuracyPublic, s.accuracy)
-        if isinstance(s.accuracy, ClassificationAccuracy)
-        else _public(RegressionAccuracyPublic, s.accuracy)
-    )
     outputs = s.prediction_drift
     parts = {
         part.public_name: s.parts.get(name)
@@ -271,7 +263,6 @@ def window_public(record: WindowRecord, model: type[WindowPublic] | None = None)
         segment=w.segment,
         window_kind=w.window_kind,
         block=w.block,
-        accuracy_metrics=accuracy,
         prediction_drift=None
         if outputs is None
         else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],

@@ -108,60 +108,6 @@ class FeatureDriftWindowPublic(FeatureDriftPublic):
     reference_revision: int | None
 
 
-class ConfusionCellPublic(_Public):
-    """How many labelled rows of one true class were served as one class."""
-
-    true_class: str
-    predicted_class: str
-    count: int
-
-
-class ClassificationAccuracyPublic(_Public):
-    """Classification accuracy of one window's labelled predictions (scikit-learn's
-    definitions; binary: of the positive class, multiclass: macro and weighted averages)."""
-
-    task: Literal["binary", "multiclass"]
-    predictions: int
-    labelled: int
-    label_coverage: float | None
-    rows: int
-    """Labelled rows with a served class."""
-    accuracy: float | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    precision_macro: float | None
-    recall_macro: float | None
-    f1_macro: float | None
-    precision_weighted: float | None
-    recall_weighted: float | None
-    f1_weighted: float | None
-    roc_auc: float | None
-    roc_auc_weighted: float | None
-    roc_auc_rows: int
-    log_loss: float | None
-    log_loss_rows: int
-    confusion: list[ConfusionCellPublic]
-    """Non-zero cells over at most 20 classes (the others summed under ``__other__``)."""
-    classes_cut: int
-
-
-class RegressionAccuracyPublic(_Public):
-    """Regression accuracy of one window's labelled predictions."""
-
-    task: Literal["regression"]
-    predictions: int
-    labelled: int
-    label_coverage: float | None
-    rows: int
-    mae: float | None
-    rmse: float | None
-    mape: float | None
-    """Over the rows whose label is not 0."""
-    zero_labels: int
-    r2: float | None
-
-
 class OutputDriftPublic(_Public):
     """Drift of one of the model's outputs (or of its labels) over one window."""
 
@@ -219,8 +165,6 @@ class WindowPublic(_Public):
     """``time``: a tumbling time window; ``count``: a block of N predictions."""
     block: int | None = None
     """Count windows: the block's number in the version's ingest order (0 first)."""
-    accuracy_metrics: ClassificationAccuracyPublic | RegressionAccuracyPublic | None = None
-    """Every accuracy metric, once labels arrived."""
     prediction_drift: list[OutputDriftPublic] | None = None
     label_drift: OutputDriftPublic | None = None
     not_scored: list[NotScoredPublic] = []

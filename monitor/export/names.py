@@ -13,6 +13,15 @@ from collectors.naming import MetricName
 
 # The families of the window parts on the registry are defined beside their part (one
 # module per part) and named here too, so that this module still lists every family.
+from monitor.score.accuracy_part import WINDOW_F1 as WINDOW_F1
+from monitor.score.accuracy_part import WINDOW_LOG_LOSS as WINDOW_LOG_LOSS
+from monitor.score.accuracy_part import WINDOW_MAE as WINDOW_MAE
+from monitor.score.accuracy_part import WINDOW_MAPE as WINDOW_MAPE
+from monitor.score.accuracy_part import WINDOW_PRECISION as WINDOW_PRECISION
+from monitor.score.accuracy_part import WINDOW_R2 as WINDOW_R2
+from monitor.score.accuracy_part import WINDOW_RECALL as WINDOW_RECALL
+from monitor.score.accuracy_part import WINDOW_RMSE as WINDOW_RMSE
+from monitor.score.accuracy_part import WINDOW_ROC_AUC as WINDOW_ROC_AUC
 from monitor.score.correlation_part import CORRELATION_CHANGE_MAX as CORRELATION_CHANGE_MAX
 from monitor.score.correlation_part import CORRELATION_DRIFTED_PAIRS as CORRELATION_DRIFTED_PAIRS
 from monitor.score.correlation_part import CORRELATION_TESTED_PAIRS as CORRELATION_TESTED_PAIRS
@@ -130,71 +139,6 @@ FEATURE_LABELS_CUT = MetricName(
     _MV,
 )
 
-# -- accuracy once labels arrive (classification; a multiclass model's macro average) --
-
-WINDOW_PRECISION = MetricName(
-    "sidewatch_window_precision_ratio",
-    "gauge",
-    "Of the newest closed window's labelled predictions of the positive class, the share "
-    "that were right (a multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_RECALL = MetricName(
-    "sidewatch_window_recall_ratio",
-    "gauge",
-    "Of the newest closed window's labelled cases that were truly positive, the share the "
-    "model found (a multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_F1 = MetricName(
-    "sidewatch_window_f1_ratio",
-    "gauge",
-    "Balance of precision and recall in the newest closed window (F1: 1 is perfect; a "
-    "multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_ROC_AUC = MetricName(
-    "sidewatch_window_roc_auc_ratio",
-    "gauge",
-    "How well the model's scores rank true cases above the others in the newest closed "
-    "window (ROC AUC: 1 is perfect, 0.5 is chance; multiclass: one against the rest, averaged).",
-    _MV,
-)
-WINDOW_LOG_LOSS = MetricName(
-    "sidewatch_window_log_loss",
-    "gauge",
-    "How confident the model was in the wrong answers in the newest closed window (log "
-    "loss of its probabilities: lower is better, 0 is perfect).",
-    _MV,
-)
-WINDOW_MAE = MetricName(
-    "sidewatch_window_mae",
-    "gauge",
-    "Average size of the prediction error in the newest closed window, in the unit of the "
-    "predicted value (mean absolute error; regression).",
-    _MV,
-)
-WINDOW_RMSE = MetricName(
-    "sidewatch_window_rmse",
-    "gauge",
-    "Typical size of the prediction error in the newest closed window, weighing large "
-    "errors more, in the unit of the predicted value (root mean squared error; regression).",
-    _MV,
-)
-WINDOW_MAPE = MetricName(
-    "sidewatch_window_mape_ratio",
-    "gauge",
-    "Average prediction error as a share of the true value in the newest closed window "
-    "(0.1 is 10%; rows whose true value is 0 left out; regression).",
-    _MV,
-)
-WINDOW_R2 = MetricName(
-    "sidewatch_window_r2",
-    "gauge",
-    "Share of the variation of the true values that the predictions explain in the newest "
-    "closed window (R²: 1 is perfect, 0 is no better than the average, below 0 worse).",
-    _MV,
-)
 
 # -- data quality per feature ----------------------------------------------------------
 

@@ -17,7 +17,6 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.naming import MetricName
 from monitor.export import names
-from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.part import AnyPart
 from monitor.score.parts import PARTS
 from monitor.score.results import FeatureDrift, WindowResult
@@ -77,15 +76,6 @@ class ScoreFamilies:
         self._families: dict[str, GaugeMetricFamily] = {
             m.name: gauge(m)
             for m in (
-                names.WINDOW_PRECISION,
-                names.WINDOW_RECALL,
-                names.WINDOW_F1,
-                names.WINDOW_ROC_AUC,
-                names.WINDOW_LOG_LOSS,
-                names.WINDOW_MAE,
-                names.WINDOW_RMSE,
-                names.WINDOW_MAPE,
-                names.WINDOW_R2,
                 names.PREDICTION_DRIFT_SCORE,
                 names.PREDICTION_DRIFT_THRESHOLD,
                 names.PREDICTION_DRIFTED,
@@ -116,23 +106,6 @@ class ScoreFamilies:
     def add(self, mv: Sequence[str], result: WindowResult, features: set[str]) -> None:
         """Add one version's samples; per-feature ones only for ``features``."""
         scores = result.scores
-        accuracy = scores.accuracy
-        if isinstance(accuracy, ClassificationAccuracy):
-            binary = accuracy.task == "binary"
-            self._add(
-                names.WINDOW_PRECISION,
-                mv,
-                accuracy.precision if binary else accuracy.precision_macro,
-            )
-            self._add(names.WINDOW_RECALL, mv, accuracy.recall if binary else accuracy.recall_macro)
-            self._add(names.WINDOW_F1, mv, accuracy.f1 if binary else accuracy.f1_macro)
-            self._add(names.WINDOW_ROC_AUC, mv, accuracy.roc_auc)
-            self._add(names.WINDOW_LOG_LOSS, mv, accuracy.log_loss)
-        elif accuracy is not None:
-            self._add(names.WINDOW_MAE, mv, accuracy.mae)
-            self._add(names.WINDOW_RMSE, mv, accuracy.rmse)
-            self._add(names.WINDOW_MAPE, mv, accuracy.mape)
-            self._add(names.WINDOW_R2, mv, accuracy.r2)
         for d in scores.prediction_drift or ():
             self._verdict(_PREDICTION, [*mv, d.output, d.test], d.value, d.threshold, d.drifted)
         if (label := scores.label_drift) is not None:

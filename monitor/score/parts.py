@@ -7,7 +7,7 @@ from and the exporter takes its families from. A new part is one module and one 
 here (or, in a test, ``monkeypatch.setitem(PARTS, part.name, part)``).
 
 Parts not yet on the registry are still scored by
-:meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, accuracy, and
+:meth:`~monitor.score.scorer.WindowScorer` by hand: feature drift, and
 prediction and label drift.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from monitor.score.accuracy_part import ACCURACY
 from monitor.score.correlation_part import CORRELATION
 from monitor.score.multivariate_part import MULTIVARIATE
 from monitor.score.part import AnyPart
@@ -26,7 +27,7 @@ from monitor.score.served import SERVED
 __all__ = ["PARTS", "result_models"]
 
 PARTS: dict[str, AnyPart] = {
-    part.name: part for part in (QUALITY, CORRELATION, MULTIVARIATE, SERVED)
+    part.name: part for part in (ACCURACY, QUALITY, CORRELATION, MULTIVARIATE, SERVED)
 }
 """Every registered window part, by name, in the order they are scored and answered."""
 

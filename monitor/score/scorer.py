@@ -36,7 +36,7 @@ from monitor.core.profile import (
 )
 from monitor.core.windows import Window
 from monitor.errors import ConfigError
-from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
+from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.drift.base import DriftScore
 from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import (
@@ -355,18 +355,13 @@ class WindowScorer:
                 uniform sample of ``sample_rows``.
         """
         not_scored: list[NotScored] = []
-        accuracy = None
-        if labelled:
-            accuracy = score_accuracy(model, labelled, predictions=count)
-        else:
-            not_scored.append(NotScored("accuracy", "no prediction of the window has a label"))
         window_parts: tuple[ScorePart, ...] = (
             "prediction_drift",
             "label_drift",
         )
         if not count or not rows:
             not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
-            return WindowScores(accuracy, not_scored=tuple(not_scored))
+            return WindowScores(not_scored=tuple(not_scored))
         fit = None if reference is None else self._fit(model, reference)
         if fit is None:
             why = (
@@ -375,7 +370,7 @@ class WindowScorer:
                 else "the reference's data could not be read"
             )
             not_scored += [NotScored(p, why) for p in window_parts]
-            return WindowScores(accuracy, not_scored=tuple(not_scored))
+            return WindowScores(not_scored=tuple(not_scored))
         assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
         prediction_drift = None
@@ -395,7 +390,6 @@ class WindowScorer:
             found = self._output_drift(fit.label, labels, raw, not_scored, "label_drift")
             label_drift = found[0] if found else None
         return WindowScores(
-            accuracy=accuracy,
             prediction_drift=prediction_drift,
             label_drift=label_drift,
             not_scored=tuple(not_scored),

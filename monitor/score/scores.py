@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from collectors.contract import FeatureType
-from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy, accuracy_from_json
+from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy
 from monitor.score.drift.correlation import CorrelationDriftResult, PairCorrelationDrift
 from monitor.score.multivariate import MultivariateDrift
 from monitor.score.quality import NewCategory
@@ -373,7 +373,6 @@ class WindowScores:
     A part is None when it was not scored; :attr:`not_scored` says why.
     """
 
-    accuracy: ClassificationAccuracy | RegressionAccuracy | None = None
     prediction_drift: tuple[OutputDrift, ...] | None = None
     """One per output scored."""
     label_drift: OutputDrift | None = None
@@ -381,6 +380,12 @@ class WindowScores:
     """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
     by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
+
+    @property
+    def accuracy(self) -> ClassificationAccuracy | RegressionAccuracy | None:
+        """The ``accuracy`` part's metrics, if scored."""
+        found = getattr(self.parts.get("accuracy"), "root", None)
+        return found if isinstance(found, ClassificationAccuracy | RegressionAccuracy) else None
 
     @property
     def quality(self) -> WindowQuality | None:
@@ -415,7 +420,6 @@ class WindowScores:
         """The stored form (a JSON document; what has an order is kept in lists, since
         PostgreSQL's JSONB reorders the keys of an object)."""
         return {
-            "accuracy": None if self.accuracy is None else self.accuracy.as_json(),
             "prediction_drift": None
             if self.prediction_drift is None
             else [d.as_json() for d in self.prediction_drift],
@@ -447,7 +451,6 @@ class WindowScores:
         outputs = data["prediction_drift"]
         label = data["label_drift"]
         return cls(
-            accuracy=None if data["accuracy"] is None else accuracy_from_json(data["accuracy"]),
             prediction_drift=None
             if outputs is None
             else tuple(OutputDrift.from_json(d) for d in outputs),
