@@ -199,3 +199,20 @@ def test_the_scorer_refuses_an_unknown_part(sqlite_url: str) -> None:
             WindowScorer(store, window_seconds=W, min_window_events=30, parts=["nosuch"])
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("name", sorted(PARTS))
+def test_every_registered_part_keeps_the_contract(name: str) -> None:
+    """Every part on the registry: keyed by its name, a frozen result model, and families
+    named in monitor.export.names (the one list of names), labelled model and version
+    first."""
+    from monitor.export import names
+
+    part = PARTS[name]
+    assert part.name == name
+    assert part.result_model.model_config.get("frozen") is True, "results are frozen"
+    assert part.inputs <= {"row_sample", "labelled", "feature_profiles", "reference"}
+    assert part.metrics, "a part exports something"
+    for family in part.metrics:
+        assert names.ALL.get(family.name) == family, f"{family.name} is not in names.ALL"
+        assert family.labels[:2] == ("model", "model_version")
