@@ -136,6 +136,7 @@ def create_app(
         drift_test=settings.drift_test,
         drift_tests=settings.drift_tests,
         parts=settings.window_parts,
+        model_parts=settings.model_window_parts,
         fdr=settings.drift_fdr or None,
         drift_share=settings.drift_share,
         options=ScoringOptions(
@@ -402,7 +403,11 @@ def create_app(
 
     # -- results -----------------------------------------------------------------------
 
-    answer = window_model(check_part_names(PARTS, settings.window_parts))
+    answered = check_part_names(PARTS, settings.window_parts)
+    for names in settings.model_window_parts.values():
+        answered |= check_part_names(PARTS, names)
+    # Answered in the registry's order: every part that runs for some model.
+    answer = window_model({name: part for name, part in PARTS.items() if name in answered})
 
     @app.get(
         "/v1/models/{name}/versions/{version}/windows",

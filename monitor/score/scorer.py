@@ -95,6 +95,7 @@ class WindowScorer:
             label drift, correlation and multivariate drift).
         parts: Names of the registered window parts to run
             (:data:`monitor.score.parts.PARTS`); None runs every one registered now.
+        model_parts: Per model name, the parts to run instead of ``parts``.
 
     Raises:
         ConfigError: A configured test name or part name is unknown.
@@ -114,9 +115,13 @@ class WindowScorer:
         drift_share: float = DEFAULT_DRIFT_SHARE,
         options: ScoringOptions | None = None,
         parts: Sequence[str] | None = None,
+        model_parts: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._store = store
         self._registered: dict[str, AnyPart] = check_part_names(PARTS, parts)
+        self._model_parts = {
+            name: check_part_names(PARTS, names) for name, names in (model_parts or {}).items()
+        }
         self._window = window_seconds
         self._min_events = min_window_events
         self._psi_threshold = psi_threshold
@@ -172,12 +177,12 @@ class WindowScorer:
             feature_reference=fitted,
             feature_profiles=profiles,
         )
-        results, skipped = self._registry_parts(inputs, reference)
+        results, skipped = self._registry_parts(inputs, reference, self._parts_of(model.name))
         left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
         # Parts left out are listed in the parts' order (the hand-wired ones first, then
         # the registry's), each part's reasons in the order they were found.
         order: dict[str, int] = {}
-        for name in (*get_args(ScorePart), *self._registered):
+        for name in (*get_args(ScorePart), *self._parts_of(model.name)):
             order.setdefault(name, len(order))
         not_scored = sorted(
             (*left_out, *scores.not_scored, *skipped), key=lambda n: order.get(n.part, len(order))
@@ -395,8 +400,15 @@ class WindowScorer:
             not_scored=tuple(not_scored),
         )
 
+    def _parts_of(self, model: str) -> dict[str, AnyPart]:
+        """The registered parts that run for ``model``."""
+        return self._model_parts.get(model, self._registered)
+
     def _registry_parts(
-        self, inputs: WindowInputs, reference: ReferenceInfo | None
+        self,
+        inputs: WindowInputs,
+        reference: ReferenceInfo | None,
+        parts: Mapping[str, AnyPart],
     ) -> tuple[dict[str, BaseModel], tuple[NotScored, ...]]:
         """The registered parts' results, each given only the inputs it declared, and
         why each part left out was.
@@ -404,11 +416,12 @@ class WindowScorer:
         Args:
             inputs: Everything read for the window (narrowed per part).
             reference: The version's newest reference, if any.
+            parts: The parts to run.
         """
         results: dict[str, BaseModel] = {}
         skipped: list[NotScored] = []
         fit: FittedReference | None = None
-        for name, part in self._registered.items():
+        for name, part in parts.items():
             needs = part.inputs
             if "row_sample" in needs and (not inputs.count or not inputs.rows):
                 skipped.append(NotScored(name, "the window has no predictions"))
@@ -526,7 +539,7 @@ class WindowScorer:
             fitted,
             parts={
                 name: part.fit(data)
-                for name, part in self._registered.items()
+                for name, part in self._parts_of(model.name).items()
                 if "reference" in part.inputs
             },
         )

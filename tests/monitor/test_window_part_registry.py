@@ -183,6 +183,27 @@ def test_which_parts_run_is_configuration(sqlite_url: str, part: IncomeShiftPart
     assert "income_shift" in PARTS
 
 
+def test_which_parts_run_is_configuration_per_model(sqlite_url: str, part: IncomeShiftPart) -> None:
+    clock = Clock(T0)
+    settings = MonitorSettings(
+        database_url=sqlite_url, window_seconds=W, model_window_parts={"credit": ["predictions"]}
+    )
+    with TestClient(create_app(settings, clock=clock)) as client:
+        client.put("/v1/models/credit", json=credit_model().model_dump())
+        post_events(client, reference_frame(np.random.default_rng(5), 50), T0, np.zeros(50))
+        clock.now = T0 + W
+        client.app.state.loop.mark("credit", "v1", [T0])
+        client.app.state.loop.run_once()
+        window = client.get(f"/v1/models/credit/versions/v1/windows/{T0}").json()
+        assert window["served"]["rows"] == 50
+        assert window["accuracy_metrics"] is None and window["income_shift"] is None
+        left_out = {n["part"] for n in window["not_scored"]}
+        assert not left_out & {"accuracy", "income_shift", "quality", "correlation"}, left_out
+        assert "prediction_drift" in left_out, "the parts not yet on the registry still run"
+    with pytest.raises(ConfigError, match="unknown window part 'nosuch'"):
+        create_app(MonitorSettings(database_url=sqlite_url, model_window_parts={"x": ["nosuch"]}))
+
+
 def test_the_registry_lookup_lists_the_valid_names() -> None:
     assert get_part(PARTS, "predictions") is PARTS["predictions"]
     with pytest.raises(ConfigError) as raised:
