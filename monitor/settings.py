@@ -98,6 +98,15 @@ class MonitorSettings(BaseSettings):
     """Multivariate drift detector: ``pca_reconstruction`` (cheap to score),
     ``domain_classifier`` (a classifier telling the window from the reference, about
     0.3 s a window), or ``off``."""
+    window_parts: list[str] | None = None
+    """The registered window parts to score (:data:`monitor.score.parts.PARTS`), as
+    JSON, e.g. ``["accuracy", "predictions"]``; unset: every one. An unknown name stops
+    start-up with the list of valid ones (the scorer checks it against the registry).
+    Parts not yet on the registry (feature drift, output and label drift) always run."""
+    model_window_parts: dict[str, list[str]] = Field(default_factory=dict)
+    """Per model: the registered window parts to score, as JSON, e.g.
+    ``{"credit": ["accuracy"]}``; a model not named scores ``window_parts``. Names are
+    checked as for ``window_parts``."""
     correlation_max_features: int = Field(default=20, ge=2, le=100)
     """Most numeric features whose pairs are tested for correlation drift, in the model's
     order: ``k (k - 1) / 2`` pairs."""

@@ -32,7 +32,13 @@ from monitor.api.limits import BodySizeLimit, decompress
 from monitor.api.openapi import body_schema
 from monitor.api.prediction_results import prediction_results_router
 from monitor.api.report import report_router
-from monitor.api.results import Seconds, Windows, results_router, window_public
+from monitor.api.results import (
+    Seconds,
+    Windows,
+    results_router,
+    window_model,
+    window_public,
+)
 from monitor.api.schemas import (
     ErrorBody,
     IngestResult,
@@ -56,6 +62,8 @@ from monitor.reference import format_for, profile_reference, read_reference, to_
 from monitor.runner import Runner, Schedule
 from monitor.score.fitted import ScoringOptions
 from monitor.score.loop import ScoringLoop
+from monitor.score.part import check_part_names
+from monitor.score.parts import PARTS
 from monitor.score.retention import PredictionResultsRetention
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
@@ -133,6 +141,8 @@ def create_app(
         psi_bins=settings.psi_bins,
         drift_test=settings.drift_test,
         drift_tests=settings.drift_tests,
+        parts=settings.window_parts,
+        model_parts=settings.model_window_parts,
         fdr=settings.drift_fdr or None,
         drift_share=settings.drift_share,
         options=ScoringOptions(
@@ -412,9 +422,16 @@ def create_app(
 
     # -- results -----------------------------------------------------------------------
 
+    answered = check_part_names(PARTS, settings.window_parts)
+    for names in settings.model_window_parts.values():
+        answered |= check_part_names(PARTS, names)
+    # Answered in the registry's order: every part that runs for some model.
+    answer = window_model({name: part for name, part in PARTS.items() if name in answered})
+
     @app.get(
         "/v1/models/{name}/versions/{version}/windows",
         tags=["results"],
+        response_model=list[answer],  # type: ignore[valid-type]
         responses=_ERRORS
         | {
             200: {
@@ -471,10 +488,10 @@ def create_app(
             found = found[:limit]
             url = request.url.include_query_params(before=found[-1].window_start)
             response.headers["Link"] = f'<{url}>; rel="next"'
-        return [window_public(w) for w in found]
+        return [window_public(w, answer) for w in found]
 
     app.include_router(report_router(settings, store))
-    app.include_router(results_router(store))
+    app.include_router(results_router(store, answer))
     app.include_router(prediction_results_router(store))
     return app
 

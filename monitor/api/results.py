@@ -15,32 +15,28 @@ Reads need the admin token, as the other read endpoints do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from collectors.contract import ID_PATTERN, NAME_PATTERN
 from monitor.api.auth import Authorizer
 from monitor.api.schemas import (
-    ClassificationAccuracyPublic,
-    CorrelationPublic,
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
-    MultivariatePublic,
     NotScoredPublic,
     OutputDriftPublic,
-    QualityPublic,
-    RegressionAccuracyPublic,
-    ServedPublic,
     WindowPublic,
 )
 from monitor.core.records import WindowRecord
 from monitor.core.windows import WindowKind, parse_segment
-from monitor.errors import InputError, NotFoundError
-from monitor.score.accuracy import ClassificationAccuracy
+from monitor.errors import ConfigError, InputError, NotFoundError
+from monitor.score.part import AnyPart
+from monitor.score.parts import PARTS
 from monitor.score.results import WindowResult
 from monitor.settings import MonitorSettings
 from monitor.store import Store
@@ -131,11 +127,40 @@ Windows = Annotated[WindowQuery, Depends(window_query)]
 """A route parameter: the windows a read is about."""
 
 
-def results_router(store: Store) -> APIRouter:
-    """The results routes, bound to the monitor's store."""
-    router = APIRouter(tags=["results"], dependencies=[Depends(_admin)], responses=_ERRORS)
+def window_model(parts: Mapping[str, AnyPart] | None = None) -> type[WindowPublic]:
+    """The window API's answer: :class:`WindowPublic` and one field per registered window
+    part (default: the registry's, read now), named by its ``public_name`` and typed by
+    its result model (None when the part was not scored), so that the OpenAPI schema
+    comes from the result models themselves.
 
-    @router.get("/v1/models/{name}/versions/{version}/windows/{window_start}")
+    Raises:
+        ConfigError: Two parts answer under one name, or a part under a field of
+            :class:`WindowPublic`.
+    """
+    chosen = PARTS if parts is None else parts
+    fields: dict[str, Any] = {}
+    for part in chosen.values():
+        key = part.public_name
+        if key in fields or key in WindowPublic.model_fields:
+            raise ConfigError(f"window part {part.name!r} answers as {key!r}, a name taken")
+        fields[key] = (part.result_model | None, None)
+    return create_model("WindowPublic", __base__=WindowPublic, **fields)
+
+
+def results_router(store: Store, model: type[WindowPublic] | None = None) -> APIRouter:
+    """The results routes, bound to the monitor's store.
+
+    Args:
+        store: The store.
+        model: The window answer's model (default: :func:`window_model` of the
+            registry).
+    """
+    router = APIRouter(tags=["results"], dependencies=[Depends(_admin)], responses=_ERRORS)
+    answer = model or window_model()
+
+    @router.get(
+        "/v1/models/{name}/versions/{version}/windows/{window_start}", response_model=answer
+    )
     def window(
         name: ModelPath, version: VersionPath, window_start: float, which: Windows
     ) -> WindowPublic:
@@ -153,7 +178,7 @@ def results_router(store: Store) -> APIRouter:
                 f"no scored window of {name!r} version {version!r} starts at {window_start}; "
                 f"GET /v1/models/{name}/versions/{version}/windows lists the scored ones"
             )
-        return window_public(found[0])
+        return window_public(found[0], answer)
 
     @router.get("/v1/models/{name}/versions/{version}/drift")
     def drift(
@@ -201,17 +226,23 @@ def _public(model: type[_P], record: object | None) -> _P | None:
     return None if record is None else model.model_validate(record, from_attributes=True)
 
 
-def window_public(record: WindowRecord) -> WindowPublic:
-    """The API's form of a stored window result (the one conversion every route uses)."""
+def window_public(record: WindowRecord, model: type[WindowPublic] | None = None) -> WindowPublic:
+    """The API's form of a stored window result (the one conversion every route uses).
+
+    Args:
+        record: The stored result.
+        model: The answer's model, from :func:`window_model` (default: the registry's).
+    """
+    answer = model or window_model()
     w = WindowResult.from_record(record)
     s = w.scores
-    accuracy = (
-        _public(ClassificationAccuracyPublic, s.accuracy)
-        if isinstance(s.accuracy, ClassificationAccuracy)
-        else _public(RegressionAccuracyPublic, s.accuracy)
-    )
     outputs = s.prediction_drift
-    return WindowPublic(
+    parts = {
+        part.public_name: s.parts.get(name)
+        for name, part in PARTS.items()
+        if part.public_name in answer.model_fields
+    }
+    return answer(
         model=w.model,
         model_version=w.model_version,
         window_start=w.window_start,
@@ -232,14 +263,10 @@ def window_public(record: WindowRecord) -> WindowPublic:
         segment=w.segment,
         window_kind=w.window_kind,
         block=w.block,
-        accuracy_metrics=accuracy,
-        quality=_public(QualityPublic, s.quality),
         prediction_drift=None
         if outputs is None
         else [OutputDriftPublic.model_validate(d, from_attributes=True) for d in outputs],
         label_drift=_public(OutputDriftPublic, s.label_drift),
-        correlation=_public(CorrelationPublic, s.correlation),
-        multivariate=_public(MultivariatePublic, s.multivariate),
-        served=_public(ServedPublic, s.predictions),
         not_scored=[NotScoredPublic(part=n.part, reason=n.reason) for n in s.not_scored],
+        **parts,
     )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from collectors.contract import FeatureType, ModelDescription
+from collectors.contract import ModelDescription
 
 
 class _Public(BaseModel):
@@ -108,95 +108,6 @@ class FeatureDriftWindowPublic(FeatureDriftPublic):
     reference_revision: int | None
 
 
-class ConfusionCellPublic(_Public):
-    """How many labelled rows of one true class were served as one class."""
-
-    true_class: str
-    predicted_class: str
-    count: int
-
-
-class ClassificationAccuracyPublic(_Public):
-    """Classification accuracy of one window's labelled predictions (scikit-learn's
-    definitions; binary: of the positive class, multiclass: macro and weighted averages)."""
-
-    task: Literal["binary", "multiclass"]
-    predictions: int
-    labelled: int
-    label_coverage: float | None
-    rows: int
-    """Labelled rows with a served class."""
-    accuracy: float | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    precision_macro: float | None
-    recall_macro: float | None
-    f1_macro: float | None
-    precision_weighted: float | None
-    recall_weighted: float | None
-    f1_weighted: float | None
-    roc_auc: float | None
-    roc_auc_weighted: float | None
-    roc_auc_rows: int
-    log_loss: float | None
-    log_loss_rows: int
-    confusion: list[ConfusionCellPublic]
-    """Non-zero cells over at most 20 classes (the others summed under ``__other__``)."""
-    classes_cut: int
-
-
-class RegressionAccuracyPublic(_Public):
-    """Regression accuracy of one window's labelled predictions."""
-
-    task: Literal["regression"]
-    predictions: int
-    labelled: int
-    label_coverage: float | None
-    rows: int
-    mae: float | None
-    rmse: float | None
-    mape: float | None
-    """Over the rows whose label is not 0."""
-    zero_labels: int
-    r2: float | None
-
-
-class NewCategoryPublic(_Public):
-    """A category the reference never had, and how often the rows read hold it."""
-
-    category: str
-    count: int
-
-
-class FeatureQualityPublic(_Public):
-    """One feature's data quality over one window."""
-
-    feature: str
-    kind: FeatureType
-    missing_ratio: float | None
-    type_errors_ratio: float | None
-    out_of_range_ratio: float | None
-    """Numeric features: share of values outside the reference's range."""
-    new_category_ratio: float | None
-    """Categorical features: share of values of a category the reference never had."""
-    new_categories: int | None
-    """Categorical features: distinct new categories among the rows read."""
-    examples: list[NewCategoryPublic]
-    from_sample: list[str]
-    """Fields estimated from a sample of the window's rows (empty: all exact)."""
-
-
-class QualityPublic(_Public):
-    """Data quality of every feature over one window."""
-
-    rows: int
-    sample_rows: int
-    """Rows read for what the window's profiles do not hold."""
-    sampled: bool
-    features: list[FeatureQualityPublic]
-
-
 class OutputDriftPublic(_Public):
     """Drift of one of the model's outputs (or of its labels) over one window."""
 
@@ -213,77 +124,6 @@ class OutputDriftPublic(_Public):
     error_bound: float = 0.0
 
 
-class CorrelationPairPublic(_Public):
-    """One feature pair's correlation in the reference and in the window."""
-
-    feature_a: str
-    feature_b: str
-    reference_r: float | None
-    current_r: float | None
-    """None where a feature is constant in the window."""
-    z: float | None
-    p_value: float | None
-    adjusted_p_value: float | None
-    drifted: bool
-
-
-class CorrelationPublic(_Public):
-    """Correlation drift over one window (Fisher's z per pair, Benjamini-Hochberg)."""
-
-    method: str
-    fdr: float
-    min_difference: float
-    reference_count: int
-    current_count: int
-    sampled: bool
-    tested_pairs: int
-    drifted_pairs: int
-    change_max: float | None
-    pairs: list[CorrelationPairPublic]
-    """The drifted pairs, then the largest changes (at most 20)."""
-    features_cut: list[str]
-    pairs_cut: int
-
-
-class MultivariatePublic(_Public):
-    """Multivariate drift over one window."""
-
-    method: Literal["pca_reconstruction", "domain_classifier"]
-    statistic: float
-    """PCA: the mean reconstruction error; domain classifier: its cross-validated AUC."""
-    threshold: float
-    p_value: float
-    drifted: bool
-    reference_rows: int
-    current_rows: int
-    features: list[str]
-    features_cut: list[str]
-
-
-class ClassRatioPublic(_Public):
-    """The share of a window's predictions that served one class."""
-
-    served_class: str
-    ratio: float
-
-
-class ScoreQuantilePublic(_Public):
-    """One quantile of the served score (or a regression's value) over a window."""
-
-    quantile: float
-    value: float
-
-
-class ServedPublic(_Public):
-    """What a window's predictions served."""
-
-    rows: int
-    sampled: bool
-    class_ratios: list[ClassRatioPublic]
-    classes_cut: int
-    score_quantiles: list[ScoreQuantilePublic]
-
-
 class NotScoredPublic(_Public):
     """A part of a window's scores that was left out, and why."""
 
@@ -292,7 +132,13 @@ class NotScoredPublic(_Public):
 
 
 class WindowPublic(_Public):
-    """The scores of one window."""
+    """The scores of one window.
+
+    The registered window parts' results follow these fields, one field each (named by
+    the part's ``public_name``, its schema its result model):
+    :func:`monitor.api.results.window_model` builds the answer's model from the registry
+    when the app is built.
+    """
 
     model: str
     model_version: str
@@ -319,15 +165,8 @@ class WindowPublic(_Public):
     """``time``: a tumbling time window; ``count``: a block of N predictions."""
     block: int | None = None
     """Count windows: the block's number in the version's ingest order (0 first)."""
-    accuracy_metrics: ClassificationAccuracyPublic | RegressionAccuracyPublic | None = None
-    """Every accuracy metric, once labels arrived."""
-    quality: QualityPublic | None = None
     prediction_drift: list[OutputDriftPublic] | None = None
     label_drift: OutputDriftPublic | None = None
-    correlation: CorrelationPublic | None = None
-    multivariate: MultivariatePublic | None = None
-    served: ServedPublic | None = None
-    """The served classes' shares and the served score's quantiles."""
     not_scored: list[NotScoredPublic] = []
     """Every part left out (None above), and why."""
 

@@ -11,6 +11,33 @@ from __future__ import annotations
 
 from collectors.naming import MetricName
 
+# The families of the window parts on the registry are defined beside their part (one
+# module per part) and named here too, so that this module still lists every family.
+from monitor.score.accuracy_part import WINDOW_F1 as WINDOW_F1
+from monitor.score.accuracy_part import WINDOW_LOG_LOSS as WINDOW_LOG_LOSS
+from monitor.score.accuracy_part import WINDOW_MAE as WINDOW_MAE
+from monitor.score.accuracy_part import WINDOW_MAPE as WINDOW_MAPE
+from monitor.score.accuracy_part import WINDOW_PRECISION as WINDOW_PRECISION
+from monitor.score.accuracy_part import WINDOW_R2 as WINDOW_R2
+from monitor.score.accuracy_part import WINDOW_RECALL as WINDOW_RECALL
+from monitor.score.accuracy_part import WINDOW_RMSE as WINDOW_RMSE
+from monitor.score.accuracy_part import WINDOW_ROC_AUC as WINDOW_ROC_AUC
+from monitor.score.correlation_part import CORRELATION_CHANGE_MAX as CORRELATION_CHANGE_MAX
+from monitor.score.correlation_part import CORRELATION_DRIFTED_PAIRS as CORRELATION_DRIFTED_PAIRS
+from monitor.score.correlation_part import CORRELATION_TESTED_PAIRS as CORRELATION_TESTED_PAIRS
+from monitor.score.multivariate_part import MULTIVARIATE_DRIFT_SCORE as MULTIVARIATE_DRIFT_SCORE
+from monitor.score.multivariate_part import (
+    MULTIVARIATE_DRIFT_THRESHOLD as MULTIVARIATE_DRIFT_THRESHOLD,
+)
+from monitor.score.multivariate_part import MULTIVARIATE_DRIFTED as MULTIVARIATE_DRIFTED
+from monitor.score.quality_part import FEATURE_MISSING as FEATURE_MISSING
+from monitor.score.quality_part import FEATURE_NEW_CATEGORIES as FEATURE_NEW_CATEGORIES
+from monitor.score.quality_part import FEATURE_OUT_OF_RANGE as FEATURE_OUT_OF_RANGE
+from monitor.score.quality_part import FEATURE_TYPE_ERRORS as FEATURE_TYPE_ERRORS
+from monitor.score.served import CLASS_LABELS_CUT as CLASS_LABELS_CUT
+from monitor.score.served import WINDOW_PREDICTED_CLASS as WINDOW_PREDICTED_CLASS
+from monitor.score.served import WINDOW_PREDICTION_SCORE as WINDOW_PREDICTION_SCORE
+
 _MV = ("model", "model_version")
 
 INGESTED_EVENTS = MetricName(
@@ -111,108 +138,10 @@ FEATURE_LABELS_CUT = MetricName(
     "Features of a version left out of the per-feature metrics by the label cap.",
     _MV,
 )
-CLASS_LABELS_CUT = MetricName(
-    "sidewatch_class_series_cut",
-    "gauge",
-    "Classes of a version left out of the per-class metrics, which name at most 20 classes.",
-    _MV,
-)
 
-# -- accuracy once labels arrive (classification; a multiclass model's macro average) --
-
-WINDOW_PRECISION = MetricName(
-    "sidewatch_window_precision_ratio",
-    "gauge",
-    "Of the newest closed window's labelled predictions of the positive class, the share "
-    "that were right (a multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_RECALL = MetricName(
-    "sidewatch_window_recall_ratio",
-    "gauge",
-    "Of the newest closed window's labelled cases that were truly positive, the share the "
-    "model found (a multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_F1 = MetricName(
-    "sidewatch_window_f1_ratio",
-    "gauge",
-    "Balance of precision and recall in the newest closed window (F1: 1 is perfect; a "
-    "multiclass model: the average over its classes).",
-    _MV,
-)
-WINDOW_ROC_AUC = MetricName(
-    "sidewatch_window_roc_auc_ratio",
-    "gauge",
-    "How well the model's scores rank true cases above the others in the newest closed "
-    "window (ROC AUC: 1 is perfect, 0.5 is chance; multiclass: one against the rest, averaged).",
-    _MV,
-)
-WINDOW_LOG_LOSS = MetricName(
-    "sidewatch_window_log_loss",
-    "gauge",
-    "How confident the model was in the wrong answers in the newest closed window (log "
-    "loss of its probabilities: lower is better, 0 is perfect).",
-    _MV,
-)
-WINDOW_MAE = MetricName(
-    "sidewatch_window_mae",
-    "gauge",
-    "Average size of the prediction error in the newest closed window, in the unit of the "
-    "predicted value (mean absolute error; regression).",
-    _MV,
-)
-WINDOW_RMSE = MetricName(
-    "sidewatch_window_rmse",
-    "gauge",
-    "Typical size of the prediction error in the newest closed window, weighing large "
-    "errors more, in the unit of the predicted value (root mean squared error; regression).",
-    _MV,
-)
-WINDOW_MAPE = MetricName(
-    "sidewatch_window_mape_ratio",
-    "gauge",
-    "Average prediction error as a share of the true value in the newest closed window "
-    "(0.1 is 10%; rows whose true value is 0 left out; regression).",
-    _MV,
-)
-WINDOW_R2 = MetricName(
-    "sidewatch_window_r2",
-    "gauge",
-    "Share of the variation of the true values that the predictions explain in the newest "
-    "closed window (R²: 1 is perfect, 0 is no better than the average, below 0 worse).",
-    _MV,
-)
 
 # -- data quality per feature ----------------------------------------------------------
 
-FEATURE_MISSING = MetricName(
-    "sidewatch_feature_missing_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions where the feature was missing.",
-    (*_MV, "feature"),
-)
-FEATURE_OUT_OF_RANGE = MetricName(
-    "sidewatch_feature_out_of_range_ratio",
-    "gauge",
-    "Share of the feature's values in the newest closed window outside the lowest to "
-    "highest value seen in the reference data (numeric features).",
-    (*_MV, "feature"),
-)
-FEATURE_NEW_CATEGORIES = MetricName(
-    "sidewatch_feature_new_categories",
-    "gauge",
-    "Distinct values of the feature in the newest closed window that the reference data "
-    "never had (categorical features; counted in a sample of the window when it is large).",
-    (*_MV, "feature"),
-)
-FEATURE_TYPE_ERRORS = MetricName(
-    "sidewatch_feature_type_errors_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions where the feature's value had the "
-    "wrong type (text for a number, say).",
-    (*_MV, "feature"),
-)
 
 # -- drift of the model's outputs and of its labels --------------------------------------
 
@@ -264,64 +193,9 @@ LABEL_DRIFTED = MetricName(
 
 # -- drift across features -----------------------------------------------------------------
 
-CORRELATION_TESTED_PAIRS = MetricName(
-    "sidewatch_correlation_tested_pairs",
-    "gauge",
-    "Pairs of numeric features whose relationship (correlation) was compared with the "
-    "reference in the newest closed window.",
-    _MV,
-)
-CORRELATION_DRIFTED_PAIRS = MetricName(
-    "sidewatch_correlation_drifted_pairs",
-    "gauge",
-    "Pairs of features whose relationship (correlation) changed from the reference in the "
-    "newest closed window, even where each feature alone looks the same.",
-    _MV,
-)
-CORRELATION_CHANGE_MAX = MetricName(
-    "sidewatch_correlation_change_max",
-    "gauge",
-    "Largest change of a feature pair's correlation from the reference in the newest "
-    "closed window (0 is none, 2 is a full reversal).",
-    _MV,
-)
-MULTIVARIATE_DRIFT_SCORE = MetricName(
-    "sidewatch_multivariate_drift_score",
-    "gauge",
-    "How unlike the reference the newest closed window's inputs are taken together "
-    "(method pca_reconstruction: the error of rebuilding them from the reference's main "
-    "patterns; domain_classifier: how well a model tells them apart, 0.5 is not at all).",
-    (*_MV, "method"),
-)
-MULTIVARIATE_DRIFT_THRESHOLD = MetricName(
-    "sidewatch_multivariate_drift_threshold",
-    "gauge",
-    "Score above which the inputs taken together count as drifted, learned from the reference.",
-    (*_MV, "method"),
-)
-MULTIVARIATE_DRIFTED = MetricName(
-    "sidewatch_multivariate_drifted",
-    "gauge",
-    "1 if the newest closed window's inputs taken together drifted from the reference, else 0.",
-    (*_MV, "method"),
-)
 
 # -- what the model served -------------------------------------------------------------
 
-WINDOW_PREDICTED_CLASS = MetricName(
-    "sidewatch_window_predicted_class_ratio",
-    "gauge",
-    "Share of the newest closed window's predictions that served each class (a binary "
-    "model's classes are positive and negative; at most 20 classes).",
-    (*_MV, "class"),
-)
-WINDOW_PREDICTION_SCORE = MetricName(
-    "sidewatch_window_prediction_score",
-    "gauge",
-    "Quantiles of the score the model served in the newest closed window (binary: the "
-    "positive class's probability; multiclass: the served class's; regression: the value).",
-    (*_MV, "quantile"),
-)
 
 SCORING_LAST_SUCCESS = MetricName(
     "sidewatch_scoring_last_success_timestamp_seconds",

@@ -10,14 +10,15 @@ scored exports no sample, so a dashboard shows "no data" rather than a made-up z
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.naming import MetricName
 from monitor.export import names
-from monitor.score.accuracy import ClassificationAccuracy
+from monitor.score.part import AnyPart
+from monitor.score.parts import PARTS
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scores import FeatureQualityScore
 
@@ -29,11 +30,6 @@ _PREDICTION = (
     names.PREDICTION_DRIFTED,
 )
 _LABEL = (names.LABEL_DRIFT_SCORE, names.LABEL_DRIFT_THRESHOLD, names.LABEL_DRIFTED)
-_MULTIVARIATE = (
-    names.MULTIVARIATE_DRIFT_SCORE,
-    names.MULTIVARIATE_DRIFT_THRESHOLD,
-    names.MULTIVARIATE_DRIFTED,
-)
 """Each verdict's three families: score, threshold, drifted."""
 
 
@@ -64,45 +60,33 @@ def all_features(result: WindowResult) -> set[str]:
 
 
 class ScoreFamilies:
-    """Collects one scrape's samples of the families beyond counts and feature drift."""
+    """Collects one scrape's samples of the families beyond counts and feature drift.
 
-    def __init__(self) -> None:
+    Args:
+        parts: The registered window parts whose families are exported (default: the
+            registry's, read now); each result's samples come from its part.
+    """
+
+    def __init__(self, parts: Mapping[str, AnyPart] | None = None) -> None:
+        self._parts = dict(PARTS if parts is None else parts)
+
         def gauge(m: MetricName) -> GaugeMetricFamily:
             return GaugeMetricFamily(m.name, m.help, labels=m.labels)
 
         self._families: dict[str, GaugeMetricFamily] = {
             m.name: gauge(m)
             for m in (
-                names.WINDOW_PRECISION,
-                names.WINDOW_RECALL,
-                names.WINDOW_F1,
-                names.WINDOW_ROC_AUC,
-                names.WINDOW_LOG_LOSS,
-                names.WINDOW_MAE,
-                names.WINDOW_RMSE,
-                names.WINDOW_MAPE,
-                names.WINDOW_R2,
-                names.FEATURE_MISSING,
-                names.FEATURE_OUT_OF_RANGE,
-                names.FEATURE_NEW_CATEGORIES,
-                names.FEATURE_TYPE_ERRORS,
                 names.PREDICTION_DRIFT_SCORE,
                 names.PREDICTION_DRIFT_THRESHOLD,
                 names.PREDICTION_DRIFTED,
                 names.LABEL_DRIFT_SCORE,
                 names.LABEL_DRIFT_THRESHOLD,
                 names.LABEL_DRIFTED,
-                names.CORRELATION_TESTED_PAIRS,
-                names.CORRELATION_DRIFTED_PAIRS,
-                names.CORRELATION_CHANGE_MAX,
-                names.MULTIVARIATE_DRIFT_SCORE,
-                names.MULTIVARIATE_DRIFT_THRESHOLD,
-                names.MULTIVARIATE_DRIFTED,
-                names.WINDOW_PREDICTED_CLASS,
-                names.WINDOW_PREDICTION_SCORE,
-                names.CLASS_LABELS_CUT,
             )
         }
+        for part in self._parts.values():
+            for m in part.metrics:
+                self._families.setdefault(m.name, gauge(m))
 
     def _add(self, m: MetricName, labels: Iterable[str], value: float | int | None) -> None:
         if value is not None:
@@ -122,53 +106,21 @@ class ScoreFamilies:
     def add(self, mv: Sequence[str], result: WindowResult, features: set[str]) -> None:
         """Add one version's samples; per-feature ones only for ``features``."""
         scores = result.scores
-        accuracy = scores.accuracy
-        if isinstance(accuracy, ClassificationAccuracy):
-            binary = accuracy.task == "binary"
-            self._add(
-                names.WINDOW_PRECISION,
-                mv,
-                accuracy.precision if binary else accuracy.precision_macro,
-            )
-            self._add(names.WINDOW_RECALL, mv, accuracy.recall if binary else accuracy.recall_macro)
-            self._add(names.WINDOW_F1, mv, accuracy.f1 if binary else accuracy.f1_macro)
-            self._add(names.WINDOW_ROC_AUC, mv, accuracy.roc_auc)
-            self._add(names.WINDOW_LOG_LOSS, mv, accuracy.log_loss)
-        elif accuracy is not None:
-            self._add(names.WINDOW_MAE, mv, accuracy.mae)
-            self._add(names.WINDOW_RMSE, mv, accuracy.rmse)
-            self._add(names.WINDOW_MAPE, mv, accuracy.mape)
-            self._add(names.WINDOW_R2, mv, accuracy.r2)
-        if scores.quality is not None:
-            for q in scores.quality.features:
-                if q.feature not in features:
-                    continue
-                labels = [*mv, q.feature]
-                self._add(names.FEATURE_MISSING, labels, q.missing_ratio)
-                self._add(names.FEATURE_OUT_OF_RANGE, labels, q.out_of_range_ratio)
-                self._add(names.FEATURE_NEW_CATEGORIES, labels, q.new_categories)
-                self._add(names.FEATURE_TYPE_ERRORS, labels, q.type_errors_ratio)
         for d in scores.prediction_drift or ():
             self._verdict(_PREDICTION, [*mv, d.output, d.test], d.value, d.threshold, d.drifted)
         if (label := scores.label_drift) is not None:
             self._verdict(_LABEL, [*mv, label.test], label.value, label.threshold, label.drifted)
-        if scores.correlation is not None:
-            c = scores.correlation
-            self._add(names.CORRELATION_TESTED_PAIRS, mv, c.tested_pairs)
-            self._add(names.CORRELATION_DRIFTED_PAIRS, mv, c.drifted_pairs)
-            self._add(names.CORRELATION_CHANGE_MAX, mv, c.change_max)
-        if (m := scores.multivariate) is not None:
-            self._verdict(_MULTIVARIATE, [*mv, m.method], m.statistic, m.threshold, m.drifted)
-        if scores.predictions is not None:
-            p = scores.predictions
-            for ratio in p.class_ratios:
-                self._add(names.WINDOW_PREDICTED_CLASS, [*mv, ratio.served_class], ratio.ratio)
-            if p.class_ratios or p.classes_cut:
-                self._add(names.CLASS_LABELS_CUT, mv, p.classes_cut)
-            for quantile in p.score_quantiles:
-                self._add(
-                    names.WINDOW_PREDICTION_SCORE, [*mv, f"{quantile.quantile:g}"], quantile.value
-                )
+        for name, part_result in scores.parts.items():
+            part = self._parts.get(name)
+            if part is None:
+                continue
+            for family, part_labels, value in part.samples(part_result):
+                labels = [*mv, *part_labels]
+                # Feature labels are capped per version: only the named features.
+                capped = "feature" in family.labels
+                if capped and labels[family.labels.index("feature")] not in features:
+                    continue
+                self._add(family, labels, value)
 
     def families(self) -> Iterator[Metric]:
         """Every family, in the order of :mod:`monitor.export.names`."""

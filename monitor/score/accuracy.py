@@ -48,11 +48,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Final
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from collectors.contract import ModelDescription
 
@@ -238,11 +239,12 @@ class ConfusionCell:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class ClassificationAccuracy:
+class ClassificationAccuracy(BaseModel):
     """Classification accuracy over one window's labelled predictions."""
 
-    task: str
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: Literal["binary", "multiclass"]
     predictions: int
     labelled: int
     label_coverage: float | None
@@ -273,20 +275,23 @@ class ClassificationAccuracy:
     classes_cut: int
     """Classes summed under :data:`OTHER_CLASSES`."""
 
+    @field_validator("confusion", mode="before")
+    @classmethod
+    def _cells(cls, value: Any) -> Any:
+        # Rows stored before results serialised themselves hold [true, predicted, count].
+        return tuple(
+            ConfusionCell(str(c[0]), str(c[1]), int(c[2])) if isinstance(c, list | tuple) else c
+            for c in value
+        )
+
     def as_json(self) -> dict[str, Any]:
         """The stored form (a JSON document)."""
-        data = {
-            f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "confusion"
-        }
-        data["confusion"] = [[c.true_class, c.predicted_class, c.count] for c in self.confusion]
-        return data
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClassificationAccuracy:
         """Rebuild from :meth:`as_json`."""
-        values = {f.name: data[f.name] for f in fields(cls) if f.name != "confusion"}
-        cells = tuple(ConfusionCell(str(t), str(p), int(n)) for t, p, n in data["confusion"])
-        return cls(**values, confusion=cells)
+        return cls.model_validate(data)
 
 
 def score_classification(
@@ -562,11 +567,12 @@ class RegressionState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RegressionAccuracy:
+class RegressionAccuracy(BaseModel):
     """Regression accuracy over one window's labelled predictions."""
 
-    task: ClassVar[str] = "regression"
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: Literal["regression"] = "regression"
     predictions: int
     labelled: int
     label_coverage: float | None
@@ -605,22 +611,17 @@ class RegressionAccuracy:
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (a JSON document, with ``task`` to tell it from classification)."""
-        return {"task": self.task, **{f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RegressionAccuracy:
         """Rebuild from :meth:`as_json`."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python number JSON encoders take."""
-    return value.item() if isinstance(value, np.generic) else value
+        return cls.model_validate(data)
 
 
 def accuracy_from_json(data: Mapping[str, Any]) -> ClassificationAccuracy | RegressionAccuracy:
     """Rebuild either accuracy from its ``as_json`` form, by its ``task``."""
-    if data["task"] == RegressionAccuracy.task:
+    if data["task"] == "regression":
         return RegressionAccuracy.from_json(data)
     return ClassificationAccuracy.from_json(data)
 

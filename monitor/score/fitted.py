@@ -9,8 +9,9 @@ a bounded sample of its rows and its labelled predictions. Out: the records of
 
 Fitted once per revision: the data-quality checks (each numeric feature's range, each
 categorical feature's categories), the reference profiles of the model's outputs and of
-its labels (:func:`output_values`, :func:`label_value`), the correlation drift test and
-the multivariate detector on the numeric features. A part whose reference lacks what it
+its labels (:func:`output_values`, :func:`label_value`) (the correlation test and the
+multivariate detector are registered window parts: :mod:`monitor.score.correlation_part`,
+:mod:`monitor.score.multivariate_part`). A part whose reference lacks what it
 needs is not fitted, and the reason is kept to say so in every window's result.
 
 Outputs, as read from a served prediction (:class:`collectors.contract.Outputs`) and from
@@ -48,14 +49,7 @@ from collectors.contract import ModelDescription
 from monitor.core.profile import FeatureProfile, Kind, ReferenceFeature, ReferenceProfile
 from monitor.score.accuracy import DEFAULT_THRESHOLD, NEGATIVE, POSITIVE, class_key
 from monitor.score.drift.base import FloatArray
-from monitor.score.drift.correlation import CorrelationDrift, FittedCorrelationDrift
-from monitor.score.multivariate import (
-    DomainClassifier,
-    FittedDomainClassifier,
-    FittedPcaReconstruction,
-    PcaReconstruction,
-)
-from monitor.score.quality import DataQuality, FittedDataQuality
+from monitor.score.quality import FittedDataQuality
 from monitor.score.scores import (
     MAX_CLASS_SERIES,
     SCORE_QUANTILES,
@@ -115,26 +109,23 @@ class ScoringOptions:
             raise ValueError("sample_rows must be >= 1 and correlation_max_features >= 2")
 
 
-MultivariateDetector = FittedPcaReconstruction | FittedDomainClassifier
-
-
 @dataclass(frozen=True, slots=True)
 class FittedReference:
     """Everything fitted on one reference revision for the window parts."""
 
     revision: int
-    quality: FittedDataQuality
     outputs: ReferenceProfile
     """Each output's reference (see the module docstring); empty where none was found."""
     label: ReferenceProfile
     """``label``'s reference, or empty."""
-    correlation: FittedCorrelationDrift | None
-    multivariate: MultivariateDetector | None
     not_fitted: tuple[NotScored, ...]
     """Parts (or outputs) that could not be fitted, and why."""
     columns: Mapping[str, str] = field(default_factory=dict)
     """Each output's (and ``label``'s) reference column, by the output's name: where a
     test that its profile cannot settle reads the reference's values."""
+    parts: Mapping[str, Any] = field(default_factory=dict)
+    """What each registered window part that needs a reference learned from it (or a
+    :class:`NotScored` saying why it could not), by part name."""
 
 
 # -------------------------------------------------------------------------- outputs
@@ -254,30 +245,6 @@ def fit_reference(
 ) -> FittedReference:
     """Fit every window part on a reference revision's table (see the module docstring)."""
     not_fitted: list[NotScored] = []
-    numeric = [s.name for s in model.features if s.type == "numeric"]
-    reference_numeric = {
-        name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in numeric
-    }
-    correlation: FittedCorrelationDrift | None = None
-    try:
-        correlation = CorrelationDrift(max_features=options.correlation_max_features).fit(
-            reference_numeric
-        )
-    except ValueError as exc:
-        not_fitted.append(NotScored("correlation", f"not fitted on the reference: {exc}"))
-    multivariate: MultivariateDetector | None = None
-    if options.multivariate is None:
-        not_fitted.append(NotScored("multivariate", "turned off (SIDEWATCH_MULTIVARIATE_METHOD)"))
-    else:
-        try:
-            detector = (
-                PcaReconstruction()
-                if options.multivariate == "pca_reconstruction"
-                else DomainClassifier()
-            )
-            multivariate = detector.fit(reference_numeric)
-        except ValueError as exc:
-            not_fitted.append(NotScored("multivariate", f"not fitted on the reference: {exc}"))
     wanted = _output_columns(model, frame)
     outputs, missing = _fit_columns(frame, wanted, model)
     not_fitted.extend(NotScored("prediction_drift", m) for m in missing)
@@ -288,30 +255,11 @@ def fit_reference(
     not_fitted.extend(NotScored("label_drift", m) for m in missing)
     return FittedReference(
         revision=revision,
-        quality=_fit_quality(model, frame),
         outputs=outputs,
         label=label,
-        correlation=correlation,
-        multivariate=multivariate,
         not_fitted=tuple(not_fitted),
         columns={name: column for name, (column, _) in (wanted | label_column).items()},
     )
-
-
-def _fit_quality(model: ModelDescription, frame: pd.DataFrame) -> FittedDataQuality:
-    # DataQuality keeps each numeric feature's range and each categorical feature's set of
-    # categories, which depend only on the set of reference values: give it those (the
-    # extremes, the distinct categories) rather than a million Python objects a column.
-    values: dict[str, list[Any]] = {}
-    for spec in model.features:
-        column = frame[spec.name]
-        if spec.type == "numeric":
-            finite = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            finite = finite[np.isfinite(finite)]
-            values[spec.name] = [float(finite.min()), float(finite.max())] if finite.size else []
-        elif spec.type == "categorical":
-            values[spec.name] = pd.unique(column.dropna()).tolist()
-    return DataQuality().fit(model, values)
 
 
 def _output_columns(model: ModelDescription, frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -465,7 +413,7 @@ def window_quality(
                 from_sample=tuple(sorted(estimated)) if sampled else (),
             )
         )
-    return WindowQuality(total, len(rows), tuple(results))
+    return WindowQuality(rows=total, sample_rows=len(rows), features=tuple(results))
 
 
 def _exact_out_of_range(
@@ -528,7 +476,9 @@ def prediction_summary(
         served = Counter(c for c in (served_class(model, o) for o in outputs) if c is not None)
         counted = sum(served.values())
         ranked = sorted(served.items(), key=lambda kv: (-kv[1], kv[0]))
-        ratios = [ClassRatio(c, n / counted) for c, n in ranked[:MAX_CLASS_SERIES]]
+        ratios = [
+            ClassRatio(served_class=c, ratio=n / counted) for c, n in ranked[:MAX_CLASS_SERIES]
+        ]
         cut = max(0, len(ranked) - MAX_CLASS_SERIES)
     name = "value" if model.task == "regression" else "score"
     values = np.array(
@@ -540,6 +490,13 @@ def prediction_summary(
     if values.size:
         at = np.quantile(values, SCORE_QUANTILES)
         quantiles = tuple(
-            ScoreQuantile(q, float(v)) for q, v in zip(SCORE_QUANTILES, at, strict=True)
+            ScoreQuantile(quantile=q, value=float(v))
+            for q, v in zip(SCORE_QUANTILES, at, strict=True)
         )
-    return PredictionSummary(len(outputs), len(outputs) < total, tuple(ratios), cut, quantiles)
+    return PredictionSummary(
+        rows=len(outputs),
+        sampled=len(outputs) < total,
+        class_ratios=tuple(ratios),
+        classes_cut=cut,
+        score_quantiles=quantiles,
+    )

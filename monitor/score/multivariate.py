@@ -36,11 +36,12 @@ constant in the reference is left out. Categorical features are not used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 
 from collectors.errors import MissingDependencyError
 from monitor.score.drift.base import FloatArray, Values
@@ -58,9 +59,10 @@ DetectorName = Literal["domain_classifier", "pca_reconstruction"]
 _MIN_ROWS: Final = 10
 
 
-@dataclass(frozen=True, slots=True)
-class MultivariateDrift:
+class MultivariateDrift(BaseModel):
     """A multivariate drift detector's verdict on one window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     method: DetectorName
     statistic: float
@@ -79,22 +81,12 @@ class MultivariateDrift:
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (a JSON document)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MultivariateDrift:
         """Rebuild from :meth:`as_json`."""
-        return cls(
-            method=data["method"],
-            statistic=float(data["statistic"]),
-            threshold=float(data["threshold"]),
-            p_value=float(data["p_value"]),
-            drifted=bool(data["drifted"]),
-            reference_rows=int(data["reference_rows"]),
-            current_rows=int(data["current_rows"]),
-            features=tuple(data["features"]),
-            features_cut=tuple(data["features_cut"]),
-        )
+        return cls.model_validate(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 from monitor.core.records import WindowRecord
 from monitor.core.windows import WindowKind
 from monitor.score.drift.registry import DRIFT_TESTS
+from monitor.score.parts import result_models
 from monitor.score.scores import WindowScores
 
 __all__ = ["DEFINITION", "FeatureDrift", "SegmentResults", "WindowResult"]
@@ -189,7 +190,7 @@ class WindowResult:
             dataset_drifted=record.dataset_drifted,
             segment=record.segment,
             window_kind=record.window_kind,
-            scores=WindowScores.from_json(record.scores),
+            scores=WindowScores.from_json(record.scores, result_models()),
             block=record.block,
         )
 

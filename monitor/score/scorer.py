@@ -21,9 +21,10 @@ import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
+from pydantic import BaseModel
 
 from collectors.contract import ModelDescription
 from monitor.core.profile import (
@@ -35,7 +36,7 @@ from monitor.core.profile import (
 )
 from monitor.core.windows import Window
 from monitor.errors import ConfigError
-from monitor.score.accuracy import ClassificationAccuracy, score_accuracy
+from monitor.score.accuracy import ClassificationAccuracy
 from monitor.score.drift.base import DriftScore
 from monitor.score.drift.multiple import benjamini_hochberg
 from monitor.score.drift.profiled import (
@@ -53,14 +54,17 @@ from monitor.score.fitted import (
     all_output_values,
     fit_reference,
     label_value,
-    numeric_columns,
     output_profiles,
-    prediction_summary,
-    window_quality,
 )
+from monitor.score.part import (
+    AnyPart,
+    ReferenceData,
+    WindowInputs,
+    check_part_names,
+)
+from monitor.score.parts import PARTS
 from monitor.score.results import DEFINITION, FeatureDrift, WindowResult
 from monitor.score.scores import (
-    CorrelationSummary,
     NotScored,
     OutputDrift,
     ScorePart,
@@ -89,9 +93,12 @@ class WindowScorer:
         drift_share: Share of drifted features at which the dataset counts as drifted.
         options: Settings of the parts beyond feature drift (data quality, output and
             label drift, correlation and multivariate drift).
+        parts: Names of the registered window parts to run
+            (:data:`monitor.score.parts.PARTS`); None runs every one registered now.
+        model_parts: Per model name, the parts to run instead of ``parts``.
 
     Raises:
-        ConfigError: A configured test name is unknown.
+        ConfigError: A configured test name or part name is unknown.
     """
 
     def __init__(
@@ -107,8 +114,14 @@ class WindowScorer:
         fdr: float | None = 0.05,
         drift_share: float = DEFAULT_DRIFT_SHARE,
         options: ScoringOptions | None = None,
+        parts: Sequence[str] | None = None,
+        model_parts: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._store = store
+        self._registered: dict[str, AnyPart] = check_part_names(PARTS, parts)
+        self._model_parts = {
+            name: check_part_names(PARTS, names) for name, names in (model_parts or {}).items()
+        }
         self._window = window_seconds
         self._min_events = min_window_events
         self._psi_threshold = psi_threshold
@@ -154,9 +167,27 @@ class WindowScorer:
         labelled = self._store.labelled_in_window(window)
         sample = self._store.sample_window(window, self._options.sample_rows)
         scores = self._parts(model, window, reference, fitted, profiles, labelled, count, sample[1])
+        inputs = WindowInputs(
+            model=model,
+            window=window,
+            count=count,
+            min_events=self._min_events,
+            rows=sample[1],
+            labelled=labelled,
+            feature_reference=fitted,
+            feature_profiles=profiles,
+        )
+        results, skipped = self._registry_parts(inputs, reference, self._parts_of(model.name))
         left_out = self._drift_left_out(reference, fitted, profiles, drift, count)
-        if left_out:
-            scores = replace(scores, not_scored=(*left_out, *scores.not_scored))
+        # Parts left out are listed in the parts' order (the hand-wired ones first, then
+        # the registry's), each part's reasons in the order they were found.
+        order: dict[str, int] = {}
+        for name in (*get_args(ScorePart), *self._parts_of(model.name)):
+            order.setdefault(name, len(order))
+        not_scored = sorted(
+            (*left_out, *scores.not_scored, *skipped), key=lambda n: order.get(n.part, len(order))
+        )
+        scores = replace(scores, parts=results, not_scored=tuple(not_scored))
         return WindowResult(
             model=model.name,
             model_version=version,
@@ -329,24 +360,13 @@ class WindowScorer:
                 uniform sample of ``sample_rows``.
         """
         not_scored: list[NotScored] = []
-        accuracy = None
-        if labelled:
-            accuracy = score_accuracy(model, labelled, predictions=count)
-        else:
-            not_scored.append(NotScored("accuracy", "no prediction of the window has a label"))
         window_parts: tuple[ScorePart, ...] = (
-            "quality",
             "prediction_drift",
             "label_drift",
-            "correlation",
-            "multivariate",
         )
         if not count or not rows:
             not_scored += [NotScored(p, "the window has no predictions") for p in window_parts]
-            not_scored.append(NotScored("predictions", "the window has no predictions"))
-            return WindowScores(accuracy, not_scored=tuple(not_scored))
-        outputs = [o for _, o in rows]
-        predictions = prediction_summary(model, outputs, count)
+            return WindowScores(not_scored=tuple(not_scored))
         fit = None if reference is None else self._fit(model, reference)
         if fit is None:
             why = (
@@ -355,12 +375,9 @@ class WindowScorer:
                 else "the reference's data could not be read"
             )
             not_scored += [NotScored(p, why) for p in window_parts]
-            return WindowScores(accuracy, predictions=predictions, not_scored=tuple(not_scored))
+            return WindowScores(not_scored=tuple(not_scored))
         assert reference is not None  # fitted on it
         not_scored.extend(fit.not_fitted)
-        feature_rows = [f for f, _ in rows]
-        sampled = len(rows) < count
-        quality = window_quality(model, fit.quality, features, profiles, feature_rows, count)
         prediction_drift = None
         if fit.outputs.features:
             # Every row's outputs, not the sample's: read chunk by chunk into profiles.
@@ -377,38 +394,67 @@ class WindowScorer:
             raw = self._output_values(model, window, reference, fit, values)
             found = self._output_drift(fit.label, labels, raw, not_scored, "label_drift")
             label_drift = found[0] if found else None
-        correlation = multivariate = None
-        few = f"fewer than {self._min_events} predictions (SIDEWATCH_MIN_WINDOW_EVENTS)"
-        used = [*(fit.correlation.features if fit.correlation else ())]
-        used += [
-            n for n in (fit.multivariate.features if fit.multivariate else ()) if n not in used
-        ]
-        numeric = numeric_columns(used, feature_rows) if count >= self._min_events else {}
-        if fit.correlation is not None:
-            try:
-                if count < self._min_events:
-                    raise ValueError(few)
-                result = fit.correlation.score(numeric)
-                correlation = CorrelationSummary.of(result, sampled=sampled)
-            except ValueError as exc:
-                not_scored.append(NotScored("correlation", str(exc)))
-        if fit.multivariate is not None:
-            try:
-                if count < self._min_events:
-                    raise ValueError(few)
-                multivariate = fit.multivariate.score(numeric)
-            except ValueError as exc:
-                not_scored.append(NotScored("multivariate", str(exc)))
         return WindowScores(
-            accuracy=accuracy,
-            quality=quality,
             prediction_drift=prediction_drift,
             label_drift=label_drift,
-            correlation=correlation,
-            multivariate=multivariate,
-            predictions=predictions,
             not_scored=tuple(not_scored),
         )
+
+    def _parts_of(self, model: str) -> dict[str, AnyPart]:
+        """The registered parts that run for ``model``."""
+        return self._model_parts.get(model, self._registered)
+
+    def _registry_parts(
+        self,
+        inputs: WindowInputs,
+        reference: ReferenceInfo | None,
+        parts: Mapping[str, AnyPart],
+    ) -> tuple[dict[str, BaseModel], tuple[NotScored, ...]]:
+        """The registered parts' results, each given only the inputs it declared, and
+        why each part left out was.
+
+        Args:
+            inputs: Everything read for the window (narrowed per part).
+            reference: The version's newest reference, if any.
+            parts: The parts to run.
+        """
+        results: dict[str, BaseModel] = {}
+        skipped: list[NotScored] = []
+        fit: FittedReference | None = None
+        for name, part in parts.items():
+            needs = part.inputs
+            if "row_sample" in needs and (not inputs.count or not inputs.rows):
+                skipped.append(NotScored(name, "the window has no predictions"))
+                continue
+            if "labelled" in needs and not inputs.labelled:
+                skipped.append(NotScored(name, "no prediction of the window has a label"))
+                continue
+            fitted = None
+            if "reference" in needs:
+                if reference is None:
+                    skipped.append(NotScored(name, "no reference was uploaded for this version"))
+                    continue
+                fit = fit or self._fit(inputs.model, reference)
+                if fit is None:
+                    skipped.append(NotScored(name, "the reference's data could not be read"))
+                    continue
+                fitted = fit.parts.get(name)
+                if isinstance(fitted, NotScored):
+                    skipped.append(fitted)
+                    continue
+            given = replace(
+                inputs,
+                rows=inputs.rows if "row_sample" in needs else (),
+                labelled=inputs.labelled if "labelled" in needs else (),
+                feature_reference=inputs.feature_reference if "feature_profiles" in needs else None,
+                feature_profiles=inputs.feature_profiles if "feature_profiles" in needs else None,
+            )
+            result = part.score(fitted, given)
+            if isinstance(result, NotScored):
+                skipped.append(result)
+            else:
+                results[name] = result
+        return results, tuple(skipped)
 
     def _output_values(
         self,
@@ -488,6 +534,15 @@ class WindowScorer:
         began = time.perf_counter()
         frame = pd.read_parquet(io.BytesIO(found[1]), engine="pyarrow")
         fitted = fit_reference(model, frame, reference.revision, self._options)
+        data = ReferenceData(model, reference.revision, frame, self._options)
+        fitted = replace(
+            fitted,
+            parts={
+                name: part.fit(data)
+                for name, part in self._parts_of(model.name).items()
+                if "reference" in part.inputs
+            },
+        )
         self._fits[key] = fitted
         logger.info(
             "fitted the window parts on reference %s/%s revision %d (%d rows) in %.2f s",

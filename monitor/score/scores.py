@@ -14,9 +14,10 @@ API read:
   tests as the features, on the served class, score or value of every row of the
   window (never a sample) and on the labels.
 - ``correlation``: :class:`CorrelationSummary`, Fisher's z over the feature pairs.
-- ``multivariate``: :class:`~monitor.score.multivariate.MultivariateDrift`.
-- ``predictions``: :class:`PredictionSummary`, the served classes' shares and the
-  served score's quantiles.
+- ``parts``: the results of the registered window parts
+  (:mod:`monitor.score.part`), by name; ``predictions``: :class:`PredictionSummary`,
+  the served classes' shares and the served score's quantiles; ``multivariate``:
+  :class:`~monitor.score.multivariate.MultivariateDrift`.
 - ``not_scored``: for every part left out, why (:class:`NotScored`).
 """
 
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
+
 from collectors.contract import FeatureType
-from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy, accuracy_from_json
+from monitor.score.accuracy import ClassificationAccuracy, RegressionAccuracy
 from monitor.score.drift.correlation import CorrelationDriftResult, PairCorrelationDrift
 from monitor.score.multivariate import MultivariateDrift
 from monitor.score.quality import NewCategory
@@ -79,12 +82,33 @@ def _float(value: Any) -> float | None:
 class NotScored:
     """A part of a window's scores that was left out, and why."""
 
-    part: ScorePart
+    part: str
+    """A :data:`ScorePart`, or the name of a registered window part."""
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureQualityScore:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NewCategoryCount(_Frozen):
+    """A category the reference never had, and how often the rows read hold it."""
+
+    category: str
+    count: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [category, count].
+        if isinstance(data, list | tuple):
+            return {"category": data[0], "count": data[1]}
+        if isinstance(data, NewCategory):
+            return {"category": data.category, "count": data.count}
+        return data
+
+
+class FeatureQualityScore(_Frozen):
     """One feature's data quality over one window.
 
     Shares come from the window's profile where it holds them (exact, over every row of
@@ -107,53 +131,35 @@ class FeatureQualityScore:
     new_categories: int | None
     """Categorical: distinct new categories among the rows read (a lower bound of the
     window's when sampled)."""
-    examples: tuple[NewCategory, ...]
+    examples: tuple[NewCategoryCount, ...]
     """The most frequent new categories among the rows read, most frequent first."""
     from_sample: tuple[str, ...] = ()
     """Fields estimated from a sample of the window's rows (empty: all exact)."""
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
-        return {
-            "feature": self.feature,
-            "kind": self.kind,
-            "missing_ratio": self.missing_ratio,
-            "type_errors_ratio": self.type_errors_ratio,
-            "out_of_range_ratio": self.out_of_range_ratio,
-            "new_category_ratio": self.new_category_ratio,
-            "new_categories": self.new_categories,
-            "examples": [[e.category, e.count] for e in self.examples],
-            "from_sample": list(self.from_sample),
-        }
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureQualityScore:
         """Rebuild from :meth:`as_json`."""
-        new = data["new_categories"]
-        return cls(
-            feature=str(data["feature"]),
-            kind=data["kind"],
-            missing_ratio=_float(data["missing_ratio"]),
-            type_errors_ratio=_float(data["type_errors_ratio"]),
-            out_of_range_ratio=_float(data["out_of_range_ratio"]),
-            new_category_ratio=_float(data["new_category_ratio"]),
-            new_categories=None if new is None else int(new),
-            examples=tuple(NewCategory(str(c), int(n)) for c, n in data["examples"]),
-            from_sample=tuple(data["from_sample"]),
-        )
+        return cls.model_validate(data)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowQuality:
+class WindowQuality(_Frozen):
     """Data quality of every feature of the model over one window."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # ``sampled`` is derived
 
     rows: int
     """Predictions in the window."""
     sample_rows: int
     """Rows read for what the profiles do not hold (all of them, up to the sample size)."""
     features: tuple[FeatureQualityScore, ...]
-    """One per feature, in the model's order."""
+    """One per feature, in the model's order (a list when stored: PostgreSQL's JSONB
+    reorders object keys)."""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def sampled(self) -> bool:
         """Whether the rows read were a sample of the window."""
@@ -171,21 +177,13 @@ class WindowQuality:
         raise KeyError(name)
 
     def as_json(self) -> dict[str, Any]:
-        """The stored form (features in a list: PostgreSQL's JSONB reorders object keys)."""
-        return {
-            "rows": self.rows,
-            "sample_rows": self.sample_rows,
-            "features": [f.as_json() for f in self.features],
-        }
+        """The stored form."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WindowQuality:
         """Rebuild from :meth:`as_json`."""
-        return cls(
-            rows=int(data["rows"]),
-            sample_rows=int(data["sample_rows"]),
-            features=tuple(FeatureQualityScore.from_json(f) for f in data["features"]),
-        )
+        return cls.model_validate(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +242,26 @@ class OutputDrift:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CorrelationSummary:
+class CorrelationPair(_Frozen):
+    """One feature pair's correlation in the reference and in the window."""
+
+    feature_a: str
+    feature_b: str
+    reference_r: float | None
+    current_r: float | None
+    """None where a feature is constant in the window (the correlation is undefined)."""
+    z: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    drifted: bool
+
+    @classmethod
+    def of(cls, pair: PairCorrelationDrift) -> CorrelationPair:
+        """The result form of a tested pair (an undefined correlation is None)."""
+        return cls.model_validate(pair.as_json())
+
+
+class CorrelationSummary(_Frozen):
     """Correlation drift over one window: counts, the largest change, and the pairs that
     matter most (at most :data:`MAX_LISTED_PAIRS`: the drifted ones, then the largest
     changes)."""
@@ -263,7 +279,7 @@ class CorrelationSummary:
     drifted_pairs: int
     change_max: float | None
     """Largest ``|current r - reference r|`` over the tested pairs."""
-    pairs: tuple[PairCorrelationDrift, ...]
+    pairs: tuple[CorrelationPair, ...]
     features_cut: tuple[str, ...]
     pairs_cut: int
     """Pairs of the numeric features that were not tested (the pair bound)."""
@@ -286,49 +302,22 @@ class CorrelationSummary:
             tested_pairs=len(tested),
             drifted_pairs=sum(p.drifted for p in tested),
             change_max=max(changes.values()) if changes else None,
-            pairs=tuple(ranked[:listed]),
+            pairs=tuple(CorrelationPair.of(p) for p in ranked[:listed]),
             features_cut=result.features_cut,
             pairs_cut=result.pairs_cut,
         )
 
     def as_json(self) -> dict[str, Any]:
         """The stored form."""
-        return {
-            "method": self.method,
-            "fdr": self.fdr,
-            "min_difference": self.min_difference,
-            "reference_count": self.reference_count,
-            "current_count": self.current_count,
-            "sampled": self.sampled,
-            "tested_pairs": self.tested_pairs,
-            "drifted_pairs": self.drifted_pairs,
-            "change_max": self.change_max,
-            "pairs": [p.as_json() for p in self.pairs],
-            "features_cut": list(self.features_cut),
-            "pairs_cut": self.pairs_cut,
-        }
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CorrelationSummary:
         """Rebuild from :meth:`as_json`."""
-        return cls(
-            method=str(data["method"]),
-            fdr=float(data["fdr"]),
-            min_difference=float(data["min_difference"]),
-            reference_count=int(data["reference_count"]),
-            current_count=int(data["current_count"]),
-            sampled=bool(data["sampled"]),
-            tested_pairs=int(data["tested_pairs"]),
-            drifted_pairs=int(data["drifted_pairs"]),
-            change_max=_float(data["change_max"]),
-            pairs=tuple(PairCorrelationDrift.from_json(p) for p in data["pairs"]),
-            features_cut=tuple(data["features_cut"]),
-            pairs_cut=int(data["pairs_cut"]),
-        )
+        return cls.model_validate(data)
 
 
-@dataclass(frozen=True, slots=True)
-class ClassRatio:
+class ClassRatio(_Frozen):
     """The share of a window's predictions that served one class."""
 
     served_class: str
@@ -336,17 +325,31 @@ class ClassRatio:
     classes are ``positive`` and ``negative``, as in its confusion counts."""
     ratio: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [class, ratio].
+        if isinstance(data, list | tuple):
+            return {"served_class": data[0], "ratio": data[1]}
+        return data
 
-@dataclass(frozen=True, slots=True)
-class ScoreQuantile:
+
+class ScoreQuantile(_Frozen):
     """One quantile of the served score (or a regression's value) over a window."""
 
     quantile: float
     value: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, data: Any) -> Any:
+        # Rows stored before results serialised themselves hold [quantile, value].
+        if isinstance(data, list | tuple):
+            return {"quantile": data[0], "value": data[1]}
+        return data
 
-@dataclass(frozen=True, slots=True)
-class PredictionSummary:
+
+class PredictionSummary(_Frozen):
     """What a window's predictions served: each class's share and the score's quantiles."""
 
     rows: int
@@ -362,29 +365,6 @@ class PredictionSummary:
     multiclass: the served class's probability) or of a regression's value; empty
     without such values."""
 
-    def as_json(self) -> dict[str, Any]:
-        """The stored form."""
-        return {
-            "rows": self.rows,
-            "sampled": self.sampled,
-            "class_ratios": [[c.served_class, c.ratio] for c in self.class_ratios],
-            "classes_cut": self.classes_cut,
-            "score_quantiles": [[q.quantile, q.value] for q in self.score_quantiles],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PredictionSummary:
-        """Rebuild from :meth:`as_json`."""
-        return cls(
-            rows=int(data["rows"]),
-            sampled=bool(data["sampled"]),
-            class_ratios=tuple(ClassRatio(str(c), float(r)) for c, r in data["class_ratios"]),
-            classes_cut=int(data["classes_cut"]),
-            score_quantiles=tuple(
-                ScoreQuantile(float(q), float(v)) for q, v in data["score_quantiles"]
-            ),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class WindowScores:
@@ -393,17 +373,45 @@ class WindowScores:
     A part is None when it was not scored; :attr:`not_scored` says why.
     """
 
-    accuracy: ClassificationAccuracy | RegressionAccuracy | None = None
-    quality: WindowQuality | None = None
     prediction_drift: tuple[OutputDrift, ...] | None = None
     """One per output scored."""
     label_drift: OutputDrift | None = None
-    correlation: CorrelationSummary | None = None
-    multivariate: MultivariateDrift | None = None
-    predictions: PredictionSummary | None = None
+    parts: Mapping[str, BaseModel] = field(default_factory=dict)
+    """The results of the registered window parts (:data:`monitor.score.parts.PARTS`),
+    by part name; a part not scored is absent."""
     not_scored: tuple[NotScored, ...] = ()
 
-    def reason(self, part: ScorePart) -> str | None:
+    @property
+    def accuracy(self) -> ClassificationAccuracy | RegressionAccuracy | None:
+        """The ``accuracy`` part's metrics, if scored."""
+        found = getattr(self.parts.get("accuracy"), "root", None)
+        return found if isinstance(found, ClassificationAccuracy | RegressionAccuracy) else None
+
+    @property
+    def quality(self) -> WindowQuality | None:
+        """The ``quality`` part's result, if scored."""
+        found = self.parts.get("quality")
+        return found if isinstance(found, WindowQuality) else None
+
+    @property
+    def correlation(self) -> CorrelationSummary | None:
+        """The ``correlation`` part's result, if scored."""
+        found = self.parts.get("correlation")
+        return found if isinstance(found, CorrelationSummary) else None
+
+    @property
+    def multivariate(self) -> MultivariateDrift | None:
+        """The ``multivariate`` part's result, if scored."""
+        found = self.parts.get("multivariate")
+        return found if isinstance(found, MultivariateDrift) else None
+
+    @property
+    def predictions(self) -> PredictionSummary | None:
+        """The ``predictions`` part's result (the served classes and scores), if scored."""
+        found = self.parts.get("predictions")
+        return found if isinstance(found, PredictionSummary) else None
+
+    def reason(self, part: str) -> str | None:
         """Why ``part`` (or some of it) was not scored; None if nothing was left out."""
         reasons = [n.reason for n in self.not_scored if n.part == part]
         return "; ".join(reasons) if reasons else None
@@ -412,42 +420,46 @@ class WindowScores:
         """The stored form (a JSON document; what has an order is kept in lists, since
         PostgreSQL's JSONB reorders the keys of an object)."""
         return {
-            "accuracy": None if self.accuracy is None else self.accuracy.as_json(),
-            "quality": None if self.quality is None else self.quality.as_json(),
             "prediction_drift": None
             if self.prediction_drift is None
             else [d.as_json() for d in self.prediction_drift],
             "label_drift": None if self.label_drift is None else self.label_drift.as_json(),
-            "correlation": None if self.correlation is None else self.correlation.as_json(),
-            "multivariate": None if self.multivariate is None else self.multivariate.as_json(),
-            "predictions": None if self.predictions is None else self.predictions.as_json(),
+            **{name: result.model_dump(mode="json") for name, result in self.parts.items()},
             "not_scored": [[n.part, n.reason] for n in self.not_scored],
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> WindowScores:
+    def from_json(
+        cls, data: Mapping[str, Any] | None, parts: Mapping[str, type[BaseModel]] | None = None
+    ) -> WindowScores:
         """Rebuild from :meth:`as_json`; a row scored before these parts existed (None)
-        gives empty scores."""
+        gives empty scores.
+
+        Args:
+            data: The stored form.
+            parts: Each registered part's result model, by part name (default: the
+                registry's, :func:`monitor.score.parts.result_models`); a stored result
+                of a part no longer registered is left out.
+        """
         if data is None:
             return cls()
+        if parts is None:
+            # The registry imports the parts, which import this module: read it late.
+            from monitor.score.parts import result_models
+
+            parts = result_models()
         outputs = data["prediction_drift"]
         label = data["label_drift"]
         return cls(
-            accuracy=None if data["accuracy"] is None else accuracy_from_json(data["accuracy"]),
-            quality=None if data["quality"] is None else WindowQuality.from_json(data["quality"]),
             prediction_drift=None
             if outputs is None
             else tuple(OutputDrift.from_json(d) for d in outputs),
             label_drift=None if label is None else OutputDrift.from_json(label),
-            correlation=None
-            if data["correlation"] is None
-            else CorrelationSummary.from_json(data["correlation"]),
-            multivariate=None
-            if data["multivariate"] is None
-            else MultivariateDrift.from_json(data["multivariate"]),
-            predictions=None
-            if data["predictions"] is None
-            else PredictionSummary.from_json(data["predictions"]),
+            parts={
+                name: model.model_validate(data[name])
+                for name, model in parts.items()
+                if data.get(name) is not None
+            },
             not_scored=tuple(NotScored(part, str(reason)) for part, reason in data["not_scored"]),
         )
 

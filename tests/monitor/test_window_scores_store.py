@@ -14,7 +14,13 @@ from monitor.reference import profile_reference, to_parquet
 from monitor.score.drift.correlation import PairCorrelationDrift
 from monitor.score.results import DEFINITION, WindowResult
 from monitor.score.scorer import WindowScorer
-from monitor.score.scores import CorrelationSummary, NotScored, OutputDrift, WindowScores
+from monitor.score.scores import (
+    CorrelationPair,
+    CorrelationSummary,
+    NotScored,
+    OutputDrift,
+    WindowScores,
+)
 from monitor.store import Store
 from tests.conftest import credit_model
 
@@ -124,10 +130,22 @@ def test_every_part_of_a_windows_scores_round_trips(store: Store) -> None:
 
 def test_undefined_numbers_and_missing_parts_round_trip(store: Store) -> None:
     pair = PairCorrelationDrift("x", "y", 0.5, math.nan, None, None, None, False)
+    correlation = CorrelationSummary(
+        method="pearson",
+        fdr=0.05,
+        min_difference=0.1,
+        reference_count=100,
+        current_count=50,
+        sampled=True,
+        tested_pairs=0,
+        drifted_pairs=0,
+        change_max=None,
+        pairs=(CorrelationPair.of(pair),),
+        features_cut=("z",),
+        pairs_cut=3,
+    )
     scores = WindowScores(
-        correlation=CorrelationSummary(
-            "pearson", 0.05, 0.1, 100, 50, True, 0, 0, None, (pair,), ("z",), 3
-        ),
+        parts={"correlation": correlation},
         prediction_drift=(OutputDrift("class", "chisquare", 0.0, 0.05, True, 40, None),),
         not_scored=(NotScored("accuracy", "no prediction of the window has a label"),),
     )
@@ -152,6 +170,6 @@ def test_undefined_numbers_and_missing_parts_round_trip(store: Store) -> None:
     [stored] = [WindowResult.from_record(r) for r in store.window_results("credit", "v1")]
     assert stored.scores.as_json() == scores.as_json()
     [got] = stored.scores.correlation.pairs  # type: ignore[union-attr]
-    assert math.isnan(got.current_r) and got.reference_r == 0.5
+    assert got.current_r is None and got.reference_r == 0.5, "an undefined r is None"
     assert stored.scores.reason("accuracy") == "no prediction of the window has a label"
     assert stored.scores.quality is None and stored.scores.accuracy is None
