@@ -40,8 +40,8 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 request limit (``SIDEWATCH_MAX_REQUEST_BYTES``, 32 MiB, counted after decompression)."""
 
 _WAITING_ADVICE = {
-    401: "the monitor does not know the collector's token: set SIDEWATCH_TOKEN (the "
-    "sidecar: SIDEWATCH_SIDECAR_TOKEN) to a valid ingest token",
+    401: "the monitor does not know the collector's token: set SIDEWATCH_TOKEN to a "
+    "valid ingest token",
     403: "the collector's token may not ingest: give it an ingest grant",
     404: "no ingest API at the monitor URL: check SIDEWATCH_MONITOR_URL",
 }

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-import numpy as np
-
 from collectors.naming import MetricName
 from monitor.score.drift.correlation import CorrelationDrift, FittedCorrelationDrift
 from monitor.score.fitted import numeric_columns
@@ -64,12 +62,7 @@ class CorrelationPart:
     def fit(self, reference: ReferenceData) -> FittedCorrelationDrift | NotScored:
         """The reference's correlations of its first numeric features
         (``SIDEWATCH_CORRELATION_MAX_FEATURES``), or why not."""
-        frame = reference.frame
-        numeric = {
-            s.name: frame[s.name].to_numpy(dtype=np.float64, na_value=np.nan)
-            for s in reference.model.features
-            if s.type == "numeric"
-        }
+        numeric = reference.numeric_columns()
         test = CorrelationDrift(max_features=reference.options.correlation_max_features)
         try:
             return test.fit(numeric)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-import numpy as np
-
 from collectors.naming import MetricName
 from monitor.score.fitted import numeric_columns
 from monitor.score.multivariate import (
@@ -73,12 +71,7 @@ class MultivariatePart:
         method = reference.options.multivariate
         if method is None:
             return NotScored(self.name, "turned off (SIDEWATCH_MULTIVARIATE_METHOD)")
-        frame = reference.frame
-        numeric = {
-            s.name: frame[s.name].to_numpy(dtype=np.float64, na_value=np.nan)
-            for s in reference.model.features
-            if s.type == "numeric"
-        }
+        numeric = reference.numeric_columns()
         detector = PcaReconstruction() if method == "pca_reconstruction" else DomainClassifier()
         try:
             return detector.fit(numeric)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from collectors.contract import ModelDescription
@@ -75,6 +76,15 @@ class ReferenceData:
     options: ScoringOptions
     """The settings of the window parts (``SIDEWATCH_SCORE_SAMPLE_ROWS``,
     ``SIDEWATCH_MULTIVARIATE_METHOD``, ...)."""
+
+    def numeric_columns(self) -> dict[str, np.ndarray]:
+        """The reference's numeric features as float arrays (missing values NaN), in
+        the model's order."""
+        return {
+            s.name: self.frame[s.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            for s in self.model.features
+            if s.type == "numeric"
+        }
 
 
 @dataclass(frozen=True, slots=True)
