@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: install servers tools demo test lint bench-ingest bench-soak bench-drift bench-sidecar bench-accelerators bench-report bench-windows gpu-check lock clean
+.PHONY: install servers tools demo test lint bench-ingest bench-soak bench-drift bench-sidecar bench-accelerators bench-report bench-windows bench-ab gpu-check lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-report: $(STAMP)
 # A day's rollup from merged profiles vs from rows; segment filters; count placement.
 bench-windows: $(STAMP)
 	$(BIN)/python bench/windows.py
+
+# Is this tree slower than an earlier commit? bench-ingest and bench-drift from both
+# trees, alternating, in the same run (AB_REF: the commit; default main before issue 12).
+bench-ab: $(STAMP)
+	$(BIN)/python bench/ab.py ingest drift $(if $(AB_REF),--ref $(AB_REF))
 
 # On a machine with an NVIDIA GPU (and PyTorch): known loads against the real collector.
 gpu-check: $(STAMP)
