@@ -541,6 +541,40 @@ OPERATIONS: list[Panel] = [
         ],
     ),
     Panel(
+        "timeseries",
+        "Requests against the same time last week",
+        "Requests per second now and at the same time last week (the 30 minutes around "
+        "it). The request-rate anomaly alert fires when now is under half or over twice "
+        "last week's for 15 minutes.",
+        "reqps",
+        [
+            (f"model:sidewatch_sidecar_requests:rate5m{{{SIDECAR_MODEL}}}", "{{model}} now"),
+            (
+                f"model:sidewatch_sidecar_requests:rate5m_last_week{{{SIDECAR_MODEL}}}",
+                "{{model}} last week",
+            ),
+        ],
+    ),
+    Panel(
+        "timeseries",
+        "Response time against its usual band",
+        "The slowest 1 in 20 requests (p95) and the top of its usual band: the median of "
+        "the past 6 hours plus three interquartile ranges plus a tenth. Above the band "
+        "for 10 minutes, the latency anomaly alert fires.",
+        "s",
+        [
+            (
+                f"model:sidewatch_sidecar_upstream_latency_seconds:p95_5m{{{SIDECAR_MODEL}}}",
+                "{{model}} p95",
+            ),
+            (
+                "model:sidewatch_sidecar_upstream_latency_seconds:p95_5m_upper_band"
+                f"{{{SIDECAR_MODEL}}}",
+                "{{model}} band top",
+            ),
+        ],
+    ),
+    Panel(
         "stat",
         "Sidecar up",
         "Whether Prometheus can reach each sidecar. Down: the monitor sees nothing from "
