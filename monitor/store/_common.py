@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Select, String, Table, cast, or_
+from sqlalchemy import ColumnElement, Select, Table, or_
 from sqlmodel import SQLModel
 
 from monitor.core.windows import SplitKind, Window
@@ -88,19 +88,21 @@ def in_window(stmt: _S, window: Window) -> _S:
 def split_value(kind: SplitKind, key: str = "") -> ColumnElement[Any]:
     """A prediction's value of a split, as text (NULL where it has none).
 
-    A segment's is ``JSON_EXTRACT(segment, '$."key"')`` on SQLite, ``segment ->> 'key'``
-    on PostgreSQL; a group's is the feature's value in ``features`` cast to text (SQLite
-    extracts a JSON number as a number: cast, ``3`` reads ``'3'`` on both backends).
+    A segment's is ``CAST(JSON_EXTRACT(segment, '$."key"') AS VARCHAR)`` on SQLite,
+    ``segment ->> 'key'`` on PostgreSQL (SQLAlchemy's ``as_string``); a group's is the
+    feature's value in ``features`` read alike, so a number ``3`` reads ``'3'`` on both
+    backends (a boolean does not: ``1`` on SQLite, ``true`` on PostgreSQL).
     """
     p = PREDICTIONS.c
     if kind == "segment":
-        value: ColumnElement[Any] = p.segment[key].as_string()
-        return value
+        segment: ColumnElement[Any] = p.segment[key].as_string()
+        return segment
     if kind == "variant":
         return p.variant
     if kind == "stage":
         return p.stage
-    return cast(p.features[key].as_string(), String)
+    group: ColumnElement[Any] = p.features[key].as_string()
+    return group
 
 
 def label_join() -> Any:

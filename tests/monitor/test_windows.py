@@ -283,6 +283,7 @@ def test_count_windows_are_blocks_in_ingest_order_that_late_data_never_reshuffle
             "trace_id": None,
             "parent_span_id": None,
             "variant": None,
+            "stage": None,
             "segment": {},
             "correlation_key": None,
         }
