@@ -19,7 +19,7 @@ from monitor.core.windows import Split, Window, parse_split
 from monitor.score.results import WindowResult
 from monitor.settings import MonitorSettings
 from monitor.store import Store
-from tests.conftest import credit_model
+from tests.conftest import ADMIN, INGEST_CREDIT, credit_model
 from tests.monitor.test_scoring import Clock, reference_frame, samples
 from tests.monitor.test_store import prediction_row
 from tests.monitor.test_windows import (
@@ -305,3 +305,13 @@ def test_split_labels_cannot_collide_with_segment_labels() -> None:
     for bad in ("nokey", "=v", "@variant:x=v", "@group=v", "@other=v"):
         with pytest.raises(ValueError):
             parse_split(bad)
+
+
+def test_the_group_numbers_need_the_admin_token(secured_api: TestClient) -> None:
+    secured_api.app.state.store.group_numbers("credit", "region", ["north"])  # type: ignore[attr-defined]
+    path = "/v1/models/credit/groups"
+    assert secured_api.get(path).status_code == 401
+    ingest = {"Authorization": f"Bearer {INGEST_CREDIT}"}
+    assert secured_api.get(path, headers=ingest).status_code == 403
+    found = secured_api.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert found.json() == [{"attribute": "region", "value": "north", "number": 1, "label": "g1"}]
