@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 __all__ = [
-    "SPLIT_KINDS",
     "Marker",
     "Split",
     "SplitKind",
@@ -66,8 +65,6 @@ SplitKind = Literal["segment", "variant", "stage", "group"]
 - ``group``: the value of a sensitive attribute (one of the model's
   ``sensitive_attributes``, a feature) in the event's features.
 """
-
-SPLIT_KINDS: tuple[SplitKind, ...] = ("segment", "variant", "stage", "group")
 
 _PREFIX = "@"
 """Starts the label of every split but a segment's. A segment key matches the contract's
@@ -118,8 +115,10 @@ def parse_split(label: str) -> Split | None:
     if not head.startswith(_PREFIX):
         return Split("segment", head, value)
     kind, _, key = head[len(_PREFIX) :].partition(":")
-    if kind in ("variant", "stage") and not key:
-        return Split(kind, "", value)  # type: ignore[arg-type]
+    if kind == "variant" and not key:
+        return Split("variant", "", value)
+    if kind == "stage" and not key:
+        return Split("stage", "", value)
     if kind == "group" and key:
         return Split("group", key, value)
     raise ValueError(
