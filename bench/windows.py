@@ -59,6 +59,7 @@ def rows_for(
             "trace_id": None,
             "parent_span_id": None,
             "variant": None,
+            "stage": None,
             "segment": {"region": rng.choice(VALUES)},
             "correlation_key": None,
         }

@@ -4,7 +4,7 @@ Both sides import this module: the SDK and the sidecar build events that match i
 and the monitor's ingest validates incoming batches against it. Three documents:
 
 - :class:`PredictionEvent`: one prediction as the model served it (inputs, outputs,
-  latency, trace context, variant, segment);
+  latency, trace context, variant, pipeline stage, segment);
 - :class:`LabelEvent`: ground truth that arrives later, joined to a prediction by the
   prediction's event id or by a correlation key;
 - :class:`ModelDescription`: what the monitor needs to know about a model (task,
@@ -88,6 +88,9 @@ class PredictionEvent(_Document):
     parent_span_id: SpanId | None = None
     variant: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = None
     """``shadow`` for a prediction captured but not served, or the A/B arm."""
+    stage: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = None
+    """The pipeline stage that made the prediction (``retrieval``, ``ranker``...);
+    a pipeline's stages share the trace id."""
     segment: dict[FeatureName, Annotated[str, Field(max_length=128, pattern=NO_NUL)]] = Field(
         default_factory=dict, max_length=16
     )
@@ -147,6 +150,10 @@ class ModelDescription(_Document):
     """The class that counts as positive (binary tasks)."""
     sensitive_attributes: list[FeatureName] = Field(default_factory=list, max_length=64)
     """Features that fairness is measured over; each must be one of ``features``."""
+    group_labels_allowed: bool = False
+    """Whether the values of the sensitive attributes may appear as metric labels
+    (``group="female"``). Off: ``/metrics`` numbers the groups (``group="g3"``), and
+    the numbering is read with the admin token."""
     description: Annotated[str, Field(max_length=4096)] = ""
     prediction_column: ColumnName = "prediction"
     """The reference's column of served outputs: the class (classification) or the value

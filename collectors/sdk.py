@@ -133,6 +133,7 @@ class Client:
         trace_id: str | None = None,
         parent_span_id: str | None = None,
         variant: str | None = None,
+        stage: str | None = None,
         segment: Mapping[str, str] | None = None,
         correlation_key: str | None = None,
     ) -> str | None:
@@ -152,6 +153,7 @@ class Client:
             trace_id: W3C trace id (32 hex digits), to link pipeline stages.
             parent_span_id: W3C span id (16 hex digits) of the calling span.
             variant: ``shadow`` or the A/B arm.
+            stage: The pipeline stage that made the prediction.
             segment: Attributes to slice results by.
             correlation_key: A business key that a later label may use.
 
@@ -183,6 +185,7 @@ class Client:
                 ("trace_id", trace_id),
                 ("parent_span_id", parent_span_id),
                 ("variant", variant),
+                ("stage", stage),
                 ("correlation_key", correlation_key),
                 ("segment", segment or None),
             )

@@ -98,6 +98,8 @@ def _sidecar(args: argparse.Namespace) -> None:
         "tap_listen": args.tap_listen,
         "model": args.model,
         "model_version": args.version,
+        "variant": args.variant,
+        "stage": args.stage,
         "spool_dir": args.spool_dir,
     }
     try:
@@ -264,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     car.add_argument("--monitor-url", help="default: SIDEWATCH_MONITOR_URL")
     car.add_argument("--model", help="model name (default: from the request path)")
     car.add_argument("--version", help="model version (default: from the path or response)")
+    car.add_argument("--variant", help="tag every captured event: shadow, or the A/B arm")
+    car.add_argument("--stage", help="tag every captured event: the pipeline stage")
     car.add_argument("--spool-dir", help="default var/sidecar-spool")
     car.set_defaults(func=_sidecar)
 

@@ -59,8 +59,19 @@ class MonitorSettings(BaseSettings):
     """Segment keys whose values are scored as windows of their own, as JSON, e.g.
     ``["region"]``."""
     max_segment_values: int = Field(default=20, ge=1, le=1000)
-    """Most values scored per segment key and window, the most frequent; the others
-    are counted in ``sidewatch_segment_series_cut``."""
+    """Most values scored per split key and window, the most frequent: per segment key,
+    of the variants, of the stages, per sensitive attribute. The others are counted in
+    ``sidewatch_segment_series_cut`` (segments) and ``sidewatch_split_series_cut``."""
+    split_variants: bool = True
+    """Score each variant (``shadow``, an A/B arm) of a closed base window as a window of
+    its own. A window whose events carry no variant scores none."""
+    split_stages: bool = True
+    """Score each pipeline stage of a closed base window as a window of its own. A window
+    whose events carry no stage scores none."""
+    split_sensitive_groups: bool = True
+    """Score each group of each categorical sensitive attribute of a model (its
+    description's ``sensitive_attributes``) as a window of its own; numeric and boolean
+    attributes are left out (see :mod:`monitor.score.loop`)."""
     score_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often the scoring loop looks for new or changed windows."""
     score_budget_seconds: float = Field(default=60.0, gt=0, le=3600)

@@ -67,6 +67,10 @@ class CaptureConfig:
     """Largest body after decompression; beyond it the capture is skipped."""
     correlation_header: bytes = b"x-request-id"
     """Request header whose value becomes the events' correlation key (lower case)."""
+    variant: str | None = None
+    """Tags every event (``shadow``, or the A/B arm); None: untagged."""
+    stage: str | None = None
+    """Tags every event with the pipeline stage; None: untagged."""
 
 
 class ExchangeDecoder:
@@ -143,6 +147,10 @@ class ExchangeDecoder:
                 "outputs": row.outputs,
                 "latency_seconds": min(exchange.latency, 3600.0),
             }
+            if config.variant is not None:
+                event["variant"] = config.variant
+            if config.stage is not None:
+                event["stage"] = config.stage
             if trace is not None:
                 event["trace_id"] = trace.trace_id
                 event["parent_span_id"] = trace.parent_span_id

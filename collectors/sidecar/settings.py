@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from collectors.contract import ModelName, VersionName
+from collectors.contract import ID_PATTERN, ModelName, VersionName
 
 _MIB = 1024 * 1024
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -48,6 +48,11 @@ class SidecarSettings(BaseSettings):
     """Model name for the events; default: the name in the request path."""
     model_version: VersionName | None = None
     """Model version; default: the version in the path or the response."""
+    variant: str | None = Field(default=None, max_length=64, pattern=ID_PATTERN)
+    """Tags every captured event: ``shadow`` (a model whose answers are not served), or
+    the A/B arm this proxy serves."""
+    stage: str | None = Field(default=None, max_length=64, pattern=ID_PATTERN)
+    """Tags every captured event: the pipeline stage of the model behind this proxy."""
     task: Literal["auto", "classification", "regression"] = "auto"
     feature_names: tuple[str, ...] = ()
     """Names of the columns of an unnamed input matrix, in order."""

@@ -67,6 +67,8 @@ def capture_config(settings: SidecarSettings) -> CaptureConfig:
     return CaptureConfig(
         model=settings.model,
         version=settings.model_version,
+        variant=settings.variant,
+        stage=settings.stage,
         decoders=tuple(build_decoders(rules, mapping)),
         policy=policy,
         max_decoded_bytes=settings.decoded_max_bytes,

@@ -161,6 +161,9 @@ def create_app(
         count_window=settings.count_window,
         segment_keys=settings.segment_keys,
         max_segment_values=settings.max_segment_values,
+        split_variants=settings.split_variants,
+        split_stages=settings.split_stages,
+        split_groups=settings.split_sensitive_groups,
         clock=clock,
     )
     runner = Runner()
@@ -182,7 +185,7 @@ def create_app(
             store.list_models,
             lambda: (loop.last_success, runner.job_stats("scoring").runs["error"]),
             settings.max_feature_labels,
-            segments=loop.latest_segments,
+            splits=loop.latest_splits,
         )
     )
     registry.register(BackgroundCollector(runner.stats))
@@ -461,7 +464,8 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000, description="most windows per page")] = 100,
     ) -> list[WindowPublic]:
         """The version's scored windows, newest first: by default the base time windows
-        of every event; ``segment``, ``kind`` and ``seconds`` choose others; ``since``
+        of every event; ``segment``, ``variant``, ``stage``, ``group``, ``kind`` and
+        ``seconds`` choose others; ``since``
         and ``until`` bound their starts (epoch seconds, inclusive). At most ``limit``
         per page; when older ones remain, the ``Link`` header's ``rel="next"`` URL reads
         the next page (the same query with ``before`` set).

@@ -491,6 +491,7 @@ def _prediction_row(event: PredictionEvent, received_at: float) -> dict[str, Any
         "trace_id": event.trace_id,
         "parent_span_id": event.parent_span_id,
         "variant": event.variant,
+        "stage": event.stage,
         "segment": event.segment,
         "correlation_key": event.correlation_key,
     }

@@ -4,7 +4,7 @@ parts kept about single predictions (anomaly flags, explanations) out.
 - ``GET /v1/models/{name}/versions/{version}/predictions/{event_id}/results``: every
   part's result about one prediction.
 - ``GET /v1/models/{name}/versions/{version}/results/{part}``: one part's results about
-  the predictions of ``[since, until)`` (event time; of one ``segment`` value if given),
+  the predictions of ``[since, until)`` (event time; of one split value if given),
   oldest first, paged: when more remain, the ``Link`` header's ``rel="next"`` URL reads
   the next page (the same query with ``after_ts`` and ``after_event_id`` set).
 
@@ -23,7 +23,7 @@ from collectors.contract import ID_PATTERN, NAME_PATTERN
 from monitor.api.auth import Authorizer
 from monitor.api.schemas import ErrorBody
 from monitor.core.prediction_results import PredictionResultRecord
-from monitor.core.windows import Window, parse_segment
+from monitor.core.windows import Window, parse_split
 from monitor.errors import InputError, NotFoundError
 from monitor.store import Store
 
@@ -102,7 +102,11 @@ def prediction_results_router(store: Store) -> APIRouter:
         until: Seconds = None,
         segment: Annotated[
             str,
-            Query(max_length=300, description="key=value of a segment; empty: all events"),
+            Query(
+                max_length=300,
+                description="a split's label: key=value of a segment, @variant=v, "
+                "@stage=s or @group:attribute=value; empty: all events",
+            ),
         ] = "",
         after_ts: Seconds = None,
         after_event_id: Annotated[
@@ -111,12 +115,13 @@ def prediction_results_router(store: Store) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000, description="most results per page")] = 1000,
     ) -> list[PredictionResultPublic]:
         """One part's results about the predictions of event time ``[since, until)``
-        (open where not given), oldest first; ``segment`` keeps one segment value's.
+        (open where not given), oldest first; ``segment`` keeps one split value's (a
+        segment's ``key=value``, or another split's label).
         At most ``limit`` per page; when more remain, the ``Link`` header's
         ``rel="next"`` URL reads the next page.
 
         Raises:
-            InputError: ``since`` is after ``until``, the segment is not ``key=value``,
+            InputError: ``since`` is after ``until``, ``segment`` is no split's label,
                 or only one of ``after_ts`` and ``after_event_id`` is given.
             NotFoundError: The model is not registered.
         """
@@ -133,9 +138,9 @@ def prediction_results_router(store: Store) -> APIRouter:
                 [("query.after_event_id", "give both (from the Link header) or neither")],
             )
         try:
-            which = parse_segment(segment)
+            which = parse_split(segment)
         except ValueError as exc:
-            raise InputError("invalid segment", [("query.segment", str(exc))]) from exc
+            raise InputError("invalid split", [("query.segment", str(exc))]) from exc
         store.get_model(name)
         window = Window(name, version, start, end, "time", which)
         after = None if after_ts is None or after_event_id is None else (after_ts, after_event_id)

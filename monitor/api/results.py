@@ -5,10 +5,14 @@
   test, its value, threshold, verdict and error bound, newest window first; filtered by
   ``feature`` and a ``since`` / ``until`` range of window starts.
 
-Every route that reads windows takes which ones (:func:`window_query`): ``segment``
-(``key=value``; empty, the default: every event), ``kind`` (``time``, the default, or
-``count``) and, for time windows, ``seconds`` (the base window length, the default, or
-a rollup length).
+- ``GET /v1/models/{name}/groups``: the numbers of the model's sensitive groups, as
+  ``/metrics`` labels them (``group="g3"``) where the model does not allow the values.
+
+Every route that reads windows takes which ones (:func:`window_query`): at most one
+split, ``segment`` (``key=value``), ``variant``, ``stage`` or ``attribute`` with
+``group`` (a sensitive attribute's value; none of them, the default: every event),
+``kind`` (``time``, the default, or ``count``) and, for time windows, ``seconds`` (the
+base window length, the default, or a rollup length).
 
 Reads need the admin token, as the other read endpoints do.
 """
@@ -28,12 +32,13 @@ from monitor.api.schemas import (
     ErrorBody,
     FeatureDriftPublic,
     FeatureDriftWindowPublic,
+    GroupPublic,
     NotScoredPublic,
     OutputDriftPublic,
     WindowPublic,
 )
 from monitor.core.records import WindowRecord
-from monitor.core.windows import WindowKind, parse_segment
+from monitor.core.windows import Split, WindowKind, parse_split
 from monitor.errors import ConfigError, InputError, NotFoundError
 from monitor.score.part import AnyPart
 from monitor.score.parts import PARTS
@@ -60,6 +65,7 @@ class WindowQuery:
     """Which stored windows a read is about (the filters of :meth:`Store.window_results`)."""
 
     segment: str = ""
+    """The split's label (:attr:`~monitor.core.windows.Split.label`); empty: every event."""
     window_kind: WindowKind = "time"
     window_seconds: float | None = None
     block_size: int | None = None
@@ -74,6 +80,22 @@ def window_query(
             description="key=value of a scored segment (e.g. region=eu); empty: all events",
         ),
     ] = "",
+    variant: Annotated[
+        str | None,
+        Query(max_length=64, pattern=ID_PATTERN, description="a scored variant (e.g. shadow)"),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        Query(max_length=64, pattern=ID_PATTERN, description="a scored pipeline stage"),
+    ] = None,
+    attribute: Annotated[
+        str | None,
+        Query(max_length=128, pattern=NAME_PATTERN, description="a sensitive attribute"),
+    ] = None,
+    group: Annotated[
+        str | None,
+        Query(max_length=1024, description="with attribute: one of its values"),
+    ] = None,
     kind: Annotated[
         WindowKind, Query(description="time windows, or count windows (N predictions)")
     ] = "time",
@@ -85,28 +107,50 @@ def window_query(
     """The query parameters that choose windows, checked against what is scored.
 
     Raises:
-        InputError: A segment key that is not scored, a length that is neither the
-            base window's nor a rollup's, or a length or segment asked of count windows.
+        InputError: A segment key or split kind that is not scored, more than one
+            split, a group without its attribute (or the reverse), a length that is
+            neither the base window's nor a rollup's, or a length or split asked of
+            count windows.
     """
     settings: MonitorSettings = request.app.state.settings
     lengths = [settings.window_seconds, *settings.rollups]
     keys = list(settings.segment_keys)
     problems = []
+    split: Split | None = None
     try:
-        parsed = parse_segment(segment)
+        split = parse_split(segment)
     except ValueError as exc:
         problems.append(("query.segment", str(exc)))
-        parsed = None
-    if parsed is not None and parsed[0] not in keys:
+    if split is not None and split.kind != "segment":
+        problems.append(("query.segment", "a segment is key=value; use variant, stage or group"))
+    elif split is not None and split.key not in keys:
         scored = ", ".join(keys) if keys else "none (SIDEWATCH_SEGMENT_KEYS is empty)"
         problems.append(
-            ("query.segment", f"segment key {parsed[0]!r} is not scored; scored keys: {scored}")
+            ("query.segment", f"segment key {split.key!r} is not scored; scored keys: {scored}")
         )
+    if (attribute is None) != (group is None):
+        problems.append(("query.group", "give a group with its attribute (attribute=sex&group=f)"))
+    asked: list[tuple[str, bool, Split]] = []
+    if variant is not None:
+        asked.append(("variant", settings.split_variants, Split("variant", "", variant)))
+    if stage is not None:
+        asked.append(("stage", settings.split_stages, Split("stage", "", stage)))
+    if attribute is not None and group is not None:
+        asked.append(("group", settings.split_sensitive_groups, Split("group", attribute, group)))
+    for name, on, _ in asked:
+        if not on:
+            setting = "SENSITIVE_GROUPS" if name == "group" else f"{name.upper()}S"
+            problems.append(
+                (f"query.{name}", f"{name} windows are not scored (SIDEWATCH_SPLIT_{setting})")
+            )
+    if len(asked) + bool(segment) > 1:
+        problems.append(("query", "ask for one split at a time: segment, variant, stage or group"))
+    label = asked[0][2].label if asked else segment
     if kind == "count":
         if seconds is not None:
             problems.append(("query.seconds", "count windows have no length in seconds"))
-        if segment:
-            problems.append(("query.segment", "count windows cover every event, no segment"))
+        if label:
+            problems.append(("query.segment", "count windows cover every event, no split"))
     elif seconds is not None and seconds not in lengths:
         valid = ", ".join(str(n) for n in lengths)
         problems.append(
@@ -120,7 +164,7 @@ def window_query(
         raise InputError("the window parameters ask for windows that are not scored", problems)
     if kind == "count":
         return WindowQuery("", "count", None, settings.count_window or None)
-    return WindowQuery(segment, "time", seconds or settings.window_seconds)
+    return WindowQuery(label, "time", seconds or settings.window_seconds)
 
 
 Windows = Annotated[WindowQuery, Depends(window_query)]
@@ -214,6 +258,21 @@ def results_router(store: Store, model: type[WindowPublic] | None = None) -> API
                         )
                     )
         return rows
+
+    @router.get("/v1/models/{name}/groups")
+    def groups(name: ModelPath) -> list[GroupPublic]:
+        """The model's numbered sensitive groups: each value of a sensitive attribute
+        scored so far and its number, as ``/metrics`` labels it (``group="g3"``) where
+        the model's description does not allow the values as labels.
+
+        Raises:
+            NotFoundError: The model is not registered.
+        """
+        store.get_model(name)
+        return [
+            GroupPublic(attribute=a, value=v, number=n, label=f"g{n}")
+            for a, v, n in store.split_groups(name)
+        ]
 
     return router
 

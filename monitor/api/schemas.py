@@ -19,6 +19,16 @@ class ModelPublic(ModelDescription):
     versions: list[str]
 
 
+class GroupPublic(_Public):
+    """A numbered group of a sensitive attribute (``GET /v1/models/{name}/groups``)."""
+
+    attribute: str
+    value: str
+    number: int
+    label: str
+    """How ``/metrics`` labels it where the values may not be labels: ``g{number}``."""
+
+
 class VersionPublic(_Public):
     """A model version."""
 
@@ -160,7 +170,8 @@ class WindowPublic(_Public):
     dataset_drifted: bool | None = None
     """Whether that share reached ``SIDEWATCH_DRIFT_SHARE``."""
     segment: str = ""
-    """``key=value`` of the segment the window covers; empty: every event."""
+    """The split the window covers: ``key=value`` for a segment value, ``@variant=...``,
+    ``@stage=...`` or ``@group:attribute=value``; empty: every event."""
     window_kind: Literal["time", "count"] = "time"
     """``time``: a tumbling time window; ``count``: a block of N predictions."""
     block: int | None = None

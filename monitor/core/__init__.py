@@ -4,7 +4,8 @@ The bottom layer (see ``docs/architecture.md``): it imports nothing from the res
 ``monitor`` but :mod:`monitor.errors`. In it:
 
 - :mod:`monitor.core.windows`: :class:`~monitor.core.windows.Window`, the window kinds,
-  segments, and the :class:`~monitor.core.windows.Marker` that ingest calls.
+  splits (segment, variant, stage, sensitive group), and the
+  :class:`~monitor.core.windows.Marker` that ingest calls.
 - :mod:`monitor.core.profile`: mergeable feature profiles (ingest builds them, the
   store merges and keeps them, scoring reads them).
 - :mod:`monitor.core.latency`: the constant-memory latency histogram.

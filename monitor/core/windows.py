@@ -8,8 +8,9 @@ which windows to score. Three shapes, all per model version:
   epoch (:func:`window_start`). The base length is ``window_seconds``, whose feature
   profiles ingest keeps; longer ones (rollups, multiples of it) take their drift from
   the merge of their base windows' profiles.
-- a time window of one segment value (``key=value``): the window's predictions whose
-  ``segment[key]`` is ``value``, profiled from those rows when scored.
+- a time window of one split value (a :class:`Split`): the window's predictions of one
+  segment value, variant, pipeline stage or sensitive group, profiled from those rows
+  when scored.
 - a count window: ``block`` of ``size`` predictions, the predictions whose place in the
   version's ingest order is in ``[block * size, (block + 1) * size)``. A place is
   written once (by the scoring loop, in ``(received_at, event_id)`` order of the rows
@@ -25,7 +26,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["Marker", "Segment", "Window", "WindowKind", "parse_segment", "window_start"]
+__all__ = [
+    "Marker",
+    "Split",
+    "SplitKind",
+    "Window",
+    "WindowKind",
+    "parse_split",
+    "window_start",
+]
 
 WindowKind = Literal["time", "count"]
 """``time``: a tumbling time window; ``count``: a block of N predictions."""
@@ -47,8 +56,20 @@ class Marker(Protocol):
         """Note new data at these event times (and, for labels, these ingest places)."""
 
 
-Segment = tuple[str, str]
-"""``(key, value)`` of a segment."""
+SplitKind = Literal["segment", "variant", "stage", "group"]
+"""What a split selects a window's predictions by:
+
+- ``segment``: the value of one key of the event's ``segment`` (``region=eu``);
+- ``variant``: the event's ``variant`` (``shadow``, or an A/B arm);
+- ``stage``: the event's pipeline ``stage``;
+- ``group``: the value of a sensitive attribute (one of the model's
+  ``sensitive_attributes``, a feature) in the event's features.
+"""
+
+_PREFIX = "@"
+"""Starts the label of every split but a segment's. A segment key matches the contract's
+``NAME_PATTERN`` (a letter or ``_`` first), so no segment label starts with it: the
+labels of the kinds cannot collide."""
 
 
 def window_start(ts: float, seconds: int) -> float:
@@ -56,18 +77,54 @@ def window_start(ts: float, seconds: int) -> float:
     return math.floor(ts / seconds) * seconds
 
 
-def parse_segment(label: str) -> Segment | None:
-    """``key=value`` to ``(key, value)``; the empty label (every event) to None.
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One value of one split of a window's predictions (see :data:`SplitKind`)."""
+
+    kind: SplitKind
+    key: str
+    """The segment key or the sensitive attribute; empty for a variant or a stage."""
+    value: str
+
+    @property
+    def label(self) -> str:
+        """How results store it: ``key=value`` (segment, as before splits had kinds),
+        ``@variant=value``, ``@stage=value``, ``@group:attribute=value``."""
+        if self.kind == "segment":
+            return f"{self.key}={self.value}"
+        if self.kind == "group":
+            return f"{_PREFIX}group:{self.key}={self.value}"
+        return f"{_PREFIX}{self.kind}={self.value}"
+
+
+def parse_split(label: str) -> Split | None:
+    """A stored label (:attr:`Split.label`) to its split; the empty label (every event)
+    to None.
 
     Raises:
-        ValueError: The label is neither empty nor ``key=value`` with a non-empty key.
+        ValueError: The label is none of the forms of :attr:`Split.label`.
     """
     if label == "":
         return None
-    key, sep, value = label.partition("=")
-    if not sep or not key:
-        raise ValueError(f"a segment is written key=value (e.g. region=eu), got {label!r}")
-    return key, value
+    head, sep, value = label.partition("=")
+    if not sep or not head:
+        raise ValueError(
+            f"a split is written key=value for a segment (e.g. region=eu), @variant=value, "
+            f"@stage=value or @group:attribute=value; got {label!r}"
+        )
+    if not head.startswith(_PREFIX):
+        return Split("segment", head, value)
+    kind, _, key = head[len(_PREFIX) :].partition(":")
+    if kind == "variant" and not key:
+        return Split("variant", "", value)
+    if kind == "stage" and not key:
+        return Split("stage", "", value)
+    if kind == "group" and key:
+        return Split("group", key, value)
+    raise ValueError(
+        f"unknown split {head!r} in {label!r}: @variant=value, @stage=value or "
+        "@group:attribute=value"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +140,8 @@ class Window:
     end: float
     """Time windows: the end, excluded; count windows: the last event's time."""
     kind: WindowKind = "time"
-    segment: Segment | None = None
-    """Time windows only: the segment value whose predictions the window holds."""
+    split: Split | None = None
+    """Time windows only: the split value whose predictions the window holds."""
     block: int | None = None
     """Count windows: the block's number in ingest order (0 first)."""
     size: int | None = None
@@ -97,10 +154,10 @@ class Window:
         version: str,
         start: float,
         seconds: int,
-        segment: Segment | None = None,
+        split: Split | None = None,
     ) -> Window:
-        """The time window ``[start, start + seconds)``, of one segment value or all."""
-        return cls(model, version, start, start + seconds, "time", segment)
+        """The time window ``[start, start + seconds)``, of one split value or all."""
+        return cls(model, version, start, start + seconds, "time", split)
 
     @classmethod
     def of_count(
@@ -115,9 +172,10 @@ class Window:
         return self.end - self.start
 
     @property
-    def segment_label(self) -> str:
-        """``key=value``, or empty for every event (as results store it)."""
-        return "" if self.segment is None else f"{self.segment[0]}={self.segment[1]}"
+    def split_label(self) -> str:
+        """The split's :attr:`Split.label`, or empty for every event (as results store
+        it)."""
+        return "" if self.split is None else self.split.label
 
     @property
     def positions(self) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 Names follow CONVENTIONS.md: the ``sidewatch_`` prefix, base units in the name,
 ``_total`` for counters, ``_ratio`` for 0..1, ``_info`` for metadata. Labels are
-bounded: model, version, feature (capped per version), segment (capped per key), test,
+bounded: model, version, feature (capped per version), segment (capped per key), variant,
+stage (capped), attribute (the model's sensitive attributes), group (capped per
+attribute; numbered unless the model allows its values as labels), split, test,
 kind, outcome, output (the model's outputs; per-class ones capped at 20 classes), class
 (capped at 20), method (the two multivariate detectors), quantile (five).
 """
@@ -283,6 +285,66 @@ SEGMENT_SERIES_CUT = MetricName(
     _MV,
 )
 
+# -- other splits: the newest closed base window, per variant, stage, sensitive group --
+# The most frequent SIDEWATCH_MAX_SEGMENT_VALUES values of each (per attribute for
+# groups); ``group`` is the value where the model's description allows it as a label
+# (``group_labels_allowed``), else its number (``g3``, kept across windows; the admin
+# API maps numbers to values).
+
+
+def _split_families(
+    kind: str, labels: tuple[str, ...], which: str
+) -> tuple[MetricName, MetricName, MetricName, MetricName]:
+    """The four families of one split kind, as the segments' (``which``: what one
+    series covers, in the help text)."""
+    return (
+        MetricName(
+            f"sidewatch_{kind}_predictions",
+            "gauge",
+            f"Predictions the model made for this {which} in the newest closed window.",
+            labels,
+        ),
+        MetricName(
+            f"sidewatch_{kind}_accuracy_ratio",
+            "gauge",
+            f"Share of this {which}'s predictions in the newest closed window that turned "
+            "out right, among those whose true outcome is known by now (0 to 1).",
+            labels,
+        ),
+        MetricName(
+            f"sidewatch_{kind}_label_coverage_ratio",
+            "gauge",
+            f"Share of this {which}'s predictions in the newest closed window whose true "
+            "outcome is known by now (0 to 1).",
+            labels,
+        ),
+        MetricName(
+            f"sidewatch_{kind}_drifted_features_ratio",
+            "gauge",
+            f"Share of the model's inputs whose values for this {which} in the newest "
+            "closed window moved away from the reference data (0 to 1).",
+            labels,
+        ),
+    )
+
+
+VARIANT_PREDICTIONS, VARIANT_ACCURACY, VARIANT_LABEL_COVERAGE, VARIANT_DRIFTED_FEATURES = (
+    _split_families("variant", (*_MV, "variant"), "variant (shadow, or an A/B arm)")
+)
+STAGE_PREDICTIONS, STAGE_ACCURACY, STAGE_LABEL_COVERAGE, STAGE_DRIFTED_FEATURES = _split_families(
+    "stage", (*_MV, "stage"), "pipeline stage"
+)
+GROUP_PREDICTIONS, GROUP_ACCURACY, GROUP_LABEL_COVERAGE, GROUP_DRIFTED_FEATURES = _split_families(
+    "group", (*_MV, "attribute", "group"), "group of a sensitive attribute"
+)
+SPLIT_SERIES_CUT = MetricName(
+    "sidewatch_split_series_cut",
+    "gauge",
+    "Values of a split (variant, stage, group) in the newest closed window that were not "
+    "scored or exported, because only the most frequent values per split key are.",
+    (*_MV, "split"),
+)
+
 ALL: dict[str, MetricName] = {
     m.name: m
     for m in (
@@ -341,6 +403,19 @@ ALL: dict[str, MetricName] = {
         SEGMENT_LABEL_COVERAGE,
         SEGMENT_DRIFTED_FEATURES,
         SEGMENT_SERIES_CUT,
+        VARIANT_PREDICTIONS,
+        VARIANT_ACCURACY,
+        VARIANT_LABEL_COVERAGE,
+        VARIANT_DRIFTED_FEATURES,
+        STAGE_PREDICTIONS,
+        STAGE_ACCURACY,
+        STAGE_LABEL_COVERAGE,
+        STAGE_DRIFTED_FEATURES,
+        GROUP_PREDICTIONS,
+        GROUP_ACCURACY,
+        GROUP_LABEL_COVERAGE,
+        GROUP_DRIFTED_FEATURES,
+        SPLIT_SERIES_CUT,
     )
 }
 """Every metric family the monitor exports, by name."""

@@ -25,10 +25,11 @@ from prometheus_client.registry import Collector
 
 from collectors.contract import ModelDescription
 from collectors.naming import MetricName
+from monitor.core.windows import SplitKind, parse_split
 from monitor.export import names
 from monitor.export.scores import ScoreFamilies, all_features, named_features
 from monitor.runner import JobStats
-from monitor.score.results import SegmentResults, WindowResult
+from monitor.score.results import SplitResults, WindowResult
 
 LATENCY_BUCKETS = (
     0.001,
@@ -98,18 +99,58 @@ def _gauge(m: MetricName) -> GaugeMetricFamily:
     return GaugeMetricFamily(m.name, m.help, labels=m.labels)
 
 
-def _segment_families(
-    latest: dict[tuple[str, str], SegmentResults],
-) -> tuple[GaugeMetricFamily, ...]:
-    predictions = _gauge(names.SEGMENT_PREDICTIONS)
-    accuracy = _gauge(names.SEGMENT_ACCURACY)
-    coverage = _gauge(names.SEGMENT_LABEL_COVERAGE)
-    drifted = _gauge(names.SEGMENT_DRIFTED_FEATURES)
-    cut = _gauge(names.SEGMENT_SERIES_CUT)
-    for (model, version), segments in sorted(latest.items()):
-        cut.add_metric([model, version], segments.cut)
-        for result in segments.results:
-            labels = [model, version, result.segment]
+_SPLIT_FAMILIES: dict[SplitKind, tuple[MetricName, MetricName, MetricName, MetricName]] = {
+    "segment": (
+        names.SEGMENT_PREDICTIONS,
+        names.SEGMENT_ACCURACY,
+        names.SEGMENT_LABEL_COVERAGE,
+        names.SEGMENT_DRIFTED_FEATURES,
+    ),
+    "variant": (
+        names.VARIANT_PREDICTIONS,
+        names.VARIANT_ACCURACY,
+        names.VARIANT_LABEL_COVERAGE,
+        names.VARIANT_DRIFTED_FEATURES,
+    ),
+    "stage": (
+        names.STAGE_PREDICTIONS,
+        names.STAGE_ACCURACY,
+        names.STAGE_LABEL_COVERAGE,
+        names.STAGE_DRIFTED_FEATURES,
+    ),
+    "group": (
+        names.GROUP_PREDICTIONS,
+        names.GROUP_ACCURACY,
+        names.GROUP_LABEL_COVERAGE,
+        names.GROUP_DRIFTED_FEATURES,
+    ),
+}
+"""Per split kind: its predictions, accuracy, label coverage and drifted-share families."""
+
+
+def _split_families(
+    latest: dict[tuple[str, str], SplitResults],
+) -> Iterator[GaugeMetricFamily]:
+    families = {kind: [_gauge(m) for m in ms] for kind, ms in _SPLIT_FAMILIES.items()}
+    segment_cut = _gauge(names.SEGMENT_SERIES_CUT)
+    split_cut = _gauge(names.SPLIT_SERIES_CUT)
+    for (model, version), splits in sorted(latest.items()):
+        for kind, count in splits.cut.items():
+            if kind == "segment":
+                segment_cut.add_metric([model, version], count)
+            else:
+                split_cut.add_metric([model, version, kind], count)
+        for result in splits.results:
+            split = parse_split(result.segment)
+            if split is None:
+                continue
+            if split.kind == "segment":
+                labels = [model, version, result.segment]
+            elif split.kind == "group":
+                labels = [model, version, split.key, splits.groups[result.segment]]
+            else:
+                labels = [model, version, split.value]
+            predictions, accuracy, coverage, drifted = families[split.kind]
             predictions.add_metric(labels, result.predictions)
             if result.accuracy is not None:
                 accuracy.add_metric(labels, result.accuracy)
@@ -117,7 +158,11 @@ def _segment_families(
                 coverage.add_metric(labels, result.label_coverage)
             if result.drift_share is not None:
                 drifted.add_metric(labels, result.drift_share)
-    return predictions, accuracy, coverage, drifted, cut
+    yield from families["segment"]
+    yield segment_cut
+    for kind in ("variant", "stage", "group"):
+        yield from families[kind]
+    yield split_cut
 
 
 class ResultsCollector(Collector):
@@ -127,8 +172,9 @@ class ResultsCollector(Collector):
         latest: Returns the newest closed window result per (model, version).
         models: Returns the registered models.
         scoring_state: Returns (last successful pass time or None, failed passes).
-        segments: Returns the segment results of the newest closed base window per
-            (model, version), and how many segment values were left unscored.
+        splits: Returns the split results (segment values, variants, stages, sensitive
+            groups) of the newest closed base window per (model, version), and how many
+            values of each split kind were left unscored.
         max_feature_series: Most features exported per version; the features with the
             highest drift are kept, then those of worst data quality, and the number cut
             is exported.
@@ -141,10 +187,10 @@ class ResultsCollector(Collector):
         scoring_state: Callable[[], tuple[float | None, int]],
         max_feature_series: int,
         *,
-        segments: Callable[[], dict[tuple[str, str], SegmentResults]] | None = None,
+        splits: Callable[[], dict[tuple[str, str], SplitResults]] | None = None,
     ) -> None:
         self._latest = latest
-        self._segments = segments
+        self._splits = splits
         self._models = models
         self._scoring_state = scoring_state
         self._cap = max_feature_series
@@ -202,8 +248,8 @@ class ResultsCollector(Collector):
         yield from (share, dataset)
         yield from scores.families()
 
-        if self._segments is not None:
-            yield from _segment_families(self._segments())
+        if self._splits is not None:
+            yield from _split_families(self._splits())
 
         last_success, failures = self._scoring_state()
         last = _gauge(names.SCORING_LAST_SUCCESS)

@@ -2,7 +2,7 @@
 
 Ingest marks what its events and labels touched; a background thread scores each
 marked window, stores the result and keeps, per model version, the newest closed base
-window's results (the whole version's and each segment's) for the exporter.
+window's results (the whole version's and each split value's) for the exporter.
 
 - Base time windows are tumbling, ``[k*W, (k+1)*W)`` in event time, so a late event
   or label lands in (and rescores) the window it belongs to. An open window is scored
@@ -11,9 +11,17 @@ window's results (the whole version's and each segment's) for the exporter.
   they close and again when a late event or label lands in one, at most once per base
   window length (labels that trickle in for a day would otherwise rescore the day every
   pass); their drift comes from the merge of their base windows' stored profiles.
-- Segments: when a base window closes (or changes after, at most once per base window
-  length), each configured segment key's most frequent values are scored as windows of
-  their own; the other values are not scored but counted, and the count is exported.
+- Splits: when a base window closes (or changes after, at most once per base window
+  length), the most frequent values of each split are scored as windows of their own
+  (:class:`monitor.core.windows.Split`): of each configured segment key, the variants
+  and the pipeline stages (where turned on), and the groups of each categorical
+  sensitive attribute (where turned on); the other values are not scored but counted,
+  and the count is exported. Numeric and boolean sensitive attributes are left out:
+  a numeric one would need bins that the model description does not declare (the
+  reference's quantile bins move with each revision, and with them the groups), and a
+  boolean's JSON value reads differently on the two backends (``true`` on PostgreSQL,
+  ``1`` on SQLite); declare such an attribute categorical, with text values, to
+  measure it. A window whose events carry no variant (stage, group) scores none.
 - Count windows: predictions get their places in ingest order here, once; a block of N
   places is scored when it is full, and again when a late label lands in it.
 
@@ -31,10 +39,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from collectors.contract import ModelDescription
-from monitor.core.windows import Window, window_start
+from monitor.core.windows import Split, SplitKind, Window, parse_split, window_start
 from monitor.errors import NotFoundError
 from monitor.runner import Budget, Progress
-from monitor.score.results import SegmentResults, WindowResult
+from monitor.score.results import SplitResults, WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.store import Store
 
@@ -64,7 +72,13 @@ class ScoringLoop:
             ``window_seconds``.
         count_window: Predictions per count window; 0 turns count windows off.
         segment_keys: Segment keys whose values are scored as windows of their own.
-        max_segment_values: Most values scored per key and window (the most frequent).
+        max_segment_values: Most values scored per split key and window (the most
+            frequent): per segment key, of the variants, of the stages, per sensitive
+            attribute.
+        split_variants: Score each variant of a closed base window as a window.
+        split_stages: Score each pipeline stage of a closed base window as a window.
+        split_groups: Score each group of each categorical sensitive attribute of a
+            closed base window as a window.
         clock: Returns the current epoch time (injected in tests).
 
     Raises:
@@ -81,6 +95,9 @@ class ScoringLoop:
         count_window: int = 0,
         segment_keys: Sequence[str] = (),
         max_segment_values: int = 20,
+        split_variants: bool = False,
+        split_stages: bool = False,
+        split_groups: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         for seconds in rollup_seconds:
@@ -95,6 +112,9 @@ class ScoringLoop:
         self._count = count_window
         self._segment_keys = tuple(segment_keys)
         self._max_values = max_segment_values
+        self._split_variants = split_variants
+        self._split_stages = split_stages
+        self._split_groups = split_groups
         self._clock = clock
         self._lock = threading.Lock()
         self._dirty: set[WindowKey] = set()
@@ -111,12 +131,12 @@ class ScoringLoop:
         self._blocks: set[BlockKey] = set()
         """Full count blocks waiting to be scored."""
         self._placed: dict[tuple[str, str], int] = {}
-        self._segments_scored: dict[WindowKey, float] = {}
-        """Closed windows whose segments were scored less than a base window ago, and when."""
-        self._segments_due: dict[WindowKey, float] = {}
-        """Closed windows whose segments wait for that base window to pass, and until when."""
+        self._splits_scored: dict[WindowKey, float] = {}
+        """Closed windows whose splits were scored less than a base window ago, and when."""
+        self._splits_due: dict[WindowKey, float] = {}
+        """Closed windows whose splits wait for that base window to pass, and until when."""
         self._latest: dict[tuple[str, str], WindowResult] = {}
-        self._latest_segments: dict[tuple[str, str], SegmentResults] = {}
+        self._latest_splits: dict[tuple[str, str], SplitResults] = {}
         self.last_success: float | None = None
         """When a pass last ended without an error (the loop's clock), or None."""
         self.passes = 0
@@ -160,10 +180,10 @@ class ScoringLoop:
         with self._lock:
             return dict(self._latest)
 
-    def latest_segments(self) -> dict[tuple[str, str], SegmentResults]:
-        """Per (model, version): the segment results of the newest closed base window."""
+    def latest_splits(self) -> dict[tuple[str, str], SplitResults]:
+        """Per (model, version): the split results of the newest closed base window."""
         with self._lock:
-            return dict(self._latest_segments)
+            return dict(self._latest_splits)
 
     # -- running -----------------------------------------------------------------------
 
@@ -182,9 +202,10 @@ class ScoringLoop:
 
     def restore(self) -> None:
         """Publish, per version, the stored results of its newest closed base window
-        (the whole version's and its segments'), as the exporter showed them before a
+        (the whole version's and its splits'), as the exporter showed them before a
         restart: a version without new traffic would otherwise have no series."""
         now = self._clock()
+        models = _Models(self._store)
         for model, version in self._store.list_versions():
             found = self._store.window_results(
                 model, version, until=now - self._window, limit=1, window_seconds=self._window
@@ -192,25 +213,61 @@ class ScoringLoop:
             if not found:
                 continue
             self._publish(WindowResult.from_record(found[0]))
-            if self._segment_keys:
+            description = models.get(model)
+            if description is not None and self._split_keys(description):
                 window = Window.of_time(model, version, found[0].window_start, self._window)
-                self._publish_segments(model, version, self._stored_segments(window))
+                self._publish_splits(model, version, self._stored_splits(description, window))
 
-    def _stored_segments(self, window: Window) -> SegmentResults:
-        """A closed window's stored segment results, in the order scoring gives them."""
-        order = {key: i for i, key in enumerate(self._segment_keys)}
+    def _split_keys(self, model: ModelDescription) -> list[tuple[SplitKind, str]]:
+        """The splits scored for ``model``, in the order results list them."""
+        keys: list[tuple[SplitKind, str]] = [("segment", key) for key in self._segment_keys]
+        if self._split_variants:
+            keys.append(("variant", ""))
+        if self._split_stages:
+            keys.append(("stage", ""))
+        if self._split_groups:
+            categorical = {f.name for f in model.features if f.type == "categorical"}
+            keys += [("group", a) for a in model.sensitive_attributes if a in categorical]
+        return keys
+
+    def _stored_splits(self, model: ModelDescription, window: Window) -> SplitResults:
+        """A closed window's stored split results, in the order scoring gives them."""
+        order = {key: i for i, key in enumerate(self._split_keys(model))}
         results = []
-        for record in self._store.segment_results(window):
+        for record in self._store.split_results(window):
             result = WindowResult.from_record(record)
-            key, _, value = result.segment.partition("=")
-            if key in order:
-                results.append((order[key], -result.predictions, value, result))
+            split = parse_split(result.segment)
+            if split is not None and (split.kind, split.key) in order:
+                at = order[(split.kind, split.key)]
+                results.append((at, -result.predictions, split.value, result, split))
         results.sort(key=lambda r: r[:3])
-        cut = sum(
-            max(0, len(self._store.segment_counts(window, key)) - self._max_values)
-            for key in self._segment_keys
+        cut: dict[SplitKind, int] = {}
+        for kind, key in order:
+            counts = self._store.split_counts(window, kind, key)
+            if kind == "segment" or counts:
+                cut[kind] = cut.get(kind, 0) + max(0, len(counts) - self._max_values)
+        splits = [r[4] for r in results]
+        return SplitResults(
+            window.start, tuple(r[3] for r in results), cut, self._group_labels(model, splits)
         )
-        return SegmentResults(window.start, tuple(r[3] for r in results), cut)
+
+    def _group_labels(self, model: ModelDescription, splits: Iterable[Split]) -> dict[str, str]:
+        """Per group split's label: the ``group`` label it is exported with (its value
+        where the model allows it, else its number, given once and kept)."""
+        values: dict[str, list[str]] = {}
+        for split in splits:
+            if split.kind == "group":
+                values.setdefault(split.key, []).append(split.value)
+        labels: dict[str, str] = {}
+        for attribute, found in values.items():
+            if model.group_labels_allowed:
+                numbered = {v: v for v in found}
+            else:
+                numbers = self._store.group_numbers(model.name, attribute, sorted(found))
+                numbered = {v: f"g{n}" for v, n in numbers.items()}
+            for value, label in numbered.items():
+                labels[Split("group", attribute, value).label] = label
+        return labels
 
     def run_once(self, budget: Budget | None = None) -> list[WindowResult]:
         """Score every marked window now (without a budget: all of them); returns the
@@ -233,7 +290,7 @@ class ScoringLoop:
         now = self._clock()
         with self._lock:
             bases = self._dirty | {k for k in self._open if k[2] + self._window <= now}
-            bases |= {k for k, due in self._segments_due.items() if due <= now}
+            bases |= {k for k, due in self._splits_due.items() if due <= now}
             rollups = sum(1 for due in self._rollups.values() if due <= now)
             # A version with predictions to place counts once: its blocks are not known
             # until they are placed.
@@ -251,18 +308,18 @@ class ScoringLoop:
                 del self._rollups[key]
             unplaced, self._unplaced = self._unplaced, {}
             relabelled, self._relabelled = self._relabelled, set()
-            segments_due = {k for k, due in self._segments_due.items() if due <= now}
-            for due_key in segments_due:
-                del self._segments_due[due_key]
-        self._segments_scored = {
-            k: t for k, t in self._segments_scored.items() if t + self._window > now
+            splits_due = {k for k, due in self._splits_due.items() if due <= now}
+            for due_key in splits_due:
+                del self._splits_due[due_key]
+        self._splits_scored = {
+            k: t for k, t in self._splits_scored.items() if t + self._window > now
         }
         models = _Models(self._store)
         results: list[WindowResult] = []
-        bases = sorted(dirty | segments_due, key=lambda k: k[2])
+        bases = sorted(dirty | splits_due, key=lambda k: k[2])
         for i, base in enumerate(bases):
             if budget.spent():
-                self._requeue(now, bases[i:], dirty, segments_due, rollups)
+                self._requeue(now, bases[i:], dirty, splits_due, rollups)
                 self._requeue_blocks(unplaced, relabelled)
                 return self._passed(results, yielded=True)
             model_name, version, start = base
@@ -278,10 +335,10 @@ class ScoringLoop:
                         self._open.add(base)
                     continue
                 self._publish(result)
-            segments = self._segments_of(model, window, now)
-            if segments is not None:
-                results.extend(segments.results)
-                self._publish_segments(model_name, version, segments)
+            splits = self._splits_of(model, window, now)
+            if splits is not None:
+                results.extend(splits.results)
+                self._publish_splits(model_name, version, splits)
         ordered = sorted(rollups, key=lambda k: (k[2], k[3]))
         for i, (model_name, version, seconds, start) in enumerate(ordered):
             if budget.spent():
@@ -308,17 +365,17 @@ class ScoringLoop:
         now: float,
         bases: Iterable[WindowKey],
         dirty: set[WindowKey],
-        segments_due: set[WindowKey],
+        splits_due: set[WindowKey],
         rollups: Iterable[RollupKey],
     ) -> None:
         """Put back what a pass took but did not score (its budget was spent), as it
-        was: marked windows stay marked, due segments and rollups stay due."""
+        was: marked windows stay marked, due splits and rollups stay due."""
         with self._lock:
             for base in bases:
                 if base in dirty:
                     self._dirty.add(base)
-                if base in segments_due:
-                    self._segments_due[base] = min(self._segments_due.get(base, now), now)
+                if base in splits_due:
+                    self._splits_due[base] = min(self._splits_due.get(base, now), now)
             for key in rollups:
                 self._rollups[key] = min(self._rollups.get(key, now), now)
 
@@ -346,38 +403,47 @@ class ScoringLoop:
         self._store.save_window_result(result.as_record())
         return result
 
-    def _segments_of(
+    def _splits_of(
         self, model: ModelDescription, window: Window, now: float
-    ) -> SegmentResults | None:
-        """The window's segment results, or None while they wait (scored too recently)."""
-        if not self._segment_keys:
+    ) -> SplitResults | None:
+        """The window's split results, or None while they wait (scored too recently) or
+        where no split is scored for the model."""
+        keys = self._split_keys(model)
+        if not keys:
             return None
         key = (window.model, window.version, window.start)
-        last = self._segments_scored.get(key)
+        last = self._splits_scored.get(key)
         if last is not None and now < last + self._window:
             # Late labels trickling into a closed window would otherwise rescore every
-            # segment of it on every pass.
+            # split value of it on every pass.
             with self._lock:
-                self._segments_due[key] = last + self._window
+                self._splits_due[key] = last + self._window
             return None
-        self._segments_scored[key] = now
-        return self._score_segments(model, window)
+        self._splits_scored[key] = now
+        return self._score_splits(model, window, keys)
 
-    def _score_segments(self, model: ModelDescription, window: Window) -> SegmentResults:
+    def _score_splits(
+        self, model: ModelDescription, window: Window, keys: list[tuple[SplitKind, str]]
+    ) -> SplitResults:
         results = []
-        cut = 0
-        for key in self._segment_keys:
-            counts = self._store.segment_counts(window, key)
+        splits = []
+        cut: dict[SplitKind, int] = {}
+        for kind, key in keys:
+            counts = self._store.split_counts(window, kind, key)
+            if kind != "segment" and not counts:
+                continue
             ranked = sorted(counts, key=lambda value: (-counts[value], value))
-            cut += max(0, len(ranked) - self._max_values)
+            cut[kind] = cut.get(kind, 0) + max(0, len(ranked) - self._max_values)
             for value in ranked[: self._max_values]:
-                segment = Window.of_time(
-                    window.model, window.version, window.start, self._window, (key, value)
+                split = Split(kind, key, value)
+                of_split = Window.of_time(
+                    window.model, window.version, window.start, self._window, split
                 )
-                results.append(self._save(model, segment))
-        if self._segment_keys:
-            self._store.drop_segment_results(window, [r.segment for r in results])
-        return SegmentResults(window.start, tuple(results), cut)
+                results.append(self._save(model, of_split))
+                splits.append(split)
+        self._store.drop_split_results(window, [r.segment for r in results])
+        groups = self._group_labels(model, splits)
+        return SplitResults(window.start, tuple(results), cut, groups)
 
     def _score_blocks(
         self,
@@ -440,12 +506,12 @@ class ScoringLoop:
             if current is None or current.window_start <= result.window_start:
                 self._latest[key] = result
 
-    def _publish_segments(self, model: str, version: str, segments: SegmentResults) -> None:
+    def _publish_splits(self, model: str, version: str, splits: SplitResults) -> None:
         key = (model, version)
         with self._lock:
-            current = self._latest_segments.get(key)
-            if current is None or current.window_start <= segments.window_start:
-                self._latest_segments[key] = segments
+            current = self._latest_splits.get(key)
+            if current is None or current.window_start <= splits.window_start:
+                self._latest_splits[key] = splits
 
 
 class _Models:

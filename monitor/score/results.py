@@ -1,7 +1,7 @@
 """Results of scoring: frozen records that the store keeps and the exporter reads.
 
 Stage: score. In: what the scorer computes for a window. Out: :class:`WindowResult`
-(and, per base window, its segments' :class:`SegmentResults`), which the loop stores as
+(and, per base window, its split values' :class:`SplitResults`), which the loop stores as
 a :class:`~monitor.core.records.WindowRecord` (:meth:`WindowResult.as_record`) and the
 API, the report and the exporter read back (:meth:`WindowResult.from_record`).
 """
@@ -9,16 +9,16 @@ API, the report and the exporter read back (:meth:`WindowResult.from_record`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.records import WindowRecord
-from monitor.core.windows import WindowKind
+from monitor.core.windows import SplitKind, WindowKind
 from monitor.score.drift.registry import DRIFT_TESTS
 from monitor.score.parts import result_models
 from monitor.score.scores import WindowScores
 
-__all__ = ["DEFINITION", "FeatureDrift", "SegmentResults", "WindowResult"]
+__all__ = ["DEFINITION", "FeatureDrift", "SplitResults", "WindowResult"]
 
 DEFINITION = (
     "window-v1;drift-profile-v2;accuracy-v2;quality-v1;output-drift-v2;correlation-v1;"
@@ -196,11 +196,20 @@ class WindowResult:
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentResults:
-    """The segment results of one base window of one model version."""
+class SplitResults:
+    """The split results (segment values, variants, stages, sensitive groups) of one
+    base window of one model version."""
 
     window_start: float
     results: tuple[WindowResult, ...]
-    """One per scored segment value, in key order, then most predictions first."""
-    cut: int
-    """Segment values in the window left unscored by the per-key cap (all keys)."""
+    """One per scored split value: segments in key order, then variants, stages, and
+    groups in the order of the model's sensitive attributes; within each key, most
+    predictions first. A result's ``segment`` is its split's label
+    (:func:`monitor.core.windows.parse_split` reads it)."""
+    cut: Mapping[SplitKind, int]
+    """Per split kind: values in the window left unscored by the per-key cap. Segments
+    are counted whenever segment keys are set; another kind only where the window holds
+    values of it (a model without variants exports no variant series)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Per group result's label: the ``group`` it is exported as, its value where the
+    model allows it as a label, else its number (``g3``)."""

@@ -139,10 +139,10 @@ class WindowScorer:
         self._reference_columns = ReferenceColumns(store)
 
     def score(self, model: ModelDescription, window: Window) -> WindowResult:
-        """Score one window of ``model`` (a time window, a segment's, or a count block).
+        """Score one window of ``model`` (a time window, a split value's, or a count block).
 
         Drift reads the window's stored profiles (a base time window), their merge (a
-        longer time window), or profiles built from its rows (a segment, a block);
+        longer time window), or profiles built from its rows (a split value, a block);
         counts, latencies and labels are read from the window's rows.
         """
         version = window.version
@@ -207,7 +207,7 @@ class WindowScorer:
             scored_at=time.time(),
             drift_share=verdict.share if verdict else None,
             dataset_drifted=verdict.drifted if verdict else None,
-            segment=window.segment_label,
+            segment=window.split_label,
             window_kind=window.kind,
             block=window.block,
             scores=scores,
@@ -608,8 +608,8 @@ class WindowScorer:
     ) -> dict[str, FeatureProfile]:
         kinds: dict[str, Kind] = {spec.name: spec.type for spec in model.features}
         bins = {name: f.bins for name, f in reference.features.items()}
-        if window.kind != "time" or window.segment is not None:
-            # Segments and blocks keep no profiles at ingest: profile their rows now.
+        if window.kind != "time" or window.split is not None:
+            # Splits and blocks keep no profiles at ingest: profile their rows now.
             return self._store.profile_window(window, kinds, bins)
         merged: dict[str, FeatureProfile] = {}
         seen: set[float] = set()

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Select, Table, or_
+from sqlalchemy import ColumnElement, Select, Table, or_
 from sqlmodel import SQLModel
 
-from monitor.core.windows import Window
+from monitor.core.windows import SplitKind, Window
 from monitor.store.tables import (
     FeatureProfileRow,
     IngestOrderRow,
@@ -22,6 +22,7 @@ from monitor.store.tables import (
     PredictionResultRow,
     PredictionRow,
     ReferenceRow,
+    SplitGroupRow,
     WindowResultRow,
 )
 
@@ -40,6 +41,7 @@ WINDOWS = _table(WindowResultRow)
 PROFILES = _table(FeatureProfileRow)
 ORDER = _table(IngestOrderRow)
 PREDICTION_RESULTS = _table(PredictionResultRow)
+SPLIT_GROUPS = _table(SplitGroupRow)
 
 
 _S = TypeVar("_S", bound=Select[Any])
@@ -76,12 +78,31 @@ def in_window(stmt: _S, window: Window) -> _S:
         p.ts >= window.start,
         p.ts < window.end,
     )
-    if window.segment is not None:
-        key, value = window.segment
-        # JSON_EXTRACT(segment, '$."key"') on SQLite, segment ->> 'key' on PostgreSQL;
-        # the window index bounds the scan to the window's rows.
-        stmt = stmt.where(p.segment[key].as_string() == value)
+    if window.split is not None:
+        # The window index bounds the scan to the window's rows.
+        split = window.split
+        stmt = stmt.where(split_value(split.kind, split.key) == split.value)
     return stmt
+
+
+def split_value(kind: SplitKind, key: str = "") -> ColumnElement[Any]:
+    """A prediction's value of a split, as text (NULL where it has none).
+
+    A segment's is ``CAST(JSON_EXTRACT(segment, '$."key"') AS VARCHAR)`` on SQLite,
+    ``segment ->> 'key'`` on PostgreSQL (SQLAlchemy's ``as_string``); a group's is the
+    feature's value in ``features`` read alike, so a number ``3`` reads ``'3'`` on both
+    backends (a boolean does not: ``1`` on SQLite, ``true`` on PostgreSQL).
+    """
+    p = PREDICTIONS.c
+    if kind == "segment":
+        segment: ColumnElement[Any] = p.segment[key].as_string()
+        return segment
+    if kind == "variant":
+        return p.variant
+    if kind == "stage":
+        return p.stage
+    group: ColumnElement[Any] = p.features[key].as_string()
+    return group
 
 
 def label_join() -> Any:

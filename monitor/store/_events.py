@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import JSON, and_, func, or_, select
 
 from monitor.core.latency import LatencyHistogram
-from monitor.core.windows import Window
+from monitor.core.windows import SplitKind, Window
 from monitor.store._common import (
     LABELS,
     ORDER,
@@ -24,6 +24,7 @@ from monitor.store._common import (
     dumps,
     in_window,
     label_join,
+    split_value,
 )
 from monitor.store._engine import StoreBase
 from monitor.store._profiles import ProfileDeltas, merge_profiles
@@ -161,10 +162,11 @@ class EventTables(StoreBase):
                     merge_profiles(conn, self.dialect, profiles(new))
         return {(r["model"], r["event_id"]) for r in new}
 
-    def segment_counts(self, window: Window, key: str) -> dict[str, int]:
-        """Predictions of a (whole-version) window per value of segment ``key``."""
-        p = PREDICTIONS.c
-        value = p.segment[key].as_string()
+    def split_counts(self, window: Window, kind: SplitKind, key: str = "") -> dict[str, int]:
+        """Predictions of a (whole-version) window per value of a split: of segment
+        ``key``, the variants, the stages, or the groups of sensitive attribute ``key``;
+        predictions without a value are not counted."""
+        value = split_value(kind, key)
         stmt = in_window(select(value, func.count()), window)
         stmt = stmt.where(value.is_not(None)).group_by(value)
         with self.engine.connect() as conn:

@@ -96,7 +96,7 @@ class PredictionResultTables(StoreBase):
         time, then event id).
 
         A whole-version time window is read from the results alone (its index); a
-        segment or count window selects its predictions as scoring does (a join with
+        split or count window selects its predictions as scoring does (a join with
         ``predictions``, and with ``ingest_order`` for a count window).
 
         Args:
@@ -106,7 +106,7 @@ class PredictionResultTables(StoreBase):
         """
         r = PREDICTION_RESULTS.c
         stmt = select(PREDICTION_RESULTS).where(r.part == part)
-        if window.kind == "time" and window.segment is None:
+        if window.kind == "time" and window.split is None:
             stmt = stmt.where(
                 r.model == window.model,
                 r.model_version == window.version,

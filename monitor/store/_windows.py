@@ -1,24 +1,30 @@
 """Window results: each scored window's record, replaced when the window is scored again.
 
 Stage: store (private). In: :class:`~monitor.core.records.WindowRecord` from the
-scoring loop. Out: the same records, by window, segment and kind, newest first.
+scoring loop. Out: the same records, by window, split and kind, newest first; the
+numbers of sensitive groups (given once per model, attribute and value).
+
+A result's ``segment`` column holds its split's label (:attr:`monitor.core.windows.Split.label`:
+``key=value`` for a segment, ``@variant=...``, ``@stage=...``, ``@group:attribute=...``),
+empty for every event.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from monitor.core.records import WindowRecord
 from monitor.core.windows import Window, WindowKind
-from monitor.store._common import WINDOWS
+from monitor.store._common import SPLIT_GROUPS, WINDOWS
 from monitor.store._engine import StoreBase
 
 
 class WindowTables(StoreBase):
-    """Window results: one row per scored window (and segment)."""
+    """Window results: one row per scored window (and split value)."""
 
     # -- window results ----------------------------------------------------------------
 
@@ -63,8 +69,8 @@ class WindowTables(StoreBase):
         with self._write() as conn:
             conn.execute(stmt, [row])
 
-    def segment_results(self, window: Window) -> list[WindowRecord]:
-        """The stored segment results of a (whole-version) time window, any segment."""
+    def split_results(self, window: Window) -> list[WindowRecord]:
+        """The stored split results of a (whole-version) time window, of any split."""
         w = WINDOWS.c
         stmt = select(WINDOWS).where(
             w.model == window.model,
@@ -78,8 +84,8 @@ class WindowTables(StoreBase):
             rows = conn.execute(stmt).mappings().all()
         return [_window_result(r) for r in rows]
 
-    def drop_segment_results(self, window: Window, keep: Iterable[str]) -> int:
-        """Delete a time window's segment results but those of ``keep`` (``key=value``).
+    def drop_split_results(self, window: Window, keep: Iterable[str]) -> int:
+        """Delete a time window's split results but those of ``keep`` (their labels).
 
         A value that falls out of the per-key cap when its window is scored again would
         otherwise keep its older result.
@@ -114,10 +120,11 @@ class WindowTables(StoreBase):
         block_size: int | None = None,
         before: float | None = None,
     ) -> list[WindowRecord]:
-        """A version's window results of one segment and kind, newest first; window
+        """A version's window results of one split value and kind, newest first; window
         starts in ``[since, until]``.
 
         Args:
+            segment: The split's label (empty: every event).
             window_seconds: Time windows of this length only (None: every length).
             block_size: Count windows of this many predictions only (None: all).
             before: Window starts strictly before this only (the next page after a
@@ -145,6 +152,47 @@ class WindowTables(StoreBase):
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [_window_result(r) for r in rows]
+
+    # -- sensitive groups' numbers ------------------------------------------------------
+
+    def group_numbers(self, model: str, attribute: str, values: Iterable[str]) -> dict[str, int]:
+        """The numbers of these values of a model's sensitive attribute (1 first), each
+        given once: a value seen for the first time gets the next number, in the order
+        given."""
+        g = SPLIT_GROUPS.c
+        wanted = list(dict.fromkeys(values))
+        with self._write() as conn:
+            found = {
+                value: int(number)
+                for value, number in conn.execute(
+                    select(g.value, g.number).where(g.model == model, g.attribute == attribute)
+                )
+            }
+            new = [v for v in wanted if v not in found]
+            if new:
+                after = max(found.values(), default=0)
+                numbers = {value: after + i for i, value in enumerate(new, start=1)}
+                now = time.time()
+                rows = [
+                    {"model": model, "attribute": attribute, "value": v, "number": n}
+                    | {"created_at": now}
+                    for v, n in numbers.items()
+                ]
+                conn.execute(insert(SPLIT_GROUPS), rows)
+                found.update(numbers)
+        return {v: found[v] for v in wanted}
+
+    def split_groups(self, model: str) -> list[tuple[str, str, int]]:
+        """Every numbered group of a model: ``(attribute, value, number)``, by attribute
+        and number."""
+        g = SPLIT_GROUPS.c
+        stmt = (
+            select(g.attribute, g.value, g.number)
+            .where(g.model == model)
+            .order_by(g.attribute, g.number)
+        )
+        with self.engine.connect() as conn:
+            return [(str(a), str(v), int(n)) for a, v, n in conn.execute(stmt)]
 
 
 def _window_result(row: Any) -> WindowRecord:

@@ -45,6 +45,10 @@ class ModelRow(SQLModel, table=True):
     features: list[dict[str, str]] = _json()
     positive_class: Any = _json(nullable=True)
     sensitive_attributes: list[str] = _json()
+    group_labels_allowed: bool = Field(
+        default=False, sa_column_kwargs={"server_default": text("false")}
+    )
+    """Whether sensitive groups' values may be metric labels (else they are numbered)."""
     description: str = ""
     prediction_column: str = Field(
         default="prediction", max_length=128, sa_column_kwargs={"server_default": "prediction"}
@@ -112,6 +116,7 @@ class PredictionRow(SQLModel, table=True):
     trace_id: str | None = Field(default=None, max_length=32)
     parent_span_id: str | None = Field(default=None, max_length=16)
     variant: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=64)
     segment: dict[str, str] = _json()
     correlation_key: str | None = Field(default=None, max_length=128)
 
@@ -184,6 +189,23 @@ class WindowResultRow(SQLModel, table=True):
     scores: dict[str, Any] | None = _json(nullable=True)
     """Everything else scored (accuracy metrics, data quality, prediction and label
     drift, correlation and multivariate drift), as :class:`WindowResult` stores it."""
+
+
+class SplitGroupRow(SQLModel, table=True):
+    """The number of one value of a sensitive attribute (``group="g3"`` in ``/metrics``
+    where the model does not allow the value as a label), given once, when a window of
+    that group is first scored, and kept: a group keeps its number across windows."""
+
+    __tablename__ = "split_groups"
+    __table_args__ = (
+        UniqueConstraint("model", "attribute", "number", name="uq_split_groups_number"),
+    )
+
+    model: str = Field(primary_key=True, max_length=128)
+    attribute: str = Field(primary_key=True, max_length=128)
+    value: str = Field(primary_key=True, max_length=1024)
+    number: int
+    created_at: float
 
 
 class IngestOrderRow(SQLModel, table=True):

@@ -77,6 +77,17 @@ def test_batches_match_the_event_contract() -> None:
     assert client.stats().stored == 26
 
 
+def test_variant_and_stage_reach_the_event() -> None:
+    transport = MemoryTransport()
+    with Client(settings(), transport=lambda: transport) as client:
+        client.record(FEATURES, predicted_class=1, variant="shadow", stage="ranker")
+        client.record(FEATURES, predicted_class=1)
+        assert client.flush(5)
+    body = next(b for kind, b in transport.batches if kind == "predictions")
+    events = PredictionBatch.model_validate_json(body).events
+    assert [(e.variant, e.stage) for e in events] == [("shadow", "ranker"), (None, None)]
+
+
 def test_numpy_values_from_model_code_are_encoded() -> None:
     import numpy as np
 

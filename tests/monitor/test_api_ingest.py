@@ -129,6 +129,22 @@ def test_an_invalid_event_costs_itself_alone(api: TestClient) -> None:
     )
 
 
+def test_variant_and_stage_are_stored_and_checked_alike(api: TestClient) -> None:
+    events = [credit_event(i) for i in range(6)]
+    events[0] |= {"variant": "shadow", "stage": "ranker"}
+    events[1] |= {"stage": "retrieval"}
+    events[2] |= {"stage": "x" * 65}
+    events[3] |= {"stage": "-starts-badly"}
+    events[4] |= {"variant": "x" * 65}
+    found = rejected(post(api, events))
+    assert sorted(found) == [2, 3, 4]
+    assert list(found[2][1]) == ["events[2].stage"] and list(found[4][1]) == ["events[4].variant"]
+    store = api.app.state.store
+    window = Window("credit", "v1", 0, 2e9)
+    assert store.split_counts(window, "stage") == {"ranker": 1, "retrieval": 1}
+    assert store.split_counts(window, "variant") == {"shadow": 1}
+
+
 def test_an_event_of_an_unregistered_model_is_rejected_alone(api: TestClient) -> None:
     response = post(api, [credit_event(0, model="nosuch"), credit_event(1)])
     assert rejected(response) == {

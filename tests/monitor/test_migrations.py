@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -26,6 +27,20 @@ def migrate_to(store: Store, revision: str, *, down: bool = False) -> None:
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
         (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def insert_old_prediction(store: Store, row: dict[str, Any]) -> None:
+    """Insert a prediction row into a schema before 0008 (no ``stage`` column)."""
+    names = [c for c in row if c != "stage"]
+    encoded = {k: orjson.dumps(v).decode() if isinstance(v, dict) else v for k, v in row.items()}
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO predictions ({', '.join(names)}) "
+                f"VALUES ({', '.join(':' + n for n in names)})"
+            ),
+            {n: encoded[n] for n in names},
+        )
 
 
 @pytest.fixture
@@ -111,3 +126,33 @@ def test_0006_downgrades_while_no_two_models_share_an_id(at_0005: Store) -> None
         keys = inspect(conn)
         assert keys.get_pk_constraint("predictions")["constrained_columns"] == ["event_id"]
     assert store.count_predictions() == 3
+
+
+def test_0008_adds_stage_group_labels_and_group_numbers_and_downgrades(at_0005: Store) -> None:
+    store = at_0005
+    migrate_to(store, "0007")
+    store.migrate()
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+        found = inspect(conn)
+        assert "stage" in {c["name"] for c in found.get_columns("predictions")}
+        assert found.get_pk_constraint("split_groups")["constrained_columns"] == [
+            "model",
+            "attribute",
+            "value",
+        ]
+        stages = conn.execute(text("SELECT stage FROM predictions")).scalars().all()
+    assert stages == [None, None, None], "stored predictions have no stage"
+    assert store.get_model("credit").group_labels_allowed is False
+    store.insert_predictions([prediction_row(9, stage="ranker")])
+    assert store.split_counts(Window("credit", "v1", 0, 5000), "stage") == {"ranker": 1}
+    assert store.group_numbers("credit", "region", ["n", "s"]) == {"n": 1, "s": 2}
+    migrate_to(store, "0007", down=True)
+    with store.engine.connect() as conn:
+        found = inspect(conn)
+        assert "stage" not in {c["name"] for c in found.get_columns("predictions")}
+        assert "group_labels_allowed" not in {c["name"] for c in found.get_columns("models")}
+        assert "split_groups" not in found.get_table_names()
+    assert store.count_predictions() == 4
+    store.migrate()
+    assert store.group_numbers("credit", "region", ["s"]) == {"s": 1}, "numbers start again"

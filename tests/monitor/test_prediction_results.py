@@ -15,12 +15,12 @@ from sqlmodel import SQLModel
 import monitor.store._prediction_results as prediction_results_module
 from monitor.api import create_app
 from monitor.core.prediction_results import PredictionResultRecord
-from monitor.core.windows import Window
+from monitor.core.windows import Split, Window
 from monitor.runner import Budget
 from monitor.score.retention import PredictionResultsRetention
 from monitor.settings import MonitorSettings
 from monitor.store import Store
-from tests.monitor.test_migrations import migrate_to
+from tests.monitor.test_migrations import insert_old_prediction, migrate_to
 from tests.monitor.test_store import prediction_row
 
 
@@ -111,7 +111,7 @@ def test_segment_and_count_windows_select_the_predictions_scoring_selects(store:
     store.insert_predictions(rows)
     store.place_predictions("credit", "v1", None)
     store.save_prediction_results([result(i) for i in range(12)])
-    eu = Window.of_time("credit", "v1", 1000.0, 60, ("region", "eu"))
+    eu = Window.of_time("credit", "v1", 1000.0, 60, Split("segment", "region", "eu"))
     assert [r.event_id for r in store.prediction_results_in_window(eu, "anomaly")] == [
         f"ev-{i}" for i in (1, 3, 5, 7, 9, 11)
     ]
@@ -146,7 +146,7 @@ def test_0007_adds_the_table_with_its_indexes_and_downgrades(database_url: str) 
     store = Store(database_url)
     try:
         migrate_to(store, "0006")
-        store.insert_predictions([prediction_row(0)])
+        insert_old_prediction(store, prediction_row(0))
         store.migrate()
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []

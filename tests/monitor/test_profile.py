@@ -337,6 +337,7 @@ def test_concurrent_writers_never_lose_a_profile_update(store) -> None:
                 "trace_id": None,
                 "parent_span_id": None,
                 "variant": None,
+                "stage": None,
                 "segment": {},
                 "correlation_key": None,
             }

@@ -27,6 +27,7 @@ def prediction_row(i: int, **changes):
         "trace_id": None,
         "parent_span_id": None,
         "variant": None,
+        "stage": None,
         "segment": {},
         "correlation_key": None,
     }

@@ -87,6 +87,7 @@ def test_every_part_of_a_windows_scores_round_trips(store: Store) -> None:
                 "trace_id": None,
                 "parent_span_id": None,
                 "variant": None,
+                "stage": None,
                 "segment": {},
                 "correlation_key": None,
             }

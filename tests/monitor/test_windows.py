@@ -18,7 +18,7 @@ from sqlalchemy import text
 from monitor.api import create_app
 from monitor.core.latency import RELATIVE_ERROR
 from monitor.core.profile import ReferenceProfile, profile_rows
-from monitor.core.windows import Window, parse_segment
+from monitor.core.windows import Window, parse_split
 from monitor.score.results import FeatureDrift, WindowResult
 from monitor.score.scorer import WindowScorer
 from monitor.settings import MonitorSettings
@@ -283,6 +283,7 @@ def test_count_windows_are_blocks_in_ingest_order_that_late_data_never_reshuffle
             "trace_id": None,
             "parent_span_id": None,
             "variant": None,
+            "stage": None,
             "segment": {},
             "correlation_key": None,
         }
@@ -356,7 +357,7 @@ def test_segments_are_scored_apart_capped_and_exported(app_on) -> None:
     assert {d.feature for d in eu_result.drift if d.drifted} == {"income"}
     assert us_result.drift_share == 0.0 and eu_result.drift_share == 0.25
     for result in (eu_result, us_result):
-        parsed = parse_segment(result.segment)
+        parsed = parse_split(result.segment)
         assert parsed is not None
         window = Window.of_time("credit", "v1", T0, W, parsed)
         assert_same_drift(result, from_rows(store, window))

@@ -127,6 +127,19 @@ def test_field_mapping_for_a_custom_format() -> None:
     ]
 
 
+def test_the_configured_variant_and_stage_tag_every_event() -> None:
+    request = {"instances": [[1], [2]]}
+    config = CaptureConfig("m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(),
+                           1 << 20, variant="shadow", stage="ranker")  # fmt: skip
+    out = ExchangeDecoder(config).events(
+        exchange("/invocations", request, {"predictions": [1, 0]}).encode()
+    )
+    docs = [PredictionEvent.model_validate_json(r[1:]) for r in out]
+    assert [(d.variant, d.stage) for d in docs] == [("shadow", "ranker")] * 2
+    untagged = events(exchange("/invocations", request, {"predictions": [1, 0]}))
+    assert all("variant" not in d and "stage" not in d for d in untagged)
+
+
 def test_row_mismatch_and_unknown_paths_are_counted_not_raised() -> None:
     config = CaptureConfig(
         "m", "1", tuple(decoders_for(OutputRules(), None)), FieldPolicy(), 1 << 20
@@ -366,3 +379,16 @@ def test_strip_headers_must_be_header_names() -> None:
     assert settings.strip_headers == frozenset({"x-secret"})
     with pytest.raises(ValidationError, match="no HTTP header name"):
         SidecarSettings(upstream="http://m:80", strip_headers=frozenset({"bad name"}))
+
+
+def test_variant_and_stage_settings_reach_the_capture_config() -> None:
+    from collectors.sidecar.settings import SidecarSettings
+    from collectors.sidecar.shipping import capture_config
+
+    settings = SidecarSettings(upstream="http://m:80", variant="b", stage="ranker")
+    config = capture_config(settings)
+    assert (config.variant, config.stage) == ("b", "ranker")
+    untagged = capture_config(SidecarSettings(upstream="http://m:80"))
+    assert (untagged.variant, untagged.stage) == (None, None)
+    with pytest.raises(ValidationError, match="stage"):
+        SidecarSettings(upstream="http://m:80", stage="not a stage")

@@ -169,6 +169,7 @@ def _insert(
                 "trace_id": None,
                 "parent_span_id": None,
                 "variant": None,
+                "stage": None,
                 "segment": {},
                 "correlation_key": None,
             }
@@ -326,6 +327,7 @@ def test_the_store_reads_a_windows_values_exactly_on_both_backends(store: Store)
             "trace_id": None,
             "parent_span_id": None,
             "variant": None,
+            "stage": None,
             "segment": {},
             "correlation_key": None,
         }
