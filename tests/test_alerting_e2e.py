@@ -477,6 +477,17 @@ def test_capture_drops_fire_the_alert_and_their_end_resolves_it(stack: Stack) ->
     assert set(dropped.values()) <= {0.0}, dropped
 
 
+def history_records() -> set[str]:
+    """The recorded series whose rule reads an earlier time (``offset``)."""
+    rules = yaml.safe_load((ROOT / "alerts" / "recording_rules.yml").read_text())
+    return {
+        rule["record"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "record" in rule and " offset " in f" {rule['expr']} "
+    }
+
+
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     traffic = Traffic(stack)
     traffic.send(drifted=False, seconds=10, malformed=True)
@@ -504,6 +515,12 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         if not empty or time.monotonic() > deadline:
             break
         traffic.send(drifted=False, seconds=2, malformed=True)
+    # A record over an earlier time (last week's rate, the band of the past 6 hours) has
+    # no data on a stack a minute old; promtool's tests (alerts/tests/) give it its
+    # history. Every other query must answer.
+    needs_history = history_records()
+    assert needs_history, "no recording rule reads an offset: the exemption is stale"
+    empty = [where for where in empty if not any(r in where[2] for r in needs_history)]
     assert empty == [], empty
 
     def key(**labels: str) -> str:

@@ -84,6 +84,7 @@ MATRIX: dict[tuple[str, str], list[Call]] = {
     ("GET", "/redoc"): [Call("/redoc", ADMIN_ONLY)],
     ("GET", "/v1/models"): [Call("/v1/models", ADMIN_ONLY)],
     ("GET", "/v1/models/{name}"): [Call("/v1/models/credit", ADMIN_ONLY)],
+    ("GET", "/v1/models/{name}/groups"): [Call("/v1/models/credit/groups", ADMIN_ONLY)],
     ("PUT", "/v1/models/{name}"): [
         Call("/v1/models/credit", ADMIN_ONLY, body=credit_model().model_dump())
     ],

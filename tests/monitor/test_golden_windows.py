@@ -307,6 +307,11 @@ class Scene:
         return {"http": http, "metrics": self.metrics}
 
 
+RECORDED_PARTS = ["accuracy", "quality", "correlation", "multivariate", "predictions"]
+"""The registered window parts when the windows were recorded (feature, prediction
+and label drift are scored whatever the setting)."""
+
+
 @contextlib.contextmanager
 def scene(url: str, **settings: Any) -> Iterator[Scene]:
     clock = Clock(T0 + 1)
@@ -317,6 +322,9 @@ def scene(url: str, **settings: Any) -> Iterator[Scene]:
         # Above every window's rows: the row sample is the whole window, so SQLite's
         # random() never picks rows.
         "score_sample_rows": 100_000,
+        # The parts of the recording: a part registered later adds its own results,
+        # so it is left out here rather than re-recording.
+        "window_parts": RECORDED_PARTS,
         **settings,
     }
     app = create_app(MonitorSettings(**options), clock=clock)
